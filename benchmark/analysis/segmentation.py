@@ -1,0 +1,190 @@
+"""Scores of a soft attribution map against a binary ground-truth mask.
+
+Per sample, for a soft map ``s`` (H, W, any real range) and a mask ``g``
+(H, W, binary):
+
+* the map is binarised as ``s > t`` with ``t`` the map's own mean by default
+  (a constant map therefore predicts all background), or a given threshold in
+  the map's units;
+* pixel accuracy is the fraction of pixels where the binarised map equals the mask;
+* mIoU is the mean IoU over the classes {background, foreground}; a class
+  absent from both prediction and mask (empty union) is left out of the mean;
+* average precision ranks pixels by ``s`` with the mask as labels:
+  ``AP = sum_k (R_k - R_{k-1}) P_k`` over the distinct score values taken as
+  thresholds in decreasing order (tied pixels enter together), the step-wise
+  definition used by scikit-learn's ``average_precision_score``. AP is NaN
+  when the mask has no foreground pixel.
+
+mAP over a set of samples is the mean of the per-sample APs, with undefined
+(empty-mask) APs left out and counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike
+
+__all__ = [
+    "SegmentationScores",
+    "MeanAP",
+    "binarize",
+    "average_precision",
+    "segmentation_scores",
+    "score_samples",
+    "mean_average_precision",
+]
+
+
+@dataclass(frozen=True)
+class SegmentationScores:
+    """Scores of one soft map against one mask.
+
+    Attributes:
+        pixel_accuracy: fraction of correctly classified pixels, in [0, 1].
+        miou: mean of the defined IoUs over {background, foreground}, in [0, 1].
+        iou_background, iou_foreground: per-class IoU; NaN when the class is
+            absent from both prediction and mask.
+        average_precision: AP of the soft map, in [0, 1]; NaN for an empty mask.
+        threshold: threshold used for binarisation (map units).
+    """
+
+    pixel_accuracy: float
+    miou: float
+    iou_background: float
+    iou_foreground: float
+    average_precision: float
+    threshold: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class MeanAP:
+    """mAP over samples: ``value`` is the mean of ``n`` defined APs; ``n_undefined`` were NaN."""
+
+    value: float
+    n: int
+    n_undefined: int
+
+
+def _check_pair(soft_map: ArrayLike, mask: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    s = np.asarray(soft_map, dtype=np.float64)
+    g = np.asarray(mask)
+    if s.ndim != 2 or s.shape != g.shape:
+        raise ValueError(f"expected soft map and mask of the same (H, W) shape, got {s.shape} and {g.shape}")
+    if not np.isfinite(s).all():
+        raise ValueError("soft map contains NaN or inf")
+    if g.dtype != bool:
+        if not np.isin(g, (0, 1)).all():
+            raise ValueError("mask must be binary (bool or values in {0, 1})")
+        g = g.astype(bool)
+    return s, g
+
+
+def binarize(soft_map: ArrayLike, threshold: float | None = None) -> np.ndarray:
+    """Foreground prediction ``soft_map > threshold`` (bool, same shape); threshold defaults to the map's mean."""
+    s = np.asarray(soft_map, dtype=np.float64)
+    t = float(s.mean()) if threshold is None else float(threshold)
+    return s > t
+
+
+def average_precision(scores: ArrayLike, labels: ArrayLike) -> float:
+    """Average precision of real-valued ``scores`` for binary ``labels`` (any equal shapes; flattened).
+
+    Returns NaN when there is no positive label. See the module docstring for the definition.
+    """
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    y = np.asarray(labels).ravel()
+    if s.shape != y.shape:
+        raise ValueError(f"scores and labels differ in size: {s.size} vs {y.size}")
+    if y.dtype != bool:
+        if not np.isin(y, (0, 1)).all():
+            raise ValueError("labels must be binary (bool or values in {0, 1})")
+        y = y.astype(bool)
+    n_pos = int(y.sum())
+    if n_pos == 0:
+        return float("nan")
+    order = np.argsort(-s, kind="stable")
+    s_sorted, y_sorted = s[order], y[order]
+    tp = np.cumsum(y_sorted)
+    # Keep only the last position of each run of tied scores: a threshold admits all ties at once.
+    last_of_tie = np.r_[s_sorted[1:] != s_sorted[:-1], True]
+    tp = tp[last_of_tie].astype(np.float64)
+    predicted = (np.flatnonzero(last_of_tie) + 1).astype(np.float64)
+    precision = tp / predicted
+    recall = tp / n_pos
+    recall_prev = np.r_[0.0, recall[:-1]]
+    return float(np.sum((recall - recall_prev) * precision))
+
+
+def _iou(pred: np.ndarray, truth: np.ndarray) -> float:
+    union = int(np.logical_or(pred, truth).sum())
+    if union == 0:
+        return float("nan")
+    return int(np.logical_and(pred, truth).sum()) / union
+
+
+def segmentation_scores(soft_map: ArrayLike, mask: ArrayLike, threshold: float | None = None) -> SegmentationScores:
+    """Pixel accuracy, mIoU and AP of one soft map against one mask.
+
+    Args:
+        soft_map: (H, W), any real range (higher = more foreground).
+        mask: (H, W), bool or {0, 1}; True/1 is foreground.
+        threshold: binarisation threshold in map units; None uses the map's mean.
+    """
+    s, g = _check_pair(soft_map, mask)
+    t = float(s.mean()) if threshold is None else float(threshold)
+    pred = s > t
+    iou_bg, iou_fg = _iou(~pred, ~g), _iou(pred, g)
+    defined = [v for v in (iou_bg, iou_fg) if not np.isnan(v)]
+    return SegmentationScores(
+        pixel_accuracy=float((pred == g).mean()),
+        # A non-empty image always has at least one defined class.
+        miou=float(np.mean(defined)),
+        iou_background=iou_bg,
+        iou_foreground=iou_fg,
+        average_precision=average_precision(s, g),
+        threshold=t,
+    )
+
+
+def score_samples(
+    soft_maps: ArrayLike | Iterable[ArrayLike],
+    masks: ArrayLike | Iterable[ArrayLike],
+    threshold: float | None = None,
+    sample_ids: Iterable[Any] | None = None,
+) -> pd.DataFrame:
+    """Per-sample :class:`SegmentationScores` as a frame.
+
+    Args:
+        soft_maps: (N, H, W) array or an iterable of (H, W) maps (sizes may differ per sample).
+        masks: matching (N, H, W) array or iterable of (H, W) masks.
+        threshold: see :func:`segmentation_scores`.
+        sample_ids: optional ids; defaults to 0..N-1.
+
+    Returns:
+        Frame with columns ``sample_id`` and the :class:`SegmentationScores` fields.
+    """
+    maps, gts = list(soft_maps), list(masks)
+    if len(maps) != len(gts):
+        raise ValueError(f"{len(maps)} soft maps but {len(gts)} masks")
+    ids = list(range(len(maps))) if sample_ids is None else list(sample_ids)
+    if len(ids) != len(maps):
+        raise ValueError(f"{len(ids)} sample ids for {len(maps)} samples")
+    rows = [{"sample_id": i, **segmentation_scores(m, g, threshold).to_dict()} for i, m, g in zip(ids, maps, gts)]
+    return pd.DataFrame(rows)
+
+
+def mean_average_precision(ap_values: ArrayLike) -> MeanAP:
+    """Mean of per-sample APs (1-D); NaN (undefined, empty-mask) APs are left out and counted."""
+    ap = np.asarray(ap_values, dtype=np.float64).ravel()
+    defined = ap[~np.isnan(ap)]
+    if defined.size == 0:
+        raise ValueError(f"all {ap.size} APs are undefined (empty masks)")
+    return MeanAP(value=float(defined.mean()), n=int(defined.size), n_undefined=int(ap.size - defined.size))

@@ -1,0 +1,1 @@
+"""Contracts shared by tasks, datasets, model adapters and the runner."""

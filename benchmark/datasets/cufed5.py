@@ -1,0 +1,75 @@
+"""CUFED5 reference-based super-resolution; see DESIGN.md for the layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from benchmark.api.sample import I2ISample, SampleError
+from benchmark.datasets.io import _open, read_image, read_mask
+
+SCALE = 4
+
+
+def bicubic_lr(hr: Image.Image) -> tuple[Image.Image, Image.Image]:
+    """Crop HR to a multiple of 4, downsample x1/4 with PIL bicubic; returns (HR crop, LR)."""
+    w, h = hr.size
+    hr = hr.crop((0, 0, w - w % SCALE, h - h % SCALE))
+    return hr, hr.resize((hr.size[0] // SCALE, hr.size[1] // SCALE), Image.BICUBIC)
+
+
+def _to_tensor(img: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
+
+
+class Cufed5Dataset:
+    """HR image, its reference at a similarity ``level`` (1 = most similar), and the x1/4 LR input.
+
+    Condition: ``lr_up``, the LR image upsampled x4 with PIL bicubic to the HR
+    size (the bicubic baseline). ``region_mask`` / ``reference_mask`` come from
+    ``CUFED5_masks/{id}_{level}_hr.png`` / ``_ref.png`` when present.
+    """
+
+    def __init__(self, root: str | Path, level: int = 1, reference_size: tuple[int, int] | None = None):
+        if not 1 <= level <= 5:
+            raise ValueError(f"CUFED5 reference level must be in 1..5, got {level}")
+        self.root, self.level, self.reference_size = Path(root), level, reference_size
+        self.folder = self.root / "CUFED5"
+        if not self.folder.is_dir():
+            raise FileNotFoundError(f"CUFED5 folder not found: {self.folder}")
+        self._ids = sorted(p.name[: -len("_0.png")] for p in self.folder.glob("*_0.png"))
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self._ids)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __getitem__(self, i: int) -> I2ISample:
+        sid = self._ids[i]
+        hr_path = self.folder / f"{sid}_0.png"
+        hr_img = _open(hr_path, sid).convert("RGB")
+        if min(hr_img.size) < SCALE * 2:
+            raise SampleError(sid, str(hr_path), f"HR image {hr_img.size} too small for x{SCALE} super-resolution")
+        hr_img, lr = bicubic_lr(hr_img)
+        lr_up = lr.resize(hr_img.size, Image.BICUBIC)
+        size = hr_img.size[::-1]
+        ref_path = self.folder / f"{sid}_{self.level}.png"
+        ref = read_image(ref_path, sid, self.reference_size)
+        masks = self.root / "CUFED5_masks"
+        hr_mask_path, ref_mask_path = masks / f"{sid}_{self.level}_hr.png", masks / f"{sid}_{self.level}_ref.png"
+        region = read_mask(hr_mask_path, sid, size, allow_empty=True) if hr_mask_path.is_file() else None
+        ref_mask = read_mask(ref_mask_path, sid, tuple(ref.shape[-2:]), allow_empty=True) if ref_mask_path.is_file() else None
+        return I2ISample(
+            sample_id=sid,
+            reference=ref,
+            reference_mask=ref_mask,
+            conditions={"lr_up": _to_tensor(lr_up)},
+            target=_to_tensor(hr_img),
+            region_mask=region,
+            meta={"level": self.level, "lr": _to_tensor(lr)},
+        )

@@ -1,0 +1,58 @@
+"""Image reading with errors that name the sample and the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from benchmark.api.sample import SampleError
+
+
+def read_image(path: Path, sample_id: str, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Read an RGB image as (3, H, W) float32 in [0, 1], resized (bicubic) to ``size`` = (H, W) if given."""
+    img = _open(path, sample_id).convert("RGB")
+    if size is not None and img.size != (size[1], size[0]):
+        img = img.resize((size[1], size[0]), Image.BICUBIC)
+    return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
+
+
+def read_mask(path: Path, sample_id: str, size: tuple[int, int] | None = None, *,
+              allow_empty: bool = False) -> torch.Tensor:
+    """Read a binary mask as (1, H, W) float32 in {0, 1} (pixels >= 128 are 1).
+
+    Grey levels from JPEG compression or resizing are thresholded; a mask with
+    many mid-grey pixels is not a mask and is rejected, as is an empty one
+    unless ``allow_empty``.
+    """
+    img = _open(path, sample_id).convert("L")
+    if size is not None and img.size != (size[1], size[0]):
+        img = img.resize((size[1], size[0]), Image.NEAREST)
+    arr = np.asarray(img, dtype=np.uint8)
+    grey = np.mean((arr > 64) & (arr < 192))
+    if grey > 0.05:
+        raise SampleError(sample_id, str(path), f"mask is not binary ({grey:.0%} of pixels are mid-grey)")
+    mask = arr >= 128
+    if not allow_empty and not mask.any():
+        raise SampleError(sample_id, str(path), "mask is empty")
+    return torch.from_numpy(mask.astype(np.float32))[None]
+
+
+def _open(path: Path, sample_id: str) -> Image.Image:
+    if not path.is_file():
+        raise SampleError(sample_id, str(path), "file is missing")
+    try:
+        img = Image.open(path)
+        img.load()
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise SampleError(sample_id, str(path), f"image is unreadable or truncated: {err}") from err
+    return img
+
+
+def check_aspect(sample_id: str, path: Path, got: tuple[int, int], want: tuple[int, int], tol: float = 0.02) -> None:
+    """Reject an image whose aspect ratio differs from ``want`` (both (H, W)) by more than ``tol``."""
+    r_got, r_want = got[0] / got[1], want[0] / want[1]
+    if abs(r_got - r_want) / r_want > tol:
+        raise SampleError(sample_id, str(path), f"aspect ratio {got[0]}x{got[1]} does not match {want[0]}x{want[1]}")

@@ -1,0 +1,56 @@
+"""IMACS (eq. 17-18): how well a thresholded attribution map agrees with a mask.
+
+    IMACS = mean(M_hat * x) / mean(x) - lambda * mean(M_hat * (1 - x)) / mean(1 - x)
+
+with x the inpainting mask (IMACS_g) or the reference mask (IMACS_r), M_hat
+the normalised, resized, thresholded map (eq. 9); range [-lambda, 1], higher
+is better. An empty or full mask, or a constant map, has no defined score:
+the result says why instead of dividing by zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from benchmark.maps import DEFAULT_THRESHOLD, prepare_map
+
+DEFAULT_LAMBDA = 3.0
+
+
+@dataclass(frozen=True)
+class IMACSResult:
+    value: float | None
+    undefined: str | None = None  # reason, when value is None
+
+    @property
+    def defined(self) -> bool:
+        return self.value is not None
+
+    def as_float(self) -> float:
+        return float("nan") if self.value is None else self.value
+
+
+def imacs_from_prepared(m_hat: torch.Tensor, mask: torch.Tensor, lam: float = DEFAULT_LAMBDA) -> IMACSResult:
+    """IMACS of one prepared map ``m_hat`` (H, W) in [0, 1] against a binary ``mask`` (H, W)."""
+    if m_hat.shape[-2:] != mask.shape[-2:]:
+        raise ValueError(f"map {tuple(m_hat.shape)} and mask {tuple(mask.shape)} differ in size")
+    x = (mask.reshape(m_hat.shape[-2:]) > 0.5).double()
+    inside = x.mean().item()
+    if inside == 0.0:
+        return IMACSResult(None, "empty mask")
+    if inside == 1.0:
+        return IMACSResult(None, "full mask (no outside region)")
+    m = m_hat.double()
+    if torch.isnan(m).any():
+        return IMACSResult(None, "constant attribution map")
+    score = (m * x).mean() / x.mean() - lam * (m * (1 - x)).mean() / (1 - x).mean()
+    return IMACSResult(float(score))
+
+
+def imacs(raw_map: torch.Tensor, mask: torch.Tensor, lam: float = DEFAULT_LAMBDA,
+          threshold: float = DEFAULT_THRESHOLD) -> IMACSResult:
+    """IMACS of a raw map (h, w) against a mask (H, W) or (1, H, W): eq. (8), (9), then (18)."""
+    size = tuple(mask.shape[-2:])
+    return imacs_from_prepared(prepare_map(raw_map, size, threshold), mask.reshape(size), lam)

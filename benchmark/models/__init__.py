@@ -1,0 +1,1 @@
+"""Builders for the project's mini models (standard diffusers / transformers components)."""

@@ -1,0 +1,104 @@
+"""Mini I2I latent diffusion components, built from standard library classes.
+
+Everything here is a stock ``AutoencoderKL``, ``UNet2DConditionModel`` or
+``CLIPVisionModel``, so the embedded default goes through exactly the code
+path a full-size model takes; only the sizes are small.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+import json
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from transformers import CLIPVisionConfig, CLIPVisionModel
+
+I2I_CONFIG_NAME = "i2i_config.json"
+
+
+@dataclass(frozen=True)
+class I2IModelSpec:
+    """What a reference-conditioned UNet expects, saved beside its weights.
+
+    ``conditions`` lists the extra UNet inputs in channel order, each as
+    ``(name, kind)``: kind ``image`` is VAE-encoded (4 latent channels), kind
+    ``mask`` is resized to the latent grid (1 channel). ``reference_tokens`` is
+    ``patch`` (CLS + patch tokens, the paper's custom model) or ``cls`` (one
+    pooled token, like Paint-by-Example).
+    """
+
+    conditions: tuple[tuple[str, str], ...]
+    reference_tokens: str = "patch"
+    guidance_scale: float = 3.0
+    num_inference_steps: int = 20
+    extra: dict = field(default_factory=dict)
+
+    def condition_channels(self, latent_channels: int = 4) -> int:
+        return sum(latent_channels if kind == "image" else 1 for _, kind in self.conditions)
+
+    def save(self, folder: str | Path) -> None:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        data = asdict(self)
+        data["conditions"] = [list(c) for c in self.conditions]
+        (Path(folder) / I2I_CONFIG_NAME).write_text(json.dumps(data, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "I2IModelSpec":
+        path = Path(folder) / I2I_CONFIG_NAME
+        if not path.is_file():
+            raise FileNotFoundError(f"no {I2I_CONFIG_NAME} in model folder {folder}: is this an I2I model folder?")
+        data = json.loads(path.read_text())
+        data["conditions"] = tuple(tuple(c) for c in data["conditions"])
+        return cls(**data)
+
+
+def build_vae(latent_channels: int = 4) -> AutoencoderKL:
+    """An f=4 AutoencoderKL: (B, 3, H, W) in [-1, 1] <-> (B, 4, H/4, W/4)."""
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        block_out_channels=(32, 48, 64),
+        layers_per_block=1,
+        latent_channels=latent_channels,
+        norm_num_groups=16,
+        sample_size=64,
+    )
+
+
+def build_image_encoder(image_size: int = 32, patch_size: int = 4, hidden_size: int = 64) -> CLIPVisionModel:
+    """A small CLIP vision tower; its (1 + (image_size/patch_size)^2) tokens are the UNet context."""
+    config = CLIPVisionConfig(
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=image_size,
+        patch_size=patch_size,
+        num_channels=3,
+    )
+    return CLIPVisionModel(config)
+
+
+def build_unet(condition_channels: int, cross_attention_dim: int = 64, latent_channels: int = 4) -> UNet2DConditionModel:
+    """A two-level cross-attention UNet taking ``latent_channels + condition_channels`` inputs."""
+    return UNet2DConditionModel(
+        sample_size=16,
+        in_channels=latent_channels + condition_channels,
+        out_channels=latent_channels,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        cross_attention_dim=cross_attention_dim,
+        attention_head_dim=4,  # diffusers reads this as the number of heads
+        norm_num_groups=16,
+        mid_block_type="UNetMidBlock2DCrossAttn",
+    )
+
+
+def count_parameters(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,1 @@
+"""Sampling pipelines for reference-conditioned latent diffusion models."""

@@ -1,0 +1,104 @@
+"""The paper's custom I2I model as a diffusers pipeline.
+
+A ``UNet2DConditionModel`` whose extra input channels carry the task's
+conditions (VAE latents of condition images, masks resized to the latent
+grid) and whose cross-attention context is the reference image encoded by a
+CLIP vision tower: CLS + patch tokens (``patch``), or the pooled token alone
+(``cls``, as Paint-by-Example does).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline, UNet2DConditionModel
+from transformers import CLIPVisionModel
+
+from benchmark.models.mini import I2IModelSpec
+
+
+class ReferenceI2IPipeline(DiffusionPipeline):
+    model_cpu_offload_seq = "image_encoder->unet->vae"
+
+    def __init__(self, vae: AutoencoderKL, unet: UNet2DConditionModel, image_encoder: CLIPVisionModel,
+                 scheduler: DDIMScheduler, spec: I2IModelSpec | None = None):
+        super().__init__()
+        self.register_modules(vae=vae, unet=unet, image_encoder=image_encoder, scheduler=scheduler)
+        self.spec = spec
+
+    # --- encoders -------------------------------------------------------------------------------
+    def encode_reference(self, reference: torch.Tensor) -> torch.Tensor:
+        """(B, 3, Hr, Wr) in [0, 1] -> context (B, tokens, D): CLS + patches, or the pooled token."""
+        size = self.image_encoder.config.image_size
+        pixels = F.interpolate(reference, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        out = self.image_encoder(pixel_values=pixels * 2 - 1)
+        if self.spec.reference_tokens == "cls":
+            return out.pooler_output[:, None]
+        return out.last_hidden_state
+
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] -> scaled latent (B, C, H/f, W/f), the posterior mode (deterministic)."""
+        latent = self.vae.encode(image * 2 - 1).latent_dist.mode()
+        return latent * self.vae.config.scaling_factor
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents -> (B, 3, H, W) in [0, 1]."""
+        return ((self.vae.decode(latents / self.vae.config.scaling_factor).sample + 1) / 2).clamp(0, 1)
+
+    def encode_conditions(self, conditions: dict[str, torch.Tensor], latent_size: tuple[int, int]) -> torch.Tensor:
+        """Stack the spec's conditions in channel order at the latent size -> (B, C_cond, h, w)."""
+        parts = []
+        for name, kind in self.spec.conditions:
+            if name not in conditions:
+                raise KeyError(f"model expects condition {name!r}; got {sorted(conditions)}")
+            x = conditions[name].to(self.device, self.unet.dtype)
+            parts.append(self.encode_image(x) if kind == "image" else F.interpolate(x, size=latent_size, mode="area"))
+        return torch.cat(parts, dim=1)
+
+    def latent_size(self, image_size: tuple[int, int]) -> tuple[int, int]:
+        f = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        return image_size[0] // f, image_size[1] // f
+
+    # --- sampling ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def __call__(self, reference: torch.Tensor, conditions: dict[str, torch.Tensor], num_inference_steps: int | None = None,
+                 guidance_scale: float | None = None, generator: torch.Generator | None = None, eta: float = 0.0,
+                 callback_on_step_end: Callable | None = None, latents: torch.Tensor | None = None) -> torch.Tensor:
+        """Generate (B, 3, H, W) images in [0, 1] for ``reference`` (B, 3, Hr, Wr) and ``conditions``.
+
+        Classifier-free guidance runs the batch as [unconditional; conditional]
+        (the conditional half second, as diffusers pipelines do) whenever
+        ``guidance_scale > 1``; the unconditional context is all zeros, the
+        null reference used in training.
+        ``callback_on_step_end(pipe, i, t, {})`` is called after step i.
+        """
+        steps = num_inference_steps or self.spec.num_inference_steps
+        scale = self.spec.guidance_scale if guidance_scale is None else guidance_scale
+        reference = reference.to(self.device, self.unet.dtype)
+        image_size = tuple(next(iter(conditions.values())).shape[-2:])
+        h, w = self.latent_size(image_size)
+        context = self.encode_reference(reference)
+        cond = self.encode_conditions(conditions, (h, w))
+        do_cfg = scale > 1.0
+        if do_cfg:
+            context = torch.cat([torch.zeros_like(context), context])
+            cond = torch.cat([cond, cond])
+        b = reference.shape[0]
+        if latents is None:
+            latents = torch.randn((b, self.unet.config.out_channels, h, w), generator=generator,
+                                  device="cpu", dtype=torch.float32).to(self.device, self.unet.dtype)
+        self.scheduler.set_timesteps(steps, device=self.device)
+        latents = latents * self.scheduler.init_noise_sigma
+        for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
+            x = torch.cat([latents, latents]) if do_cfg else latents
+            x = torch.cat([self.scheduler.scale_model_input(x, t), cond], dim=1)
+            eps = self.unet(x, t, encoder_hidden_states=context).sample
+            if do_cfg:
+                uncond, cond_eps = eps.chunk(2)
+                eps = uncond + scale * (cond_eps - uncond)
+            latents = self.scheduler.step(eps, t, latents, eta=eta, generator=generator).prev_sample
+            if callback_on_step_end is not None:
+                callback_on_step_end(self, i, t, {})
+        return self.decode(latents)

@@ -1,0 +1,1 @@
+"""Reproducible training of the embedded-default mini models."""

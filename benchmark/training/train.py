@@ -1,0 +1,232 @@
+"""Train the embedded-default mini models: one shared VAE, then per task a
+patch-token model (with two earlier checkpoints kept as a quality ladder) and a
+CLS-only model. Seeded, resumable from checkpoints, with progress bars.
+
+    python -m benchmark train                 # everything (resumes where it stopped)
+    python -m benchmark train --task viton_hd --steps 400
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDPMScheduler
+from tqdm.auto import tqdm
+
+from benchmark.api.sample import I2ISample
+from benchmark.datasets import CocoeeDataset, Cufed5Dataset, VitonHDDataset
+from benchmark.models.mini import I2IModelSpec, build_image_encoder, build_unet, build_vae
+from benchmark.training.embedded import EMBEDDED_TASKS, SHARED_VAE_DIR, EmbeddedTask, cache_dir, ensure_data
+
+REFERENCE_DROP = 0.1  # classifier-free guidance: fraction of steps trained without the reference
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    vae_steps: int = 1500
+    steps: int = 3000
+    cls_steps: int = 1500
+    ladder: tuple[float, ...] = (0.125, 0.375)
+    batch_size: int = 32
+    lr: float = 5e-4
+    seed: int = 0
+    checkpoint_every: int = 250
+
+
+def load_split(task: EmbeddedTask, split: str, levels: tuple[int, ...] = (1, 2, 3)) -> list[I2ISample]:
+    """All samples of a split of the task's procedural data, in memory."""
+    root = ensure_data(task.generator, task.n_train, task.n_test, task.seed)
+    if task.generator == "viton_hd":
+        datasets = [VitonHDDataset(root, split, "paired", size=None)]
+    elif task.generator == "cocoee":
+        datasets = [CocoeeDataset(root / split, size=None)]
+    else:
+        datasets = [Cufed5Dataset(root / split, level=lv) for lv in (levels if split == "train" else (1,))]
+    return [ds[i] for ds in datasets for i in range(len(ds))]
+
+
+def _atomic_save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _lr_at(step: int, total: int, base: float, warmup: int = 100) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(total - warmup, 1))))
+
+
+# --- VAE --------------------------------------------------------------------------------------
+def train_vae(plan: TrainPlan, out_dir: Path = SHARED_VAE_DIR) -> AutoencoderKL:
+    """Train the shared f=4 VAE on every image of every task's train split (L1 + tiny KL)."""
+    if (out_dir / "config.json").is_file():
+        return AutoencoderKL.from_pretrained(out_dir, torch_dtype=torch.float32)
+    pools = []
+    for task in EMBEDDED_TASKS.values():
+        samples = load_split(task, "train")
+        imgs = [s.target for s in samples] + [s.reference for s in samples]
+        imgs += [v for s in samples for k, v in s.conditions.items() if v.shape[0] == 3]
+        pools.append(torch.stack(imgs))
+    torch.manual_seed(plan.seed)
+    vae = build_vae()
+    opt = torch.optim.AdamW(vae.parameters(), lr=plan.lr)
+    state_path = cache_dir() / "train" / "vae" / "state.pt"
+    start = 0
+    if state_path.is_file():
+        state = torch.load(state_path, weights_only=False)
+        vae.load_state_dict(state["model"]), opt.load_state_dict(state["opt"])
+        torch.set_rng_state(state["rng"])
+        start = state["step"]
+    t0 = time.time()
+    bs = plan.batch_size // 2
+    for step in tqdm(range(start, plan.vae_steps), desc="vae", initial=start, total=plan.vae_steps):
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(step, plan.vae_steps, plan.lr)
+        pool = pools[step % len(pools)]
+        x = pool[torch.randint(len(pool), (bs,))] * 2 - 1
+        post = vae.encode(x).latent_dist
+        rec = vae.decode(post.sample()).sample
+        loss = (rec - x).abs().mean() + 1e-6 * post.kl().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if (step + 1) % plan.checkpoint_every == 0:
+            _atomic_save({"model": vae.state_dict(), "opt": opt.state_dict(), "step": step + 1,
+                          "rng": torch.get_rng_state()}, state_path)
+    vae.eval()
+    with torch.no_grad():
+        z = torch.cat([vae.encode(p[:256] * 2 - 1).latent_dist.mode().flatten() for p in pools])
+        vae.register_to_config(scaling_factor=float(1.0 / z.std()))
+    vae.to(torch.float16).save_pretrained(out_dir, safe_serialization=True)
+    _write_json(out_dir / "train_summary.json", {"steps": plan.vae_steps, "seconds": time.time() - t0,
+                                                 "scaling_factor": vae.config.scaling_factor})
+    return vae.to(torch.float32)
+
+
+# --- UNet + reference encoder ----------------------------------------------------------------
+@dataclass
+class LatentData:
+    target: torch.Tensor  # (N, 4, h, w) scaled latents
+    cond: torch.Tensor  # (N, C_cond, h, w)
+    reference: torch.Tensor  # (N, 3, Hr, Wr) in [0, 1]
+
+
+@torch.no_grad()
+def encode_split(vae: AutoencoderKL, spec: I2IModelSpec, samples: list[I2ISample], batch: int = 128) -> LatentData:
+    sf = vae.config.scaling_factor
+    enc = lambda x: vae.encode(x * 2 - 1).latent_dist.mode() * sf  # noqa: E731
+    targets, conds = [], []
+    for i in range(0, len(samples), batch):
+        chunk = samples[i : i + batch]
+        tgt = enc(torch.stack([s.target for s in chunk]))
+        parts = []
+        for name, kind in spec.conditions:
+            x = torch.stack([s.conditions[name] for s in chunk])
+            parts.append(enc(x) if kind == "image" else F.interpolate(x, size=tgt.shape[-2:], mode="area"))
+        targets.append(tgt)
+        conds.append(torch.cat(parts, 1))
+    return LatentData(torch.cat(targets), torch.cat(conds), torch.stack([s.reference for s in samples]))
+
+
+def reference_context(encoder, reference: torch.Tensor, tokens: str) -> torch.Tensor:
+    """Same encoding as ``ReferenceI2IPipeline.encode_reference``."""
+    size = encoder.config.image_size
+    px = F.interpolate(reference, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    out = encoder(pixel_values=px * 2 - 1)
+    return out.pooler_output[:, None] if tokens == "cls" else out.last_hidden_state
+
+
+def export_model(folder: Path, unet, encoder, spec: I2IModelSpec, summary: dict) -> None:
+    """Save in standard folders (fp16 safetensors): ``unet/``, ``image_encoder/``, ``i2i_config.json``."""
+    import copy
+
+    copy.deepcopy(unet).to(torch.float16).save_pretrained(folder / "unet", safe_serialization=True)
+    copy.deepcopy(encoder).to(torch.float16).save_pretrained(folder / "image_encoder", safe_serialization=True)
+    spec.save(folder)
+    _write_json(folder / "train_summary.json", summary)
+
+
+def train_task(task: EmbeddedTask, tokens: str, plan: TrainPlan, vae: AutoencoderKL) -> None:
+    """Train one (task, token mode) run; exports the final model and, for patch tokens, the ladder."""
+    steps = plan.steps if tokens == "patch" else plan.cls_steps
+    final_name = "full" if tokens == "patch" else "cls-only"
+    final_dir = task.models_dir / final_name
+    if (final_dir / "train_summary.json").is_file():
+        return
+    spec = I2IModelSpec(conditions=task.conditions, reference_tokens=tokens)
+    data = encode_split(vae, spec, load_split(task, "train"))
+    torch.manual_seed(plan.seed)
+    encoder = build_image_encoder()
+    unet = build_unet(data.cond.shape[1], cross_attention_dim=encoder.config.hidden_size)
+    params = list(unet.parameters()) + list(encoder.parameters())
+    opt = torch.optim.AdamW(params, lr=plan.lr, weight_decay=0.01)
+    sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
+    state_path = cache_dir() / "train" / task.name / tokens / "state.pt"
+    start, elapsed, losses = 0, 0.0, []
+    gen = torch.Generator().manual_seed(plan.seed)
+    if state_path.is_file():
+        state = torch.load(state_path, weights_only=False)
+        unet.load_state_dict(state["unet"]), encoder.load_state_dict(state["encoder"])
+        opt.load_state_dict(state["opt"]), gen.set_state(state["gen"])
+        start, elapsed, losses = state["step"], state["elapsed"], state["losses"]
+    ladder = {int(round(f * steps)): f"ckpt-{int(round(f * steps))}" for f in plan.ladder} if tokens == "patch" else {}
+    n = len(data.target)
+    t0 = time.time() - elapsed
+    bar = tqdm(range(start, steps), desc=f"{task.name}/{final_name}", initial=start, total=steps)
+    for step in bar:
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(step, steps, plan.lr)
+        idx = torch.randint(n, (plan.batch_size,), generator=gen)
+        x0, cond = data.target[idx], data.cond[idx]
+        noise = torch.randn(x0.shape, generator=gen)
+        t = torch.randint(0, sched.config.num_train_timesteps, (plan.batch_size,), generator=gen)
+        ctx = reference_context(encoder, data.reference[idx], tokens)
+        keep = (torch.rand(plan.batch_size, generator=gen) >= REFERENCE_DROP).float()[:, None, None]
+        pred = unet(torch.cat([sched.add_noise(x0, noise, t), cond], 1), t, encoder_hidden_states=ctx * keep).sample
+        loss = F.mse_loss(pred, noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        losses.append(float(loss))
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-100:]):.4f}")
+        done = step + 1
+        if done in ladder:
+            export_model(task.models_dir / ladder[done], unet, encoder, spec,
+                         _summary(task, tokens, done, steps, time.time() - t0, losses, plan))
+        if done % plan.checkpoint_every == 0 or done == steps:
+            _atomic_save({"unet": unet.state_dict(), "encoder": encoder.state_dict(), "opt": opt.state_dict(),
+                          "gen": gen.get_state(), "step": done, "elapsed": time.time() - t0, "losses": losses},
+                         state_path)
+    export_model(final_dir, unet, encoder, spec, _summary(task, tokens, steps, steps, time.time() - t0, losses, plan))
+
+
+def _summary(task, tokens, step, total, seconds, losses, plan) -> dict:
+    return {"task": task.name, "reference_tokens": tokens, "step": step, "total_steps": total,
+            "seconds": round(seconds, 1), "batch_size": plan.batch_size, "lr": plan.lr, "seed": plan.seed,
+            "loss_first_100": float(np.mean(losses[:100])), "loss_last_100": float(np.mean(losses[-100:])),
+            "threads": torch.get_num_threads(), "device": "cpu"}
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def train_all(plan: TrainPlan = TrainPlan(), tasks: list[str] | None = None) -> None:
+    vae = train_vae(plan)
+    vae.eval().requires_grad_(False)
+    for name in tasks or list(EMBEDDED_TASKS):
+        for tokens in ("patch", "cls"):
+            train_task(EMBEDDED_TASKS[name], tokens, plan, vae)

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from benchmark.analysis.bootstrap import bootstrap_mean
+
+
+def test_ci_contains_mean_and_narrows_with_n() -> None:
+    rng = np.random.default_rng(0)
+    small = bootstrap_mean(rng.normal(size=20), n_boot=1000)
+    large = bootstrap_mean(rng.normal(size=2000), n_boot=1000)
+    for res in (small, large):
+        assert res.ci_low <= res.mean <= res.ci_high
+    assert (large.ci_high - large.ci_low) < (small.ci_high - small.ci_low)
+
+
+def test_matches_brute_force_and_scipy_percentile_bootstrap() -> None:
+    x = np.random.default_rng(1).exponential(size=80)
+    res = bootstrap_mean(x, n_boot=4000, seed=3)
+    rng = np.random.default_rng(3)
+    idx = rng.integers(0, x.size, size=(4000, x.size))
+    brute = np.array([x[i].mean() for i in idx])
+    assert (res.ci_low, res.ci_high) == pytest.approx(tuple(np.quantile(brute, [0.025, 0.975])), rel=1e-12)
+    # scipy draws different resamples, so agreement is only up to Monte-Carlo error.
+    ref = stats.bootstrap((x,), np.mean, n_resamples=4000, method="percentile", rng=np.random.default_rng(0))
+    se = x.std(ddof=1) / np.sqrt(x.size)
+    assert res.ci_low == pytest.approx(ref.confidence_interval.low, abs=0.15 * se)
+    assert res.ci_high == pytest.approx(ref.confidence_interval.high, abs=0.15 * se)
+
+
+def test_nan_dropped_and_counted() -> None:
+    res = bootstrap_mean([1.0, np.nan, 3.0, np.nan, 5.0], n_boot=200)
+    assert (res.mean, res.n, res.n_dropped) == (3.0, 3, 2)
+    with pytest.raises(ValueError, match="no finite values"):
+        bootstrap_mean([np.nan, np.nan])
+    with pytest.raises(ValueError, match="confidence"):
+        bootstrap_mean([1.0, 2.0], confidence=95)
