@@ -7,16 +7,17 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.api.sample import I2ISample
-from benchmark.datasets.io import read_image, read_mask
+from benchmark.datasets.io import read_image, read_mask, require_dirs
 
 
 class CocoeeDataset:
     """Exemplar-based object inpainting.
 
     ``root`` is the folder that contains ``test_bench``. The box mask (255 =
-    fill) is ``region_mask``; ``Ref_mask_3500/{id}_ref_mask.png`` is used as the
-    reference mask when present, otherwise IMACS_r is not applicable
-    (``reference_mask`` is None). Conditions: ``masked_image`` (GT with the box
+    fill) is ``region_mask``. When the folder ``Ref_mask_3500`` exists (the
+    procedural trees write it; real COCOEE has none), every sample's
+    ``{id}_ref_mask.png`` is the reference mask and a missing one is an error;
+    without the folder IMACS_r is not applicable (``reference_mask`` is None). Conditions: ``masked_image`` (GT with the box
     greyed out, 0.5) and ``mask``.
     """
 
@@ -28,6 +29,9 @@ class CocoeeDataset:
         gt_dir = self.bench / "GT_3500"
         if not gt_dir.is_dir():
             raise FileNotFoundError(f"COCOEE folder not found: {gt_dir} (expected <root>/test_bench/GT_3500)")
+        require_dirs("COCOEE", self.bench / "Ref_3500", self.bench / "Mask_bbox_3500")
+        # Decided per dataset, not per sample, so one missing file cannot silently drop IMACS_r for a batch.
+        self.has_reference_masks = (self.bench / "Ref_mask_3500").is_dir()
         id_list = self.bench / "id_list.npy"
         if id_list.is_file():
             self._ids = [f"{int(i):012d}" for i in np.load(id_list)]
@@ -48,7 +52,7 @@ class CocoeeDataset:
         box = read_mask(b / "Mask_bbox_3500" / f"{sid}_mask.png", sid, size)
         ref = read_image(b / "Ref_3500" / f"{sid}_ref.png", sid, self.reference_size)
         ref_mask_path = b / "Ref_mask_3500" / f"{sid}_ref_mask.png"
-        ref_mask = read_mask(ref_mask_path, sid, tuple(ref.shape[-2:])) if ref_mask_path.is_file() else None
+        ref_mask = read_mask(ref_mask_path, sid, tuple(ref.shape[-2:])) if self.has_reference_masks else None
         return I2ISample(
             sample_id=sid,
             reference=ref,

@@ -30,7 +30,10 @@ class Cufed5Dataset:
 
     Condition: ``lr_up``, the LR image upsampled x4 with PIL bicubic to the HR
     size (the bicubic baseline). ``region_mask`` / ``reference_mask`` come from
-    ``CUFED5_masks/{id}_{level}_hr.png`` / ``_ref.png`` when present.
+    ``CUFED5_masks/{id}_{level}_hr.png`` / ``_ref.png`` when the folder
+    ``CUFED5_masks`` exists (then they are required; they may be empty, as a
+    reference can miss the HR image); otherwise both are None. The HR mask is
+    cropped with the HR image, never resized.
     """
 
     def __init__(self, root: str | Path, level: int = 1, reference_size: tuple[int, int] | None = None):
@@ -41,6 +44,8 @@ class Cufed5Dataset:
         if not self.folder.is_dir():
             raise FileNotFoundError(f"CUFED5 folder not found: {self.folder}")
         self._ids = sorted(p.name[: -len("_0.png")] for p in self.folder.glob("*_0.png"))
+        self.masks = self.root / "CUFED5_masks"
+        self.has_masks = self.masks.is_dir()
 
     @property
     def ids(self) -> list[str]:
@@ -55,15 +60,18 @@ class Cufed5Dataset:
         hr_img = _open(hr_path, sid).convert("RGB")
         if min(hr_img.size) < SCALE * 2:
             raise SampleError(sid, str(hr_path), f"HR image {hr_img.size} too small for x{SCALE} super-resolution")
+        full_size = hr_img.size[::-1]
         hr_img, lr = bicubic_lr(hr_img)
         lr_up = lr.resize(hr_img.size, Image.BICUBIC)
-        size = hr_img.size[::-1]
+        h, w = hr_img.size[::-1]
         ref_path = self.folder / f"{sid}_{self.level}.png"
         ref = read_image(ref_path, sid, self.reference_size)
-        masks = self.root / "CUFED5_masks"
-        hr_mask_path, ref_mask_path = masks / f"{sid}_{self.level}_hr.png", masks / f"{sid}_{self.level}_ref.png"
-        region = read_mask(hr_mask_path, sid, size, allow_empty=True) if hr_mask_path.is_file() else None
-        ref_mask = read_mask(ref_mask_path, sid, tuple(ref.shape[-2:]), allow_empty=True) if ref_mask_path.is_file() else None
+        region = ref_mask = None
+        if self.has_masks:
+            prefix = f"{sid}_{self.level}"
+            # Read at the uncropped HR size, then crop like HR: resizing would shift the mask off its pixels.
+            region = read_mask(self.masks / f"{prefix}_hr.png", sid, full_size, allow_empty=True)[:, :h, :w].contiguous()
+            ref_mask = read_mask(self.masks / f"{prefix}_ref.png", sid, tuple(ref.shape[-2:]), allow_empty=True)
         return I2ISample(
             sample_id=sid,
             reference=ref,

@@ -41,14 +41,34 @@ def read_mask(path: Path, sample_id: str, size: tuple[int, int] | None = None, *
 
 
 def _open(path: Path, sample_id: str) -> Image.Image:
+    """Open and fully decode ``path``; any failure is a SampleError naming the sample and the file."""
     if not path.is_file():
         raise SampleError(sample_id, str(path), "file is missing")
     try:
-        img = Image.open(path)
-        img.load()
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        # The context manager closes the file on failure too (PIL keeps it open when load() raises).
+        with Image.open(path) as img:
+            img.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise SampleError(sample_id, str(path), f"image is unreadable or truncated: {err}") from err
     return img
+
+
+def image_size(path: Path, sample_id: str) -> tuple[int, int]:
+    """(H, W) of an image from its header, without decoding the pixels."""
+    if not path.is_file():
+        raise SampleError(sample_id, str(path), "file is missing")
+    try:
+        with Image.open(path) as img:
+            return img.size[::-1]
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise SampleError(sample_id, str(path), f"image is unreadable: {err}") from err
+
+
+def require_dirs(dataset: str, *dirs: Path) -> None:
+    """Raise FileNotFoundError naming every missing folder of a dataset layout."""
+    missing = [str(d) for d in dirs if not d.is_dir()]
+    if missing:
+        raise FileNotFoundError(f"{dataset} folder(s) not found: {', '.join(missing)}")
 
 
 def check_aspect(sample_id: str, path: Path, got: tuple[int, int], want: tuple[int, int], tol: float = 0.02) -> None:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PIL import Image
-
-from benchmark.api.sample import I2ISample, SampleError
-from benchmark.datasets.io import check_aspect, read_image, read_mask
+from benchmark.api.sample import I2ISample
+from benchmark.datasets.io import check_aspect, image_size, read_image, read_mask, require_dirs
 
 PAIRINGS = ("paired", "unpaired")
+FOLDERS = ("image", "cloth", "cloth-mask", "agnostic-v3.2", "agnostic-mask", "image-densepose")
 
 
 class VitonHDDataset:
@@ -21,6 +20,8 @@ class VitonHDDataset:
     255 on the region to inpaint; it becomes ``region_mask`` = 1 there (StableVITON
     inverts it for its own use; this loader does not).
     Conditions: ``masked_image`` (agnostic-v3.2), ``mask`` (agnostic mask), ``pose`` (densepose).
+    ``meta["photo"]`` is the person photo in both pairings (the unpaired
+    protocol's real-image set), ``meta["cloth"]`` the garment file used.
     """
 
     def __init__(self, root: str | Path, split: str = "test", pairing: str = "paired",
@@ -32,6 +33,7 @@ class VitonHDDataset:
         pairs = self.root / f"{split}_pairs.txt"
         if not pairs.is_file():
             raise FileNotFoundError(f"VITON-HD pairs file not found: {pairs} (expected zalando-hd-resized/{split}_pairs.txt)")
+        require_dirs("VITON-HD", *(self.root / split / f for f in FOLDERS))
         self.pairs: list[tuple[str, str]] = []
         for n, line in enumerate(pairs.read_text().splitlines(), 1):
             if not line.strip():
@@ -54,23 +56,22 @@ class VitonHDDataset:
         sid, d = Path(person).stem, self.root / self.split
         photo = d / "image" / person
         size = self.size
-        if size is not None and photo.is_file():
-            try:
-                check_aspect(sid, photo, Image.open(photo).size[::-1], size)
-            except OSError as err:
-                raise SampleError(sid, str(photo), f"image is unreadable: {err}") from err
+        if size is not None:
+            check_aspect(sid, photo, image_size(photo, sid), size)
         target = read_image(photo, sid, size)
         size = tuple(target.shape[-2:])
+        ref_size = self.reference_size or size
+        region = read_mask(d / "agnostic-mask" / f"{sid}_mask.png", sid, size)
         return I2ISample(
             sample_id=sid,
-            reference=read_image(d / "cloth" / cloth, sid, self.reference_size or size),
-            reference_mask=read_mask(d / "cloth-mask" / cloth, sid, self.reference_size or size),
+            reference=read_image(d / "cloth" / cloth, sid, ref_size),
+            reference_mask=read_mask(d / "cloth-mask" / cloth, sid, ref_size),
             conditions={
                 "masked_image": read_image(d / "agnostic-v3.2" / person, sid, size),
-                "mask": read_mask(d / "agnostic-mask" / f"{sid}_mask.png", sid, size),
+                "mask": region.clone(),
                 "pose": read_image(d / "image-densepose" / person, sid, size),
             },
             target=target if self.pairing == "paired" else None,
-            region_mask=read_mask(d / "agnostic-mask" / f"{sid}_mask.png", sid, size),
+            region_mask=region,
             meta={"person": person, "cloth": cloth, "pairing": self.pairing, "photo": target},
         )

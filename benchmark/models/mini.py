@@ -102,3 +102,23 @@ def build_unet(condition_channels: int, cross_attention_dim: int = 64, latent_ch
 
 def count_parameters(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+def save_tiny_random_model(folder, conditions, reference_tokens: str = "patch", seed: int = 0,
+                           num_inference_steps: int = 4) -> None:
+    """A randomly initialised model in the reference_unet folder format (vae included): for tests and smoke runs.
+
+    Outputs of such a model mean nothing; everything that shows them says so.
+    """
+    from pathlib import Path
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    spec = I2IModelSpec(conditions=tuple(tuple(c) for c in conditions), reference_tokens=reference_tokens,
+                        guidance_scale=3.0, num_inference_steps=num_inference_steps,
+                        extra={"label": "tiny random model"})
+    build_vae().save_pretrained(folder / "vae")
+    encoder = build_image_encoder(image_size=16, patch_size=4, hidden_size=32)
+    encoder.save_pretrained(folder / "image_encoder")
+    build_unet(spec.condition_channels(), cross_attention_dim=32).save_pretrained(folder / "unet")
+    spec.save(folder)

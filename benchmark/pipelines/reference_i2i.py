@@ -88,7 +88,8 @@ class ReferenceI2IPipeline(DiffusionPipeline):
         b = reference.shape[0]
         if latents is None:
             latents = torch.randn((b, self.unet.config.out_channels, h, w), generator=generator,
-                                  device="cpu", dtype=torch.float32).to(self.device, self.unet.dtype)
+                                  device="cpu", dtype=torch.float32)
+        latents = latents.to(self.device, self.unet.dtype)
         self.scheduler.set_timesteps(steps, device=self.device)
         latents = latents * self.scheduler.init_noise_sigma
         for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):

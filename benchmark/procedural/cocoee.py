@@ -64,6 +64,7 @@ def generate_cocoee(root: str | Path, n_train: int = 2000, n_test: int = 128, se
     ids = {"train": np.arange(n_train), "test": np.arange(n_train, n_train + n_test)}
     for (split, split_ids), split_ss in zip(ids.items(), np.random.SeedSequence(seed).spawn(2)):
         bench = root / split / "test_bench"
+        bench.mkdir(parents=True, exist_ok=True)  # an empty split still gets its id_list.npy
         for sid, child in zip(split_ids, split_ss.spawn(len(split_ids))):
             _write_sample(bench, int(sid), np.random.default_rng(child), size)
         np.save(bench / "id_list.npy", split_ids)

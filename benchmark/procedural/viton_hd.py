@@ -119,6 +119,8 @@ def generate_viton_hd(root: str | Path, n_train: int = 2000, n_test: int = 128, 
     never share a sample. Test pairs are unpaired (each person gets another
     test sample's garment); train pairs are paired, as in VITON-HD.
     """
+    if n_test == 1:
+        raise ValueError("n_test must be 0 or at least 2: an unpaired test pair needs another sample's garment")
     root = Path(root)
     h, w = size
     ss = np.random.SeedSequence(seed)

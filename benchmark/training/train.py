@@ -60,6 +60,14 @@ def _atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _state_path(what: str, *fingerprint) -> Path:
+    """Checkpoint path keyed by everything that shapes the run, so a resume never mixes two different runs."""
+    import hashlib
+
+    key = hashlib.sha256(repr(fingerprint).encode()).hexdigest()[:10]
+    return cache_dir() / "train" / f"{what}-{key}" / "state.pt"
+
+
 def _lr_at(step: int, total: int, base: float, warmup: int = 100) -> float:
     if step < warmup:
         return base * (step + 1) / warmup
@@ -80,7 +88,7 @@ def train_vae(plan: TrainPlan, out_dir: Path = SHARED_VAE_DIR) -> AutoencoderKL:
     torch.manual_seed(plan.seed)
     vae = build_vae()
     opt = torch.optim.AdamW(vae.parameters(), lr=plan.lr)
-    state_path = cache_dir() / "train" / "vae" / "state.pt"
+    state_path = _state_path("vae", plan, [(t.generator, t.n_train, t.seed) for t in EMBEDDED_TASKS.values()])
     start = 0
     if state_path.is_file():
         state = torch.load(state_path, weights_only=False)
@@ -171,7 +179,7 @@ def train_task(task: EmbeddedTask, tokens: str, plan: TrainPlan, vae: Autoencode
     params = list(unet.parameters()) + list(encoder.parameters())
     opt = torch.optim.AdamW(params, lr=plan.lr, weight_decay=0.01)
     sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
-    state_path = cache_dir() / "train" / task.name / tokens / "state.pt"
+    state_path = _state_path(f"{task.name}-{tokens}", plan, task, vae.config.scaling_factor)
     start, elapsed, losses = 0, 0.0, []
     gen = torch.Generator().manual_seed(plan.seed)
     if state_path.is_file():

@@ -1,0 +1,200 @@
+"""Any diffusers ``UNet2DConditionModel`` whose cross-attention context is image tokens.
+
+Everything is described by options, so a new model of this family needs a
+config entry, not code::
+
+    adapter: generic_unet
+    path: /models/my_i2i            # root; component folders below are relative to it
+    options:
+      unet: unet                    # UNet2DConditionModel folder
+      vae: vae                      # AutoencoderKL folder
+      image_encoder: image_encoder  # transformers CLIPVisionModel[WithProjection] folder
+      conditions: [[masked_image, image], [mask, mask]]   # extra UNet inputs, channel order
+      reference_tokens: patch       # patch: CLS + patch tokens | pooled: one token
+      use_projection: false         # pass tokens through the encoder's visual_projection
+      reference_normalization: clip # clip (CLIP mean/std) | signed ([-1, 1])
+      token_grid: [16, 16]          # optional; default from the encoder (image_size / patch_size)
+      drop_tokens: [0]              # optional; default [0] (CLS) for patch, [] for pooled
+      num_inference_steps: 50
+      guidance_scale: 5.0
+
+Conditions: kind ``image`` is VAE-encoded (posterior mode, scaled), kind
+``mask`` is area-resized to the latent grid; they are concatenated after the
+noisy latent in the listed order, so UNet ``in_channels`` must equal the
+latent channels plus theirs (checked on load).
+
+Attention carrying the reference: every cross-attention layer (``attn2``)
+of the UNet. Tokens map to ``token_grid`` in row-major order after the
+``drop_tokens`` are removed (after the softmax).
+
+Sampling is :class:`benchmark.pipelines.reference_i2i.ReferenceI2IPipeline`'s
+loop (DDIM, CFG batch [zeros context; reference context], the conditional half
+second, ``callback_on_step_end`` after each step); only the reference encoding
+differs, to honour ``reference_tokens``, ``use_projection`` and the
+normalisation a full-size CLIP encoder expects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from transformers import CLIPVisionModel, CLIPVisionModelWithProjection
+
+from benchmark.adapters.reference_unet import ddim_scheduler
+from benchmark.api.model import ModelAdapter, ModelSpec, SamplingSettings, initial_noise, weights_hash
+from benchmark.capture.tokens import TokenLayout
+from benchmark.config import ConfigError, _build
+from benchmark.models.mini import I2IModelSpec
+from benchmark.pipelines.reference_i2i import ReferenceI2IPipeline
+from benchmark.registry import ADAPTERS
+
+CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass(frozen=True)
+class GenericUNetOptions:
+    conditions: tuple[tuple[str, str], ...]
+    unet: str = "unet"
+    vae: str = "vae"
+    image_encoder: str = "image_encoder"
+    reference_tokens: str = "patch"  # patch | pooled
+    use_projection: bool = False
+    reference_normalization: str = "clip"  # clip | signed
+    token_grid: tuple[int, ...] | None = None
+    drop_tokens: tuple[int, ...] | None = None
+    num_inference_steps: int = 50
+    guidance_scale: float = 5.0
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        for name, kind in self.conditions:
+            if kind not in ("image", "mask"):
+                raise ConfigError(f"generic_unet condition {name!r}: kind must be 'image' or 'mask', got {kind!r}")
+        if self.reference_tokens not in ("patch", "pooled"):
+            raise ConfigError("generic_unet reference_tokens must be 'patch' or 'pooled', "
+                              f"got {self.reference_tokens!r}")
+        if self.reference_normalization not in ("clip", "signed"):
+            raise ConfigError("generic_unet reference_normalization must be 'clip' or 'signed', "
+                              f"got {self.reference_normalization!r}")
+        if self.token_grid is not None and (len(self.token_grid) != 2 or min(self.token_grid) < 1):
+            raise ConfigError(f"generic_unet token_grid must be [h, w] with h, w >= 1, got {list(self.token_grid)}")
+        if not isinstance(getattr(torch, self.dtype, None), torch.dtype):
+            raise ConfigError(f"generic_unet dtype {self.dtype!r} is not a torch dtype")
+
+
+def component_dir(root: Path, value: str, what: str, cls) -> Path:
+    """``value`` under the model root, or as a path of its own; an error names every place looked at."""
+    p = Path(value).expanduser()
+    candidates = [p] if p.is_absolute() else [root / p, p]
+    for c in candidates:
+        if c.is_dir():
+            return c
+    raise FileNotFoundError(f"{what} not found: looked in {', '.join(str(c.resolve()) for c in candidates)}; "
+                            f"put a {cls.__name__} folder (from save_pretrained) there or set the option to it")
+
+
+class ImageTokenI2IPipeline(ReferenceI2IPipeline):
+    """ReferenceI2IPipeline whose reference tokens follow :class:`GenericUNetOptions`."""
+
+    options: GenericUNetOptions
+
+    def encode_reference(self, reference: torch.Tensor) -> torch.Tensor:
+        """(B, 3, Hr, Wr) in [0, 1] -> context (B, tokens, D)."""
+        enc, opts = self.image_encoder, self.options
+        size = enc.config.image_size
+        x = F.interpolate(reference, size=(size, size), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+        if opts.reference_normalization == "clip":
+            mean = torch.tensor(CLIP_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+            std = torch.tensor(CLIP_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+            x = (x - mean) / std
+        else:
+            x = x * 2 - 1
+        out = enc(pixel_values=x)
+        if opts.reference_tokens == "pooled":
+            return (out.image_embeds if opts.use_projection else out.pooler_output)[:, None]
+        tokens = out.last_hidden_state
+        if opts.use_projection:  # as image_embeds is made from the pooled token
+            tokens = enc.visual_projection(enc.vision_model.post_layernorm(tokens))
+        return tokens
+
+
+@ADAPTERS.register("generic_unet")
+class GenericUNetAdapter(ModelAdapter):
+    def __init__(self, spec: ModelSpec, device="cpu"):
+        super().__init__(spec, device)
+        where = f"model {spec.name!r} options"
+        if "conditions" not in spec.options:
+            raise ConfigError(f"{where}: 'conditions' is required (list of [name, image|mask], in UNet channel order)")
+        self.options = opts = _build(GenericUNetOptions, spec.options, where)
+        root = Path(spec.path).expanduser()
+        dtype = getattr(torch, opts.dtype)
+        encoder_cls = CLIPVisionModelWithProjection if opts.use_projection else CLIPVisionModel
+
+        def load(cls, name: str, what: str):
+            return cls.from_pretrained(component_dir(root, name, what, cls), torch_dtype=dtype)
+
+        vae = load(AutoencoderKL, opts.vae, "VAE")
+        unet = load(UNet2DConditionModel, opts.unet, "UNet")
+        encoder = load(encoder_cls, opts.image_encoder, "image encoder")
+        i2i = I2IModelSpec(conditions=opts.conditions,
+                           reference_tokens="cls" if opts.reference_tokens == "pooled" else "patch",
+                           guidance_scale=opts.guidance_scale, num_inference_steps=opts.num_inference_steps)
+        expected = unet.config.out_channels + i2i.condition_channels(vae.config.latent_channels)
+        if unet.config.in_channels != expected:
+            raise ConfigError(f"{where}: UNet takes {unet.config.in_channels} input channels, but the latent "
+                              f"({unet.config.out_channels}) and conditions {list(opts.conditions)} give {expected}")
+        self.pipe = ImageTokenI2IPipeline(vae=vae, unet=unet, image_encoder=encoder, scheduler=ddim_scheduler(),
+                                          spec=i2i)
+        self.pipe.options = opts
+        self.pipe.to(self.device)
+        self.pipe.set_progress_bar_config(disable=True)
+        for m in (vae, unet, encoder):
+            m.eval().requires_grad_(False)
+        self._layout = self._token_layout(where)
+
+    def _token_layout(self, where: str) -> TokenLayout:
+        opts, cfg = self.options, self.pipe.image_encoder.config
+        if opts.reference_tokens == "pooled":
+            n_tokens, grid, drop = 1, (1, 1), ()
+        else:
+            side_h, side_w = cfg.image_size // cfg.patch_size, cfg.image_size // cfg.patch_size
+            n_tokens, grid, drop = 1 + side_h * side_w, (side_h, side_w), (0,)
+        grid = tuple(opts.token_grid) if opts.token_grid is not None else grid
+        drop = tuple(opts.drop_tokens) if opts.drop_tokens is not None else drop
+        layout = TokenLayout(grid=grid, drop=drop)
+        try:
+            layout.kept_index(n_tokens)
+        except ValueError as err:
+            raise ConfigError(f"{where}: token_grid/drop_tokens do not fit the image encoder: {err}") from err
+        return layout
+
+    @property
+    def token_layout(self) -> TokenLayout:
+        return self._layout
+
+    def capture_module(self) -> torch.nn.Module:
+        return self.pipe.unet
+
+    def latent_grid(self, image_size):
+        return self.pipe.latent_size(tuple(image_size))
+
+    def default_sampling(self) -> SamplingSettings:
+        return SamplingSettings(self.options.num_inference_steps, self.options.guidance_scale)
+
+    def generate(self, batch: dict, sampling: SamplingSettings, seeds: list[int],
+                 callback_on_step_end: Callable | None = None) -> torch.Tensor:
+        size = tuple(next(iter(batch["conditions"].values())).shape[-2:])
+        noise = initial_noise(seeds, (self.pipe.unet.config.out_channels, *self.latent_grid(size)))
+        return self.pipe(batch["reference"], batch["conditions"], num_inference_steps=sampling.num_inference_steps,
+                         guidance_scale=sampling.guidance_scale, eta=sampling.eta, latents=noise,
+                         callback_on_step_end=callback_on_step_end).float().cpu()
+
+    def identity(self) -> dict:
+        ident = super().identity()
+        ident["weights"] += "-" + "".join(weights_hash(m)[:8] for m in (self.pipe.image_encoder, self.pipe.vae))
+        return ident

@@ -1,0 +1,164 @@
+"""Models built on CompVis ``ldm`` code (StableVITON and alike), through a user-supplied factory.
+
+The ``ldm`` package is research code that is not installable here, so the
+adapter does not import it. The user names a callable by import path; it
+builds the model on the user's machine::
+
+    adapter: ldm_unet
+    path: /models/stableviton.ckpt       # handed to the factory as is
+    options:
+      factory: "mypkg.load:build_model"  # module:attribute
+      factory_kwargs: {config: configs/VITONHD.yaml}
+      token_grid: [16, 12]               # (h_I, w_I) of the captured layers' context tokens
+      drop_tokens: []                    # token indices removed after the softmax (CLS, ...)
+      attention_filter: "warp_flow_blks\\.[0-2]\\..*attn2$"   # re.search on module names
+      latent_factor: 8                   # image size / latent size (f=8 for SD's VAE)
+      num_inference_steps: 50
+      guidance_scale: 1.0
+
+``factory(path, device=..., **factory_kwargs)`` returns an object with
+
+* ``model``: the ``nn.Module`` that holds the attention, e.g. the
+  ``LatentDiffusion`` (module names then read ``model.diffusion_model....``);
+* ``sample(batch, sampling, seeds, callback_on_step_end)`` -> (B, 3, H, W) in
+  [0, 1]: ``batch`` is a collated batch (:func:`benchmark.api.sample.collate`),
+  ``sampling`` a :class:`SamplingSettings`; sample i must start from
+  ``benchmark.api.model.initial_noise(seeds, shape)[i]`` (results may not depend
+  on batching); under classifier-free guidance the model batch must be
+  [unconditional; conditional] (ldm's DDIM/PLMS samplers do this:
+  ``torch.cat([unconditional_conditioning, c])``); ``callback_on_step_end(None,
+  i, t, {})`` must be called after step i (wire it to the sampler's
+  ``callback``);
+* optionally ``latent_grid(image_size) -> (h, w)``, used instead of ``latent_factor``.
+
+Which modules are captured: the ldm attention modules (``to_q``, ``to_k``,
+``to_v``, ``to_out``, ``heads``; ``forward(x, context=None, mask=None)``) whose
+dotted name matches ``attention_filter`` (default ``attn2$``: every
+cross-attention of a plain ldm UNet). Their context must be the reference
+tokens, and all captured layers must share one token grid:
+
+* a plain ldm image-conditioned UNet (e.g. the original Paint-by-Example code):
+  the default filter, ``token_grid: [1, 1]``;
+* StableVITON: the zero cross-attention blocks ``diffusion_model.warp_flow_blks.*``,
+  whose context is the spatial encoder's garment features at the block's own
+  resolution. Each resolution has its own grid, so capture one resolution per
+  run, e.g. the first three blocks (h/4, w/4 of the latent: [16, 12] at 512x384)
+  as above. The UNet's own ``attn2`` (one CLIP token) does not fit that grid and
+  must stay out of the filter. A wrong grid is an error naming the token count.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from benchmark.api.model import ModelAdapter, ModelSpec, SamplingSettings
+from benchmark.capture.ldm_capture import REQUIRED, ldm_attention_modules
+from benchmark.capture.tokens import TokenLayout
+from benchmark.config import ConfigError, _build
+from benchmark.registry import ADAPTERS
+
+
+@dataclass(frozen=True)
+class LdmUNetOptions:
+    factory: str
+    token_grid: tuple[int, ...]
+    drop_tokens: tuple[int, ...] = ()
+    attention_filter: str = r"(^|\.)attn2$"
+    latent_factor: int = 8
+    factory_kwargs: dict = field(default_factory=dict)
+    num_inference_steps: int = 50
+    guidance_scale: float = 1.0  # StableVITON's inference runs without CFG
+
+    def __post_init__(self):
+        if ":" not in self.factory:
+            raise ConfigError(f"ldm_unet option factory must be 'module:callable', got {self.factory!r}")
+        if len(self.token_grid) != 2 or min(self.token_grid) < 1:
+            raise ConfigError(f"ldm_unet option token_grid must be [h, w] with h, w >= 1, got {list(self.token_grid)}")
+        try:
+            re.compile(self.attention_filter)
+        except re.error as err:
+            raise ConfigError(f"ldm_unet option attention_filter {self.attention_filter!r} is not a regex: {err}"
+                              ) from err
+        if self.latent_factor < 1:
+            raise ConfigError("ldm_unet option latent_factor must be >= 1")
+
+
+def import_factory(ref: str) -> Callable:
+    """``'pkg.module:attr.sub'`` -> the object; errors name what was missing."""
+    module_name, _, attr = ref.partition(":")
+    try:
+        obj = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ConfigError(f"ldm_unet factory {ref!r}: cannot import module {module_name!r} ({err}); "
+                          "is the model's code on PYTHONPATH?") from err
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ConfigError(f"ldm_unet factory {ref!r}: {module_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ConfigError(f"ldm_unet factory {ref!r} is not callable")
+    return obj
+
+
+@ADAPTERS.register("ldm_unet")
+class LdmUNetAdapter(ModelAdapter):
+    capture_path = "ldm"
+
+    def __init__(self, spec: ModelSpec, device="cpu"):
+        super().__init__(spec, device)
+        where = f"model {spec.name!r} options"
+        missing = [k for k in ("factory", "token_grid") if k not in spec.options]
+        if missing:
+            raise ConfigError(f"{where}: {missing[0]!r} is required (see benchmark/adapters/ldm_unet.py)")
+        self.options = opts = _build(LdmUNetOptions, spec.options, where)
+        self.wrapped = import_factory(opts.factory)(spec.path, device=self.device, **opts.factory_kwargs)
+        model = getattr(self.wrapped, "model", None)
+        if not isinstance(model, torch.nn.Module) or not callable(getattr(self.wrapped, "sample", None)):
+            raise TypeError(f"ldm_unet factory {opts.factory!r} must return an object with .model (nn.Module) and "
+                            f".sample(batch, sampling, seeds, callback_on_step_end); got {type(self.wrapped).__name__}")
+        model.eval().requires_grad_(False)
+        self._pattern = re.compile(opts.attention_filter)
+        if not ldm_attention_modules(model, self._matches):
+            found = ldm_attention_modules(model, lambda n: True)
+            raise ConfigError(f"{where}: attention_filter {opts.attention_filter!r} matches no attention module "
+                              f"(modules with {'/'.join(REQUIRED)}: {found[:6]}{' ...' if len(found) > 6 else ''})")
+
+    def _matches(self, name: str) -> bool:
+        return self._pattern.search(name) is not None
+
+    @property
+    def token_layout(self) -> TokenLayout:
+        return TokenLayout(grid=tuple(self.options.token_grid), drop=tuple(self.options.drop_tokens))
+
+    def capture_module(self) -> torch.nn.Module:
+        return self.wrapped.model
+
+    def capture_layers(self) -> Callable[[str], bool]:
+        return self._matches
+
+    def attention_layers(self) -> list[str]:
+        """Names of the modules that the capture will patch."""
+        return ldm_attention_modules(self.wrapped.model, self._matches)
+
+    def latent_grid(self, image_size):
+        if callable(getattr(self.wrapped, "latent_grid", None)):
+            return tuple(self.wrapped.latent_grid(tuple(image_size)))
+        f = self.options.latent_factor
+        return image_size[0] // f, image_size[1] // f
+
+    def default_sampling(self) -> SamplingSettings:
+        return SamplingSettings(self.options.num_inference_steps, self.options.guidance_scale)
+
+    @torch.no_grad()
+    def generate(self, batch: dict, sampling: SamplingSettings, seeds: list[int],
+                 callback_on_step_end: Callable | None = None) -> torch.Tensor:
+        images = self.wrapped.sample(batch, sampling, list(seeds), callback_on_step_end)
+        b = len(seeds)
+        if images.ndim != 4 or images.shape[:2] != (b, 3):
+            raise ValueError(f"ldm_unet factory's sample() must return (B={b}, 3, H, W), got {tuple(images.shape)}")
+        return images.float().cpu()

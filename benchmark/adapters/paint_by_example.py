@@ -1,0 +1,214 @@
+"""Paint-by-Example (Yang et al. 2023) through diffusers' ``PaintByExamplePipeline``.
+
+Loading: the components of a ``PaintByExamplePipeline`` saved folder (see
+:func:`load_pipeline` for why not ``from_pretrained``), ``path`` a local
+folder in the diffusers layout (``model_index.json``, ``unet/``, ``vae/``,
+``image_encoder/``, ``scheduler/``, ``feature_extractor/``) or a hub id that is
+already in the local Hugging Face cache (e.g. ``Fantasy-Studio/Paint-by-Example``).
+Nothing is downloaded here; a missing model is an error that says where to put it.
+The safety checker is never loaded (it would black out benchmark outputs).
+
+Attention carrying the reference: every cross-attention layer (``attn2``) of
+the UNet. Its context is ONE token, the example image's CLIP pooled output
+passed through the PBE mapper and projection, so the token layout is a (1, 1)
+grid: the generated-side maps exist (softmax over generated positions), the
+reference-side maps do not and are reported as not applicable.
+
+Generation: the UNet takes 9 channels (latent, masked-image latent, mask).
+``image`` is ``conditions['masked_image']`` (or ``target``; the pipeline zeroes
+the masked region itself, so both give the same input), ``mask_image`` is
+``conditions['mask']`` (1 = region to fill), ``example_image`` is ``reference``
+put through the pipeline's own CLIP feature extractor. Under CFG the pipeline
+stacks the image embeddings as [uncond_vector; example] (``_encode_image``),
+so the conditional half is the second one, as the capture assumes.
+The masked image is VAE-encoded by sampling the posterior (as PBE does); that
+draw uses a per-sample generator derived from the sample's seed, so outputs
+depend only on the seeds, never on batching.
+
+Options (``ModelSpec.options``): ``scheduler`` ``ddim`` (default; the paper's
+setting) or ``pretrained`` (the folder's own scheduler); ``num_inference_steps``
+(50) and ``guidance_scale`` (5.0), the paper's settings; ``dtype`` (float32).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+import diffusers
+from diffusers import AutoencoderKL, DDIMScheduler, PaintByExamplePipeline, UNet2DConditionModel
+from diffusers.pipelines.deprecated.paint_by_example import PaintByExampleImageEncoder
+from huggingface_hub import snapshot_download
+from huggingface_hub.constants import HF_HUB_CACHE
+from transformers import CLIPImageProcessor, CLIPVisionConfig
+
+from benchmark.api.model import ModelAdapter, ModelSpec, SamplingSettings, initial_noise, weights_hash
+from benchmark.capture.tokens import TokenLayout
+from benchmark.config import ConfigError, _build
+from benchmark.registry import ADAPTERS
+
+HUB_ID = "Fantasy-Studio/Paint-by-Example"
+# OpenAI CLIP statistics, used only when the folder has no feature extractor.
+CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass(frozen=True)
+class PaintByExampleOptions:
+    scheduler: str = "ddim"  # ddim | pretrained
+    num_inference_steps: int = 50
+    guidance_scale: float = 5.0
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        if self.scheduler not in ("ddim", "pretrained"):
+            raise ConfigError("paint_by_example option scheduler must be 'ddim' or 'pretrained', "
+                              f"got {self.scheduler!r}")
+        if not isinstance(getattr(torch, self.dtype, None), torch.dtype):
+            raise ConfigError(f"paint_by_example option dtype {self.dtype!r} is not a torch dtype")
+
+
+def missing_model_message(path: str, reason: str = "") -> str:
+    local = Path(path).expanduser().resolve()
+    return (
+        f"Paint-by-Example model not found: looked for a local diffusers folder {local} (with model_index.json, "
+        f"unet/, vae/, image_encoder/, scheduler/, feature_extractor/) and for the hub id {path!r} in the local "
+        f"Hugging Face cache ({HF_HUB_CACHE}); nothing is downloaded here. On a machine with internet run "
+        f"`huggingface-cli download {HUB_ID} --local-dir <folder>`, copy <folder> here and set this model's "
+        f"path to it." + (f" ({reason})" if reason else ""))
+
+
+def model_folder(path: str) -> Path:
+    """The local folder of ``path``: itself, or a hub id's snapshot in the local cache (never downloaded)."""
+    local = Path(path).expanduser()
+    if not local.is_dir():
+        looks_like_hub_id = not local.is_absolute() and len(path.split("/")) == 2 and not path.startswith((".", "~"))
+        if not looks_like_hub_id:
+            raise FileNotFoundError(missing_model_message(path))
+        try:
+            local = Path(snapshot_download(path, local_files_only=True))
+        except (OSError, ValueError) as err:
+            reason = f"{type(err).__name__}: {str(err).splitlines()[0]}"
+            raise FileNotFoundError(missing_model_message(path, reason)) from err
+    if not (local / "model_index.json").is_file():
+        raise FileNotFoundError(missing_model_message(path, f"{local} has no model_index.json"))
+    return local
+
+
+def load_pipeline(path: str, scheduler: str = "ddim", dtype: torch.dtype = torch.float32) -> PaintByExamplePipeline:
+    """A local folder or a cached hub id -> the pipeline, without its safety checker.
+
+    The components are loaded one by one rather than by ``from_pretrained``:
+    the released checkpoint's model_index.json declares the image encoder as
+    ``["paint_by_example", ...]``, a module diffusers no longer resolves since
+    the pipeline moved to ``pipelines.deprecated`` (and a folder saved by this
+    diffusers declares ``["diffusers", ...]``, which it does not export either).
+    """
+    folder = model_folder(path)
+
+    def part(name: str) -> Path:
+        if not (folder / name).is_dir():
+            raise FileNotFoundError(missing_model_message(path, f"{folder} has no {name}/ folder"))
+        return folder / name
+
+    enc_dir = part("image_encoder")
+    image_encoder = PaintByExampleImageEncoder.from_pretrained(
+        enc_dir, config=CLIPVisionConfig.from_pretrained(enc_dir), torch_dtype=dtype)
+    sched_config = DDIMScheduler.load_config(part("scheduler"))
+    if scheduler == "ddim":
+        sched = ddim_from(sched_config)
+    else:
+        sched = getattr(diffusers, sched_config["_class_name"]).from_config(sched_config)
+    fe_dir = folder / "feature_extractor"
+    return PaintByExamplePipeline(
+        vae=AutoencoderKL.from_pretrained(part("vae"), torch_dtype=dtype),
+        image_encoder=image_encoder,
+        unet=UNet2DConditionModel.from_pretrained(part("unet"), torch_dtype=dtype),
+        scheduler=sched,
+        safety_checker=None,
+        feature_extractor=CLIPImageProcessor.from_pretrained(fe_dir) if fe_dir.is_dir() else None,
+        requires_safety_checker=False,
+    )
+
+
+def ddim_from(config) -> DDIMScheduler:
+    """DDIM over the folder's noise schedule; no x0 clipping, as the original (CompVis) sampler."""
+    return DDIMScheduler.from_config(config, clip_sample=config.get("clip_sample", False))
+
+
+@ADAPTERS.register("paint_by_example")
+class PaintByExampleAdapter(ModelAdapter):
+    def __init__(self, spec: ModelSpec, device="cpu"):
+        super().__init__(spec, device)
+        self.options = _build(PaintByExampleOptions, spec.options, f"model {spec.name!r} options")
+        self.pipe = load_pipeline(spec.path, self.options.scheduler, getattr(torch, self.options.dtype))
+        self.pipe.to(self.device)
+        self.pipe.set_progress_bar_config(disable=True)
+        for m in (self.pipe.vae, self.pipe.unet, self.pipe.image_encoder):
+            m.eval().requires_grad_(False)
+
+    @property
+    def token_layout(self) -> TokenLayout:
+        return TokenLayout(grid=(1, 1))  # one pooled token: no reference-side map
+
+    def capture_module(self) -> torch.nn.Module:
+        return self.pipe.unet
+
+    def latent_grid(self, image_size):
+        f = self.pipe.vae_scale_factor
+        return image_size[0] // f, image_size[1] // f
+
+    def default_sampling(self) -> SamplingSettings:
+        return SamplingSettings(self.options.num_inference_steps, self.options.guidance_scale)
+
+    def example_pixels(self, reference: torch.Tensor) -> torch.Tensor:
+        """(B, 3, Hr, Wr) in [0, 1] -> CLIP pixel values, through the pipeline's own feature extractor."""
+        fe = self.pipe.feature_extractor
+        if fe is not None:
+            return fe(images=list(reference.float().cpu()), return_tensors="pt", do_rescale=False).pixel_values
+        size = self.pipe.image_encoder.config.image_size
+        x = F.interpolate(reference.float(), size=(size, size), mode="bicubic", align_corners=False, antialias=True)
+        mean, std = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+        return (x.clamp(0, 1) - mean) / std
+
+    @torch.no_grad()
+    def generate(self, batch: dict, sampling: SamplingSettings, seeds: list[int],
+                 callback_on_step_end: Callable | None = None) -> torch.Tensor:
+        conditions = batch["conditions"]
+        if "mask" not in conditions:
+            raise KeyError("paint_by_example needs the condition 'mask' (1 = region to fill); "
+                           f"got {sorted(conditions)}")
+        image = conditions.get("masked_image", batch.get("target"))
+        if image is None:
+            raise KeyError("paint_by_example needs the condition 'masked_image' or a target image")
+        mask = conditions["mask"]
+        size = tuple(mask.shape[-2:])
+        dtype = self.pipe.unet.dtype
+        latents = initial_noise(seeds, (self.pipe.vae.config.latent_channels, *self.latent_grid(size)))
+        # The masked-image latent is a posterior sample: one generator per sample, apart from the noise seed.
+        generators = [torch.Generator().manual_seed(int(s) + 0x9E3779B9) for s in seeds]
+
+        def callback(i, t, latents_now):  # the pipeline only has the legacy per-step callback
+            callback_on_step_end(self.pipe, i, t, {"latents": latents_now})
+
+        out = self.pipe(
+            example_image=self.example_pixels(batch["reference"]).to(self.device, dtype),
+            image=(image.float() * 2 - 1).clamp(-1, 1).to(self.device, dtype),
+            mask_image=mask.float().clamp(0, 1).to(self.device, dtype),
+            num_inference_steps=sampling.num_inference_steps,
+            guidance_scale=sampling.guidance_scale,
+            eta=sampling.eta,
+            generator=generators,
+            latents=latents.to(self.device, dtype),
+            output_type="pt",
+            callback=callback if callback_on_step_end is not None else None,
+            callback_steps=1,
+        ).images
+        return out.float().cpu()
+
+    def identity(self) -> dict:
+        ident = super().identity()
+        ident["weights"] += "-" + "".join(weights_hash(m)[:8] for m in (self.pipe.image_encoder, self.pipe.vae))
+        return ident

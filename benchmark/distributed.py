@@ -1,0 +1,133 @@
+"""Dask execution: one job = one future with a deterministic key, retries and (where relevant) GPU resources.
+
+* default: a ``LocalCluster`` of worker processes (``cluster.workers``);
+* GPUs present: ``dask_cuda.LocalCUDACluster`` (one worker per GPU) when installed,
+  else a LocalCluster with ``resources={"GPU": 1}`` and each worker pinned to one
+  device through ``CUDA_VISIBLE_DEVICES``;
+* ``--scheduler tcp://host:port`` or a scheduler file: an existing cluster.
+
+Models load once per worker (a per-process cache in :mod:`benchmark.jobs`); a
+worker plugin sets torch's thread count so workers do not oversubscribe cores.
+A run never waits silently: if no job finishes within ``cluster.job_timeout_s``
+the run stops with the names and states of the jobs still waiting.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from distributed.diagnostics.plugin import WorkerPlugin
+from tqdm.auto import tqdm
+
+from benchmark.config import RunConfig
+from benchmark.jobs import Job, run_job
+
+log = logging.getLogger("benchmark")
+
+
+class TorchThreads(WorkerPlugin):
+    """Worker plugin: bound torch's intra-op threads per worker.
+
+    A subclass of ``WorkerPlugin`` because ``Client.register_plugin`` refuses duck-typed plugins."""
+
+    idempotent = True
+    name = "i2am-torch-threads"
+
+    def __init__(self, threads: int):
+        self.threads = threads
+
+    def setup(self, worker):
+        import torch
+
+        torch.set_num_threads(self.threads)
+
+
+def _gpu_count() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except Exception:  # noqa: BLE001
+        return 0
+
+
+def make_client(cfg: RunConfig, scheduler: str, workers: int):
+    """(client, uses_gpu_resources)."""
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler.startswith(("tcp://", "tls://", "ucx://")):
+        return Client(scheduler, timeout="30s"), cfg.cluster.gpus != "none" and _gpu_count() > 0
+    if scheduler != "local":
+        if not Path(scheduler).is_file():
+            raise FileNotFoundError(f"scheduler file not found: {scheduler}")
+        return Client(scheduler_file=scheduler, timeout="30s"), cfg.cluster.gpus != "none" and _gpu_count() > 0
+    gpus = _gpu_count() if cfg.cluster.gpus != "none" else 0
+    if gpus:
+        try:
+            from dask_cuda import LocalCUDACluster
+
+            return Client(LocalCUDACluster(n_workers=gpus, threads_per_worker=1, resources={"GPU": 1})), True
+        except ImportError:
+            client = Client(LocalCluster(n_workers=gpus, threads_per_worker=1, processes=True,
+                                         resources={"GPU": 1}, dashboard_address=None))
+            for index, address in enumerate(sorted(client.scheduler_info()["workers"])):
+                client.run(_pin_device, index, workers=[address])
+            return client, True
+    cpus = os.cpu_count() or 1
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=cfg.cluster.threads_per_worker, processes=True,
+                           dashboard_address=None)
+    client = Client(cluster)
+    client.register_plugin(TorchThreads(max(1, cpus // workers)))
+    return client, False
+
+
+def _pin_device(index: int) -> int:
+    """Pin this worker process to one GPU (jobs then use ``cuda`` = that device)."""
+    import torch
+
+    torch.cuda.set_device(index % torch.cuda.device_count())
+    return index
+
+
+def run_on_dask(cfg: RunConfig, pending: list[Job], summary, scheduler: str, workers: int) -> None:
+    from distributed import wait
+
+    client, gpu = make_client(cfg, scheduler, workers)
+    try:
+        futures = {client.submit(run_job, cfg, job, key=job.dask_key, retries=cfg.cluster.retries, pure=False,
+                                 resources={"GPU": 1} if gpu else None): job for job in pending}
+        remaining = set(futures)
+        with tqdm(total=sum(len(j.indices) for j in pending), desc="samples", unit="sample") as bar:
+            while remaining:
+                done, _ = wait(list(remaining), timeout=cfg.cluster.job_timeout_s, return_when="FIRST_COMPLETED")
+                if not done:
+                    _stalled(cfg, client, futures, remaining)
+                for fut in done:
+                    remaining.discard(fut)
+                    job = futures[fut]
+                    bar.update(len(job.indices))
+                    bar.set_postfix_str(f"{job.task_name}/{job.model.name}/shard {job.shard}")
+                    if fut.status == "error":
+                        err = fut.exception()
+                        log.error("job %s failed after %d retries: %s", job.key, cfg.cluster.retries, err)
+                        summary.failed.append({"job": job.key, "error": f"{type(err).__name__}: {err}"})
+                    else:
+                        summary.finished += 1
+    finally:
+        cluster = getattr(client, "cluster", None)
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _stalled(cfg: RunConfig, client, futures: dict, remaining: set) -> None:
+    waiting = [f"{futures[f].key} ({f.status})" for f in remaining]
+    n_workers = len(client.scheduler_info().get("workers", {}))
+    for f in remaining:
+        f.cancel()
+    raise RuntimeError(
+        f"no job finished within {cfg.cluster.job_timeout_s:.0f}s with {n_workers} worker(s); still waiting: "
+        f"{', '.join(waiting[:5])}{' ...' if len(waiting) > 5 else ''}. "
+        "Check that workers exist and offer the resources the jobs need (GPU).")

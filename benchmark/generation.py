@@ -1,0 +1,56 @@
+"""Generate a batch while capturing the reference cross-attention, and turn the capture into maps."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from benchmark.api.model import ModelAdapter, SamplingSettings
+from benchmark.capture import I2AMAccumulator, capture_diffusers, capture_ldm
+from benchmark.capture.session import CaptureSession
+
+
+@dataclass(frozen=True)
+class CaptureSettings:
+    levels: tuple[str, ...] = ("ulam", "tlam", "hlam", "llam", "sram")
+    time_groups: int = 5
+    enabled: bool = True
+
+
+def sample_seed(seed: int, sample_id: str) -> int:
+    """A per-sample noise seed that does not depend on batching, sharding or worker."""
+    return zlib.crc32(f"{seed}:{sample_id}".encode()) & 0x7FFFFFFF
+
+
+def generate_with_capture(adapter: ModelAdapter, batch: dict, sampling: SamplingSettings, seed: int,
+                          capture: CaptureSettings = CaptureSettings()) -> tuple[torch.Tensor, I2AMAccumulator | None]:
+    """Generate (B, 3, H, W) images in [0, 1] and, if enabled, the filled accumulator.
+
+    The region mask of eq. (17) is the batch's ``region_mask`` area-resized to
+    the latent grid, when the task has one.
+    """
+    seeds = [sample_seed(seed, sid) for sid in batch["sample_id"]]
+    if not capture.enabled:
+        return adapter.generate(batch, sampling, seeds), None
+    size = tuple(next(iter(batch["conditions"].values())).shape[-2:])
+    latent = adapter.latent_grid(size)
+    region = batch.get("region_mask")
+    if region is not None:
+        region = F.interpolate(region.float(), size=latent, mode="area").to(adapter.device)
+    groups = min(capture.time_groups, sampling.num_inference_steps)
+    acc = I2AMAccumulator(latent, adapter.token_layout, sampling.num_inference_steps, groups, capture.levels, region)
+    session = CaptureSession(acc, n_samples=len(seeds))
+    module = adapter.capture_module()
+    if adapter.capture_path == "diffusers":
+        installer = capture_diffusers(module, session, adapter.capture_layers())
+    elif adapter.capture_path == "ldm":
+        flt = adapter.capture_layers()
+        installer = capture_ldm(module, session, flt) if flt is not None else capture_ldm(module, session)
+    else:
+        raise ValueError(f"unknown capture path {adapter.capture_path!r}")
+    with installer:
+        images = adapter.generate(batch, sampling, seeds, callback_on_step_end=session.on_step_end)
+    return images, acc

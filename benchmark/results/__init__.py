@@ -1,0 +1,1 @@
+"""Stored results: per-sample maps and images, the job store, tidy frames."""

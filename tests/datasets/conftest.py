@@ -1,0 +1,62 @@
+"""Fixture trees in the real layouts and the faults injected into them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+# Each fault and the words its SampleError must use.
+FAULT_REASONS = {
+    "missing": "missing",
+    "garbage": "unreadable",
+    "truncated": "truncated",
+    "empty": "empty",
+    "gradient": "not binary",
+}
+
+
+def _save(path: Path, arr: np.ndarray) -> None:
+    """Write uint8 (H, W) or (H, W, 3); the suffix picks PNG or JPEG."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kwargs = {"quality": 95} if path.suffix == ".jpg" else {}
+    Image.fromarray(arr).save(path, **kwargs)
+
+
+def _size_of(path: Path) -> tuple[int, int]:
+    with Image.open(path) as img:
+        return img.size[::-1]
+
+
+def _inject(path: Path, fault: str) -> None:
+    """Break ``path`` in place: remove it, replace it with garbage, cut it, or make it a bad mask."""
+    if fault == "missing":
+        path.unlink()
+    elif fault == "garbage":
+        path.write_bytes(b"this is not an image\x00\xff" * 8)
+    elif fault == "truncated":
+        data = path.read_bytes()
+        path.write_bytes(data[: int(len(data) * 0.6)])  # cut inside the pixel data
+    elif fault in ("empty", "gradient"):
+        h, w = _size_of(path)
+        mask = np.zeros((h, w), np.uint8) if fault == "empty" else np.tile(np.linspace(0, 255, w), (h, 1)).astype(np.uint8)
+        _save(path, mask)
+    else:
+        raise ValueError(fault)
+
+
+@pytest.fixture
+def inject():
+    return _inject
+
+
+@pytest.fixture
+def save():
+    return _save
+
+
+@pytest.fixture
+def fault_reasons():
+    return FAULT_REASONS

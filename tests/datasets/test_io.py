@@ -1,0 +1,62 @@
+"""benchmark.datasets.io: decoding, mask thresholding and the errors that name sample and file."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from benchmark.api.sample import SampleError
+from benchmark.datasets.io import check_aspect, read_image, read_mask
+
+
+def test_read_image_range_shape_and_resize(tmp_path, save) -> None:
+    arr = np.random.default_rng(0).integers(0, 256, (12, 10, 3), dtype=np.uint8)
+    save(tmp_path / "a.png", arr)
+    img = read_image(tmp_path / "a.png", "s")
+    assert img.dtype == torch.float32 and img.shape == (3, 12, 10)
+    torch.testing.assert_close(img, torch.from_numpy(arr).permute(2, 0, 1).float() / 255)
+    assert read_image(tmp_path / "a.png", "s", (6, 5)).shape == (3, 6, 5)
+
+
+def test_read_mask_thresholds_jpeg_ringing(tmp_path, save) -> None:
+    m = np.zeros((16, 16), np.uint8)
+    m[4:12, 4:12] = 255
+    save(tmp_path / "m.jpg", m)
+    got = read_mask(tmp_path / "m.jpg", "s")
+    assert got.shape == (1, 16, 16)
+    torch.testing.assert_close(got[0], torch.from_numpy(m >= 128).float())
+
+
+@pytest.mark.parametrize("fault", ["missing", "garbage", "truncated"])
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_bad_files_raise_sample_error_naming_sample_and_path(tmp_path, save, inject, fault_reasons, fault, suffix) -> None:
+    path = tmp_path / f"x{suffix}"
+    save(path, np.random.default_rng(1).integers(0, 256, (40, 30, 3), dtype=np.uint8))
+    inject(path, fault)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)  # a failed decode must not leak the file handle
+        with pytest.raises(SampleError, match=fault_reasons[fault]) as err:
+            read_image(path, "id42")
+    assert (err.value.sample_id, err.value.path) == ("id42", str(path))
+    assert "'id42'" in str(err.value) and str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("fault", ["empty", "gradient"])
+def test_bad_masks(tmp_path, save, inject, fault_reasons, fault) -> None:
+    path = tmp_path / "m.png"
+    save(path, np.full((8, 8), 255, np.uint8))
+    inject(path, fault)
+    with pytest.raises(SampleError, match=fault_reasons[fault]) as err:
+        read_mask(path, "id7")
+    assert (err.value.sample_id, err.value.path) == ("id7", str(path))
+    if fault == "empty":
+        assert read_mask(path, "id7", allow_empty=True).sum() == 0
+
+
+def test_check_aspect(tmp_path) -> None:
+    check_aspect("s", tmp_path, (1024, 768), (512, 384))
+    with pytest.raises(SampleError, match="aspect ratio 768x768"):
+        check_aspect("s", tmp_path, (768, 768), (512, 384))

@@ -1,0 +1,57 @@
+"""The procedural CUFED5 tree: ``XXX_0.png`` .. ``XXX_5.png`` and the HR/reference masks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmark.procedural import generate_cufed5
+
+SIZE = 48
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return generate_cufed5(tmp_path_factory.mktemp("f"), n_train=2, n_test=6, seed=3, size=SIZE)
+
+
+def test_exact_layout(root) -> None:
+    expected = set()
+    for split, ids in {"train": range(2), "test": range(2, 8)}.items():
+        for i in ids:
+            expected |= {f"{split}/CUFED5/{i:03d}_{k}.png" for k in range(6)}
+            expected |= {f"{split}/CUFED5_masks/{i:03d}_{k}_{side}.png" for k in range(1, 6) for side in ("hr", "ref")}
+    assert {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} == expected
+
+
+def test_size_must_divide_by_four(tmp_path) -> None:
+    with pytest.raises(ValueError, match="multiple of 4"):
+        generate_cufed5(tmp_path, n_train=1, n_test=1, size=50)
+
+
+def test_masks_are_binary_and_level_one_overlaps(root, load) -> None:
+    masks = root / "test" / "CUFED5_masks"
+    for p in masks.iterdir():
+        assert set(np.unique(load(p))) <= {0.0, 1.0}, p
+    for i in range(2, 8):
+        assert load(masks / f"{i:03d}_1_hr.png").any() and load(masks / f"{i:03d}_1_ref.png").any()
+    for p in (root / "test" / "CUFED5").iterdir():
+        assert load(p).shape == (SIZE, SIZE, 3)
+
+
+def test_hr_and_reference_masks_cover_the_same_content(root, load) -> None:
+    """HR pixels under the HR mask show what the reference shows under its mask, up to the scale change."""
+    out, masks = root / "test" / "CUFED5", root / "test" / "CUFED5_masks"
+    for i in range(2, 8):
+        hr = load(out / f"{i:03d}_0.png")
+        for level in range(1, 6):
+            ref = load(out / f"{i:03d}_{level}.png")
+            hm = load(masks / f"{i:03d}_{level}_hr.png") > 0.5
+            rm = load(masks / f"{i:03d}_{level}_ref.png") > 0.5
+            assert hm.any() == rm.any()
+            if level == 1:  # scale 1: the same pixels, only shifted
+                assert hm.sum() == rm.sum()
+                np.testing.assert_allclose(hr[hm].mean(0), ref[rm].mean(0), atol=0.01)
+                np.testing.assert_array_equal(np.sort(hr[hm], axis=0), np.sort(ref[rm], axis=0))
+            elif hm.mean() > 0.1:  # a scale change: nearest resampling keeps the mean colour roughly
+                np.testing.assert_allclose(hr[hm].mean(0), ref[rm].mean(0), atol=0.1)
