@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import CancelledError
 from pathlib import Path
 
 from distributed.diagnostics.plugin import WorkerPlugin
@@ -23,6 +24,7 @@ from tqdm.auto import tqdm
 
 from benchmark.config import RunConfig
 from benchmark.jobs import Job, run_job
+from benchmark.runner import RunError
 
 log = logging.getLogger("benchmark")
 
@@ -101,20 +103,26 @@ def run_on_dask(cfg: RunConfig, pending: list[Job], summary, scheduler: str, wor
         remaining = set(futures)
         with tqdm(total=sum(len(j.indices) for j in pending), desc="samples", unit="sample") as bar:
             while remaining:
-                done, _ = wait(list(remaining), timeout=cfg.cluster.job_timeout_s, return_when="FIRST_COMPLETED")
-                if not done:
+                try:
+                    done, _ = wait(list(remaining), timeout=cfg.cluster.job_timeout_s, return_when="FIRST_COMPLETED")
+                except TimeoutError:  # dask's wait raises on timeout rather than returning nothing done
                     _stalled(cfg, client, futures, remaining)
+                except CancelledError:  # raised instead of returning cancelled futures; each becomes a failure
+                    done = {f for f in remaining if f.status != "pending"}
                 for fut in done:
                     remaining.discard(fut)
                     job = futures[fut]
                     bar.update(len(job.indices))
                     bar.set_postfix_str(f"{job.task_name}/{job.model.name}/shard {job.shard}")
-                    if fut.status == "error":
+                    if fut.status == "finished":
+                        summary.finished += 1
+                    elif fut.status == "error":
                         err = fut.exception()
                         log.error("job %s failed after %d retries: %s", job.key, cfg.cluster.retries, err)
                         summary.failed.append({"job": job.key, "error": f"{type(err).__name__}: {err}"})
-                    else:
-                        summary.finished += 1
+                    else:  # cancelled (e.g. by the scheduler): not finished, and said so
+                        log.error("job %s ended as %s", job.key, fut.status)
+                        summary.failed.append({"job": job.key, "error": f"future {fut.status} on the cluster"})
     finally:
         cluster = getattr(client, "cluster", None)
         client.close()
@@ -122,12 +130,23 @@ def run_on_dask(cfg: RunConfig, pending: list[Job], summary, scheduler: str, wor
             cluster.close()
 
 
+def _scheduler_states(dask_scheduler, keys: list[str]) -> dict[str, str]:
+    """Scheduler-side task states (``no-worker``, ``queued``, ``processing`` ...): a future only says pending."""
+    return {k: dask_scheduler.tasks[k].state if k in dask_scheduler.tasks else "unknown" for k in keys}
+
+
 def _stalled(cfg: RunConfig, client, futures: dict, remaining: set) -> None:
-    waiting = [f"{futures[f].key} ({f.status})" for f in remaining]
-    n_workers = len(client.scheduler_info().get("workers", {}))
+    try:
+        states = client.run_on_scheduler(_scheduler_states, keys=[f.key for f in remaining])
+    except Exception:  # noqa: BLE001 - the error below matters more than the detail
+        states = {}
+    waiting = sorted(f"{futures[f].key} ({states.get(f.key, f.status)})" for f in remaining)
+    workers = client.scheduler_info().get("workers", {})
+    offered = sorted({k for w in workers.values() for k in (w.get("resources") or {})})
     for f in remaining:
         f.cancel()
-    raise RuntimeError(
-        f"no job finished within {cfg.cluster.job_timeout_s:.0f}s with {n_workers} worker(s); still waiting: "
+    raise RunError(
+        f"no job finished within {cfg.cluster.job_timeout_s:.0f}s with {len(workers)} worker(s) "
+        f"(resources offered: {', '.join(offered) or 'none'}); still waiting: "
         f"{', '.join(waiting[:5])}{' ...' if len(waiting) > 5 else ''}. "
         "Check that workers exist and offer the resources the jobs need (GPU).")

@@ -2,7 +2,7 @@
 
 Store layout (under the run's output dir)::
 
-    store/<task>-v<version>/<model>-<weights hash>/<config hash>/shard-<k>/
+    store/<task>-v<version>/<model>-<weights hash>/<config hash>/shard-<k>-samples-<first>-<last>/
         result.json                 rows, failures, timings (written last: its presence = job done)
         samples/<id>/generated.png  the output
         samples/<id>/maps.npz       maps + masks + metadata (benchmark.results.sample_maps)
@@ -16,6 +16,7 @@ import json
 import os
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,11 @@ from benchmark.results.sample_maps import split_accumulator
 from benchmark.scoring import imacs_scores, segmentation_rows
 
 _MODELS: dict = {}  # per-process (per-worker) model cache: models load once per worker
+
+# Torch intra-op threads while a job runs. CPU kernels split their reductions by thread count, so a job's
+# numbers depend on it; one fixed count makes inline runs and any number of workers store the same numbers.
+# Throughput on CPU comes from more workers (``cluster.workers``), not from threads inside a job.
+JOB_TORCH_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -46,9 +52,13 @@ class Job:
 
     @property
     def key(self) -> str:
-        """Deterministic key: task version, model identity (incl. weights hash), config hash, shard."""
+        """Deterministic key: task version, model identity (incl. weights hash), config hash, shard.
+
+        The shard part names its sample range too: ``shard_size`` is not in the config hash, so the
+        shard number alone would let a run with another shard size take a stored shard for its own."""
+        span = f"{self.indices[0]}-{self.indices[-1]}" if self.indices else "none"
         return (f"{self.task_name}-v{self.task_version}/{self.model.name}-{self.model_hash}/"
-                f"{self.config_hash}/shard-{self.shard:04d}")
+                f"{self.config_hash}/shard-{self.shard:04d}-samples-{span}")
 
     @property
     def dask_key(self) -> str:
@@ -82,11 +92,15 @@ def pick_device(requested: str = "auto") -> torch.device:
     return torch.device(requested)
 
 
-def load_adapter(spec: ModelSpec, device: torch.device):
+def load_adapter(spec: ModelSpec, device: torch.device, files_hash: str = ""):
+    """The adapter for ``spec`` on ``device``, loaded once per process.
+
+    ``files_hash`` (:func:`model_files_hash`) is part of the cache key so that a long-lived worker
+    reloads a model whose files changed at the same path instead of serving the old weights."""
     from benchmark import adapters  # noqa: F401
     from benchmark.registry import ADAPTERS
 
-    key = (spec.adapter, spec.path, json.dumps(spec.options, sort_keys=True, default=str), str(device))
+    key = (spec.adapter, spec.path, json.dumps(spec.options, sort_keys=True, default=str), str(device), files_hash)
     if key not in _MODELS:
         resolved = ModelSpec(spec.name, spec.adapter, str(resolve_path(spec.path)),
                              {k: (str(resolve_path(v)) if isinstance(v, str) and resolve_path(v).exists() else v)
@@ -100,7 +114,18 @@ def job_dir(cfg: RunConfig, job: Job) -> Path:
 
 
 def is_done(cfg: RunConfig, job: Job) -> bool:
+    """Only ``result.json`` counts: it is written last and atomically, never a ``*.tmp`` or sample files."""
     return (job_dir(cfg, job) / "result.json").is_file()
+
+
+@contextmanager
+def _torch_threads(n: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _downstream(images: torch.Tensor, batch: dict, i: int) -> dict[str, float]:
@@ -119,19 +144,28 @@ def _downstream(images: torch.Tensor, batch: dict, i: int) -> dict[str, float]:
 
 
 def run_job(cfg: RunConfig, job: Job, progress=None) -> dict:
-    """Run a job unless its result exists; returns the result record."""
-    out = job_dir(cfg, job)
-    done = out / "result.json"
+    """Run a job unless its result exists; returns the result record.
+
+    Runs with :data:`JOB_TORCH_THREADS` torch threads (restored afterwards) so that its numbers do not
+    depend on where it runs."""
+    done = job_dir(cfg, job) / "result.json"
     if done.is_file():
         return json.loads(done.read_text())
+    with _torch_threads(JOB_TORCH_THREADS):
+        return _run_job(cfg, job, progress)
+
+
+def _run_job(cfg: RunConfig, job: Job, progress) -> dict:
     from benchmark.tasks import build_dataset
 
+    out = job_dir(cfg, job)
+    done = out / "result.json"
     timings = {"load": 0.0, "generate_capture": 0.0, "maps_store": 0.0, "metrics": 0.0}
     t = time.perf_counter()
     task = TaskConfig.load(resolve_path(job.task_path))
     dataset = build_dataset(task)
     device = pick_device(cfg.device)
-    adapter = load_adapter(job.model, device)
+    adapter = load_adapter(job.model, device, job.model_hash)
     defaults = adapter.default_sampling()
     sampling = SamplingSettings(job.sampling.get("num_inference_steps") or defaults.num_inference_steps,
                                 job.sampling.get("guidance_scale") if job.sampling.get("guidance_scale") is not None
