@@ -367,6 +367,52 @@ def render_task(cfg: RunConfig, task: TaskConfig, agg: pd.DataFrame, sets: pd.Da
     return table, regressions
 
 
+def method_leaderboard(cfg: RunConfig, jobs, frame: pd.DataFrame, lb_dir: Path, res_dir: Path, header: list[str]) -> None:
+    """leaderboards/methods.{csv,md}: attribution methods x models x tasks on the same captures."""
+    from PIL import Image
+
+    from benchmark.methods.compare import compare_methods, summarise
+
+    samples = {(t, m): sample_dirs(cfg, jobs, t, m) for t, m in frame[["task", "model"]].drop_duplicates().itertuples(index=False)}
+    random_models = {m.name for tr in cfg.tasks for m in tr.models if "random_init" in m.options}
+    per_sample, examples = compare_methods(samples, random_models, cfg.scoring.lam, cfg.scoring.threshold)
+    if per_sample.empty:
+        return
+    write_csv(per_sample, res_dir / "methods_samples.csv")
+    summary = summarise(per_sample, cfg.scoring.n_boot)
+    wide = summary.pivot_table(index=["task", "model", "method"], columns="metric", values=["mean", "ci_low", "ci_high"])
+    wide.columns = [f"{m}_{stat}" if stat != "mean" else m for stat, m in wide.columns]
+    write_csv(wide.reset_index(), lb_dir / "methods.csv")
+    metrics = ["imacs_g", "miou_g", "ap_g", "pixel_acc_g"]
+    lines = ["# Attribution methods", ""] + header + ["",
+             "Generated-side maps against x_g on the evaluation half of each model's samples (heads ranked on the "
+             "other half). Cells: mean [bootstrap 95% CI]. Baselines: a uniform map; I2AM of a randomly "
+             "initialised copy of the model. Not covered yet: ConceptAttention-style maps on diffusion "
+             "transformers (no DiT in the embedded default).", ""]
+    for task, tsum in summary.groupby("task"):
+        lines += [f"## {task}", "", "| model | method | " + " | ".join(f"{LABELS[m]} ↑" for m in metrics) + " | n |",
+                  "|---|---|" + "---|" * (len(metrics) + 1)]
+        for (model, method), g in tsum.groupby(["model", "method"], sort=False):
+            cells = []
+            for m in metrics:
+                r = g[g.metric == m]
+                cells.append("n/a" if r.empty or np.isnan(r.iloc[0]["mean"]) else
+                             f"{fmt(r.iloc[0]['mean'])} [{fmt(r.iloc[0]['ci_low'])}, {fmt(r.iloc[0]['ci_high'])}]")
+            lines.append(f"| {model} | {method} | " + " | ".join(cells) + f" | {int(g['n'].max())} |")
+        lines.append("")
+        for (t, model), maps in examples.items():
+            if t != task:
+                continue
+            d = samples[(t, model)][len(samples[(t, model)]) // 2]
+            gen = torch.from_numpy(np.asarray(Image.open(d / "generated.png").convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)
+            panels = [overlay(gen, m if m is not None else torch.ones(gen.shape[-2:]), cfg.scoring.threshold)
+                      if m is not None else to_uint8(gen) for m in maps.values()]
+            path = lb_dir / "figures" / task / model / "methods.png"
+            save_png(strip(panels), path)
+            lines += [f"{model}: " + " | ".join(maps) + "  ", f"![methods]({path.relative_to(lb_dir).as_posix()})", ""]
+    (lb_dir / "methods.md").write_text("\n".join(lines) + "\n")
+
+
 def build_report(cfg: RunConfig) -> dict[str, Path]:
     """Rebuild everything downstream of the store; returns the written paths."""
     jobs = plan_jobs(cfg)
@@ -422,6 +468,9 @@ def build_report(cfg: RunConfig) -> dict[str, Path]:
         ta = agg[agg.task == name]
         new_hist += [{"run_id": run_id, "config_hash": cfg.hash(), "git": git_revision(), "task": name,
                       "model": r.model, "metric": r.metric, "value": r.mean} for r in ta.itertuples()]
+    method_leaderboard(cfg, jobs, frame, lb_dir, res_dir, header)
+    if (lb_dir / "methods.md").is_file():
+        overview += ["", "Attribution methods compared on the same captures: [methods.md](methods.md)."]
     if all_regressions:
         overview += ["", "**Regressions since the previous run:** " + "; ".join(all_regressions)]
     overview += ["", "Frames behind these tables: `results/samples.csv` (one row per sample x metric), "

@@ -7,6 +7,9 @@ full-size model of the same design is saved as)::
     <path>/image_encoder/   CLIPVisionModel
     <path>/i2i_config.json  conditions, reference tokens (patch | cls), sampling defaults
     <vae>/                  AutoencoderKL (option ``vae``; default <path>/vae)
+
+Options: ``vae`` (folder), ``random_init`` (a seed: replace UNet and image
+encoder by freshly initialised copies, the attribution-method baseline).
 """
 
 from __future__ import annotations
@@ -51,6 +54,11 @@ class ReferenceUNetAdapter(ModelAdapter):
             scheduler=ddim_scheduler(),
             spec=self.i2i,
         ).to(self.device)
+        if spec.options.get("random_init") is not None:
+            # Baseline "randomly initialised copy": same architecture, fresh weights (VAE kept for decoding).
+            torch.manual_seed(int(spec.options["random_init"]))
+            self.pipe.unet = UNet2DConditionModel.from_config(self.pipe.unet.config).to(self.device)
+            self.pipe.image_encoder = CLIPVisionModel(self.pipe.image_encoder.config).to(self.device)
         self.pipe.set_progress_bar_config(disable=True)
         for m in (self.pipe.vae, self.pipe.unet, self.pipe.image_encoder):
             m.eval().requires_grad_(False)

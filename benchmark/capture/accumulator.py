@@ -210,7 +210,8 @@ class I2AMAccumulator:
     def generated_maps(self) -> dict[str, torch.Tensor]:
         """Generated-side maps on the latent grid (h, w), raw (not normalised).
 
-        ulam (B, h, w); tlam (B, G, h, w); hlam (B, N, h, w); llam (B, L, h, w).
+        ulam (B, h, w); tlam (B, G, h, w); hlam (B, N, h, w); llam (B, L, h, w);
+        with hlam also layer_heads (B, L, N, h, w), each (layer, head) apart.
         """
         self._check()
         out: dict[str, torch.Tensor] = {}
@@ -224,6 +225,7 @@ class I2AMAccumulator:
             if per_layer_heads is None:
                 raise ValueError("HLAM needs the same number of heads in every captured layer")
             out["hlam"] = per_layer_heads.mean(1)
+            out["layer_heads"] = per_layer_heads  # (B, L, N, h, w): for head selection
         if "tlam" in self.levels:
             out["tlam"] = torch.stack(
                 [resize_maps(self._grid(l, self.g[l]), self.latent_grid).mean(2) for l in self.layers], 1).mean(1)
@@ -252,6 +254,7 @@ class I2AMAccumulator:
             if stacked is None:
                 raise ValueError("HLAM needs the same number of heads in every captured layer")
             out["hlam"] = stacked.sum(2).mean(1).view(b, -1, *grid)
+            out["layer_heads"] = stacked.sum(2).view(b, stacked.shape[1], stacked.shape[3], *grid)
         if "tlam" in self.levels:
             out["tlam"] = torch.stack([src[l].mean(2) for l in self.layers], 1).mean(1).view(b, -1, *grid)
         return out

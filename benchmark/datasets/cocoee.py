@@ -17,8 +17,8 @@ class CocoeeDataset:
     fill) is ``region_mask``. When the folder ``Ref_mask_3500`` exists (the
     procedural trees write it; real COCOEE has none), every sample's
     ``{id}_ref_mask.png`` is the reference mask and a missing one is an error;
-    without the folder IMACS_r is not applicable (``reference_mask`` is None). Conditions: ``masked_image`` (GT with the box
-    greyed out, 0.5) and ``mask``.
+    without the folder IMACS_r is not applicable (``reference_mask`` is None).
+    Conditions: ``masked_image`` (GT with the box greyed out, 0.5) and ``mask``.
     """
 
     def __init__(self, root: str | Path, size: tuple[int, int] | None = (512, 512),

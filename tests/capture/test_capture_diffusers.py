@@ -75,6 +75,8 @@ def test_maps_match_brute_force():
     # heads and layers: their means must give back the unified map
     assert torch.allclose(gen["llam"].mean(1), gen["ulam"], rtol=1e-5)
     assert torch.allclose(refm["hlam"].mean(1), refm["ulam"], rtol=1e-5)
+    assert torch.allclose(gen["layer_heads"].mean(2), gen["llam"], rtol=1e-5)
+    assert torch.allclose(gen["layer_heads"].mean(1), gen["hlam"], rtol=1e-5)
     # (c) a layer that attends non-uniformly gives non-constant maps
     assert gen["ulam"].flatten(1).std(1).min() > 0
     assert refm["ulam"].flatten(1).std(1).min() > 0
@@ -116,7 +118,7 @@ def test_merging_shards_equals_one_pass():
         with capture_diffusers(unet, s):
             run(unet, s, stop, start=start)
     a.merge(b)
-    for key in ("ulam", "tlam", "hlam", "llam"):
+    for key in ("ulam", "tlam", "hlam", "llam", "layer_heads"):
         assert torch.allclose(a.generated_maps()[key], whole.generated_maps()[key], rtol=1e-6, atol=1e-9)
         assert torch.allclose(a.reference_maps()[key], whole.reference_maps()[key], rtol=1e-6, atol=1e-9)
     assert torch.allclose(a.reference_volume(), whole.reference_volume(), rtol=1e-6)
