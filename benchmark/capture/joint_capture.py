@@ -1,0 +1,140 @@
+"""Capture for joint-attention diffusion transformers (FLUX, FLUX Kontext).
+
+In a joint-attention block text tokens, generated-image tokens and (FLUX
+Kontext) reference-image tokens sit in ONE sequence ``[text (T); generated (G);
+reference (R)]``. I2AM reads the generated x reference block of the attention
+matrix with the same rules as the UNet path: the key-axis probabilities of the
+FULL softmax (other keys dropped after it) for the reference side, and the
+softmax over the generated-query axis of the block's logits for the generated
+side, fed to the same :class:`~benchmark.capture.accumulator.I2AMAccumulator`.
+
+ConceptAttention-style maps (seed 003) use the attention OUTPUT space instead:
+for every generated token, the dot products of its attention output (before
+the output projection) with the reference tokens' outputs, softmaxed over
+reference tokens, summed over the chosen layers and steps
+(:class:`OutputSpaceAccumulator`). The logits, outputs and image are the
+ones the block computes anyway: nothing is run twice and the output is unchanged.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from diffusers.models.embeddings import apply_rotary_emb
+from diffusers.models.transformers.transformer_flux import _get_qkv_projections
+
+from benchmark.capture.session import CaptureSession
+
+
+@dataclass(frozen=True)
+class JointLayout:
+    """Token counts of the joint sequence: text, generated image, reference image."""
+
+    text: int
+    generated: int
+    reference: int
+
+    def blocks(self) -> tuple[slice, slice]:
+        g0 = self.text
+        return slice(g0, g0 + self.generated), slice(g0 + self.generated, g0 + self.generated + self.reference)
+
+
+class OutputSpaceAccumulator:
+    """Sum over layers and steps of softmax_R(O_g O_r^T): (B, G, R) for the conditional rows.
+
+    Maps (raw): ``generated_map(reference_weights)`` (B, G) = volume @ w_r, the
+    share of each generated token's output-space similarity that falls on the
+    reference region; ``reference_map(generated_weights)`` (B, R) = the mean of
+    the volume over the generated region.
+    """
+
+    def __init__(self, num_steps: int, layers: set[str] | None = None):
+        self.num_steps, self.layers = num_steps, layers
+        self.volume: torch.Tensor | None = None
+        self.calls = 0
+
+    @torch.no_grad()
+    def update(self, layer: str, out_generated: torch.Tensor, out_reference: torch.Tensor) -> None:
+        """out_generated (B, G, C), out_reference (B, R, C): attention outputs before the projection."""
+        if self.layers is not None and layer not in self.layers:
+            return
+        sim = torch.einsum("bgc,brc->bgr", out_generated.float(), out_reference.float())
+        p = sim.softmax(-1)
+        self.volume = p if self.volume is None else self.volume + p
+        self.calls += 1
+
+    def generated_map(self, reference_weights: torch.Tensor) -> torch.Tensor:
+        """reference_weights (B, R) in [0, 1] (e.g. the reference mask on the token grid) -> (B, G)."""
+        return torch.einsum("bgr,br->bg", self.volume, reference_weights.float().to(self.volume.device))
+
+    def reference_map(self, generated_weights: torch.Tensor | None = None) -> torch.Tensor:
+        """generated_weights (B, G) or None (all) -> (B, R)."""
+        if generated_weights is None:
+            return self.volume.mean(1)
+        w = generated_weights.float().to(self.volume.device)
+        return torch.einsum("bgr,bg->br", self.volume, w) / w.sum(1, keepdim=True).clamp_min(1e-12)
+
+
+class FluxI2AMProcessor:
+    """Drop-in for diffusers' ``FluxAttnProcessor`` that feeds I2AM and output-space captures."""
+
+    def __init__(self, session: CaptureSession, layer: str, layout: JointLayout,
+                 concept: OutputSpaceAccumulator | None = None):
+        self.session, self.layer, self.layout, self.concept = session, layer, layout, concept
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, image_rotary_emb=None):
+        query, key, value, e_query, e_key, e_value = _get_qkv_projections(attn, hidden_states, encoder_hidden_states)
+        query, key, value = (t.unflatten(-1, (-1, attn.head_dim)) for t in (query, key, value))
+        query, key = attn.norm_q(query), attn.norm_k(key)
+        if attn.added_kv_proj_dim is not None:
+            e_query, e_key, e_value = (t.unflatten(-1, (-1, attn.head_dim)) for t in (e_query, e_key, e_value))
+            e_query, e_key = attn.norm_added_q(e_query), attn.norm_added_k(e_key)
+            query, key, value = (torch.cat([a, b], dim=1) for a, b in ((e_query, query), (e_key, key), (e_value, value)))
+        if image_rotary_emb is not None:
+            query = apply_rotary_emb(query, image_rotary_emb, sequence_dim=1)
+            key = apply_rotary_emb(key, image_rotary_emb, sequence_dim=1)
+        q, k, v = (t.transpose(1, 2) for t in (query, key, value))  # (B, H, S, D)
+        scores = torch.matmul(q, k.transpose(-1, -2)) * (q.shape[-1] ** -0.5)
+        if attention_mask is not None:
+            scores = scores + (attention_mask if attention_mask.dtype != torch.bool
+                               else torch.zeros_like(scores).masked_fill(~attention_mask, float("-inf")))
+        probs = scores.softmax(-1)
+        out = torch.matmul(probs.to(v.dtype), v).transpose(1, 2).flatten(2, 3).to(query.dtype)  # (B, S, H*D)
+        self._capture(scores, probs, out)
+        if encoder_hidden_states is not None:
+            n_text = encoder_hidden_states.shape[1]
+            encoder_hidden_states, hidden = out[:, :n_text], out[:, n_text:]
+            hidden = attn.to_out[1](attn.to_out[0](hidden.contiguous()))
+            return hidden, attn.to_add_out(encoder_hidden_states.contiguous())
+        return out
+
+    def _capture(self, scores, probs, out) -> None:
+        s = self.session
+        if not s.enabled or s.step >= s.accumulator.num_steps:
+            return
+        gen, ref = self.layout.blocks()
+        if ref.stop > scores.shape[-1]:
+            raise ValueError(f"layer {self.layer}: sequence of {scores.shape[-1]} tokens is shorter than the "
+                             f"declared layout {self.layout}")
+        rows = s.conditional_rows(scores.shape[0])
+        s.accumulator.update(self.layer, scores[rows][:, :, gen, ref], probs[rows][:, :, gen, ref], s.step)
+        if self.concept is not None:
+            self.concept.update(self.layer, out[rows][:, gen], out[rows][:, ref])
+
+
+@contextmanager
+def capture_joint(transformer: torch.nn.Module, session: CaptureSession, layout: JointLayout,
+                  concept: OutputSpaceAccumulator | None = None, layers: list[str] | None = None) -> Iterator[list[str]]:
+    """Install :class:`FluxI2AMProcessor` on ``layers`` (default: every attention processor); restore on exit."""
+    original = transformer.attn_processors
+    layers = list(original) if layers is None else layers
+    installed = {k: (FluxI2AMProcessor(session, k.removesuffix(".processor"), layout, concept) if k in layers else p)
+                 for k, p in original.items()}
+    transformer.set_attn_processor(installed)
+    try:
+        yield layers
+    finally:
+        transformer.set_attn_processor(original)
