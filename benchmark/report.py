@@ -20,10 +20,9 @@ from tqdm.auto import tqdm
 
 from benchmark.analysis.bootstrap import bootstrap_mean
 from benchmark.analysis.correlation import correlation
-from benchmark.analysis.sweep import best_cell, correlation_sweep, plot_sweep_heatmap
+from benchmark.analysis.sweep import correlation_sweep, plot_sweep_heatmap
 from benchmark.config import RunConfig, TaskConfig, resolve_path
 from benchmark.figures import plot_scatter, save_png, strip, to_uint8, overlay, mark_position
-from benchmark.jobs import pick_device
 from benchmark.maps import prepare_map
 from benchmark.results.frames import fmt, load_records, sample_dirs, sample_frame, failure_frame, write_csv
 from benchmark.results.sample_maps import SampleMaps

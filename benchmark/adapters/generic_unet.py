@@ -38,15 +38,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from transformers import CLIPVisionModel, CLIPVisionModelWithProjection
 
-from benchmark.adapters.reference_unet import ddim_scheduler
-from benchmark.api.model import ModelAdapter, ModelSpec, SamplingSettings, initial_noise, weights_hash
+from benchmark.adapters.pipeline_adapter import ReferencePipelineAdapter, ddim_scheduler
+from benchmark.api.model import ModelSpec, SamplingSettings
 from benchmark.capture.tokens import TokenLayout
 from benchmark.config import ConfigError, _build
 from benchmark.models.mini import I2IModelSpec
@@ -124,7 +123,7 @@ class ImageTokenI2IPipeline(ReferenceI2IPipeline):
 
 
 @ADAPTERS.register("generic_unet")
-class GenericUNetAdapter(ModelAdapter):
+class GenericUNetAdapter(ReferencePipelineAdapter):
     def __init__(self, spec: ModelSpec, device="cpu"):
         super().__init__(spec, device)
         where = f"model {spec.name!r} options"
@@ -177,24 +176,5 @@ class GenericUNetAdapter(ModelAdapter):
     def token_layout(self) -> TokenLayout:
         return self._layout
 
-    def capture_module(self) -> torch.nn.Module:
-        return self.pipe.unet
-
-    def latent_grid(self, image_size):
-        return self.pipe.latent_size(tuple(image_size))
-
     def default_sampling(self) -> SamplingSettings:
         return SamplingSettings(self.options.num_inference_steps, self.options.guidance_scale)
-
-    def generate(self, batch: dict, sampling: SamplingSettings, seeds: list[int],
-                 callback_on_step_end: Callable | None = None) -> torch.Tensor:
-        size = tuple(next(iter(batch["conditions"].values())).shape[-2:])
-        noise = initial_noise(seeds, (self.pipe.unet.config.out_channels, *self.latent_grid(size)))
-        return self.pipe(batch["reference"], batch["conditions"], num_inference_steps=sampling.num_inference_steps,
-                         guidance_scale=sampling.guidance_scale, eta=sampling.eta, latents=noise,
-                         callback_on_step_end=callback_on_step_end).float().cpu()
-
-    def identity(self) -> dict:
-        ident = super().identity()
-        ident["weights"] += "-" + "".join(weights_hash(m)[:8] for m in (self.pipe.image_encoder, self.pipe.vae))
-        return ident

@@ -15,23 +15,16 @@ encoder by freshly initialised copies, the attribution-method baseline).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
-
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+from diffusers import AutoencoderKL, UNet2DConditionModel
 from transformers import CLIPVisionModel
 
-from benchmark.api.model import ModelAdapter, ModelSpec, SamplingSettings, initial_noise
+from benchmark.adapters.pipeline_adapter import ReferencePipelineAdapter, ddim_scheduler  # noqa: F401 (re-export)
+from benchmark.api.model import ModelSpec, SamplingSettings
 from benchmark.capture.tokens import TokenLayout
 from benchmark.models.mini import I2IModelSpec
 from benchmark.pipelines.reference_i2i import ReferenceI2IPipeline
 from benchmark.registry import ADAPTERS
-
-
-def ddim_scheduler() -> DDIMScheduler:
-    """SD-1.5's DDIM settings (also what the mini models are trained for)."""
-    return DDIMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085,
-                         beta_end=0.012, clip_sample=False, set_alpha_to_one=False, steps_offset=1)
 
 
 def _load(cls, path: Path, what: str, **kw):
@@ -41,7 +34,7 @@ def _load(cls, path: Path, what: str, **kw):
 
 
 @ADAPTERS.register("reference_unet")
-class ReferenceUNetAdapter(ModelAdapter):
+class ReferenceUNetAdapter(ReferencePipelineAdapter):
     def __init__(self, spec: ModelSpec, device="cpu"):
         super().__init__(spec, device)
         root = Path(spec.path)
@@ -71,30 +64,5 @@ class ReferenceUNetAdapter(ModelAdapter):
         side = cfg.image_size // cfg.patch_size
         return TokenLayout(grid=(side, side), drop=(0,))  # CLS first, dropped after the softmax
 
-    def capture_module(self) -> torch.nn.Module:
-        return self.pipe.unet
-
-    def latent_grid(self, image_size):
-        return self.pipe.latent_size(tuple(image_size))
-
     def default_sampling(self) -> SamplingSettings:
         return SamplingSettings(self.i2i.num_inference_steps, self.i2i.guidance_scale)
-
-    def generate(self, batch: dict, sampling: SamplingSettings, seeds: list[int],
-                 callback_on_step_end: Callable | None = None) -> torch.Tensor:
-        size = tuple(next(iter(batch["conditions"].values())).shape[-2:])
-        noise = initial_noise(seeds, (self.pipe.unet.config.out_channels, *self.latent_grid(size)))
-        return self.pipe(batch["reference"], batch["conditions"], num_inference_steps=sampling.num_inference_steps,
-                         guidance_scale=sampling.guidance_scale, eta=sampling.eta, latents=noise,
-                         callback_on_step_end=callback_on_step_end).float().cpu()
-
-    def identity(self) -> dict:
-        ident = super().identity()
-        ident["weights"] = ident["weights"] + "-" + _hash_modules(self.pipe.image_encoder, self.pipe.vae)
-        return ident
-
-
-def _hash_modules(*modules) -> str:
-    from benchmark.api.model import weights_hash
-
-    return "".join(weights_hash(m)[:8] for m in modules)

@@ -25,10 +25,11 @@ class EmbeddedTask:
     n_train: int = 2000
     n_test: int = 128
     seed: int = 0
+    output_root: Path | None = None  # where models are exported; default: <repo>/tasks
 
     @property
     def models_dir(self) -> Path:
-        return REPO_ROOT / "tasks" / self.name / "models"
+        return (self.output_root or REPO_ROOT / "tasks") / self.name / "models"
 
 
 EMBEDDED_TASKS = {

@@ -15,13 +15,12 @@ For every task and model, on held-out test samples:
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from benchmark.analysis.bootstrap import bootstrap_mean
-from benchmark.api.model import ModelSpec, SamplingSettings
+from benchmark.api.model import ModelSpec
 from benchmark.api.sample import collate
 from benchmark.config import TaskConfig, resolve_path
 from benchmark.generation import CaptureSettings, generate_with_capture

@@ -75,12 +75,13 @@ def _lr_at(step: int, total: int, base: float, warmup: int = 100) -> float:
 
 
 # --- VAE --------------------------------------------------------------------------------------
-def train_vae(plan: TrainPlan, out_dir: Path = SHARED_VAE_DIR) -> AutoencoderKL:
+def train_vae(plan: TrainPlan, out_dir: Path = SHARED_VAE_DIR, tasks: list[EmbeddedTask] | None = None) -> AutoencoderKL:
     """Train the shared f=4 VAE on every image of every task's train split (L1 + tiny KL)."""
     if (out_dir / "config.json").is_file():
         return AutoencoderKL.from_pretrained(out_dir, torch_dtype=torch.float32)
+    tasks = list(EMBEDDED_TASKS.values()) if tasks is None else tasks
     pools = []
-    for task in EMBEDDED_TASKS.values():
+    for task in tasks:
         samples = load_split(task, "train")
         imgs = [s.target for s in samples] + [s.reference for s in samples]
         imgs += [v for s in samples for k, v in s.conditions.items() if v.shape[0] == 3]
@@ -88,7 +89,7 @@ def train_vae(plan: TrainPlan, out_dir: Path = SHARED_VAE_DIR) -> AutoencoderKL:
     torch.manual_seed(plan.seed)
     vae = build_vae()
     opt = torch.optim.AdamW(vae.parameters(), lr=plan.lr)
-    state_path = _state_path("vae", plan, [(t.generator, t.n_train, t.seed) for t in EMBEDDED_TASKS.values()])
+    state_path = _state_path("vae", plan, [(t.generator, t.n_train, t.seed) for t in tasks])
     start = 0
     if state_path.is_file():
         state = torch.load(state_path, weights_only=False)
