@@ -55,7 +55,7 @@ def _cmd_run(args) -> int:
 def _cmd_report(args) -> int:
     from benchmark.report import build_report
 
-    paths = build_report(_load_config(args))
+    paths = build_report(_load_config(args), record_history=args.record_history)
     print(f"leaderboards: {paths['index']}")
     return 0
 
@@ -133,7 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="local cluster workers (default: cluster.workers)")
     p.add_argument("--no-report", action="store_true", help="skip the report step")
     p.set_defaults(func=_cmd_run)
-    with_config(sub.add_parser("report", help="rebuild leaderboards from the store")).set_defaults(func=_cmd_report)
+    p = with_config(sub.add_parser("report", help="rebuild leaderboards from the store"))
+    p.add_argument("--record-history", action="store_true", help="also append to history.csv (a run always does)")
+    p.set_defaults(func=_cmd_report)
     with_config(sub.add_parser("validate", help="check a config")).set_defaults(func=_cmd_validate)
     with_config(sub.add_parser("ls", help="list tasks, adapters, configs, stored jobs"), required=False).set_defaults(func=_cmd_ls)
     p = sub.add_parser("train", help="(re)train the embedded-default mini models; resumes from checkpoints")

@@ -57,6 +57,9 @@ def _gpu_count() -> int:
 
 def make_client(cfg: RunConfig, scheduler: str, workers: int):
     """(client, uses_gpu_resources)."""
+    # The run has its own progress bar and log; dask's INFO chatter (also in worker processes) is noise.
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+    logging.getLogger("distributed").setLevel(logging.WARNING)
     from dask.distributed import Client, LocalCluster
 
     if scheduler.startswith(("tcp://", "tls://", "ucx://")):

@@ -276,7 +276,7 @@ def _history_delta(history: pd.DataFrame, run_id: str, task: str, model: str, me
 
 def render_task(cfg: RunConfig, task: TaskConfig, agg: pd.DataFrame, sets: pd.DataFrame, failures: pd.DataFrame,
                 corr: pd.DataFrame, figs: dict, sweep_figs: dict, history: pd.DataFrame, run_id: str,
-                header: list[str], lb_dir: Path) -> tuple[pd.DataFrame, list[str]]:
+                header: list[str], lb_dir: Path, baselines: set[str] = frozenset()) -> tuple[pd.DataFrame, list[str]]:
     ta = agg[agg.task == task.name]
     cols = _metric_columns(task, ta)
     set_cols = [(m.name, m.direction) for m in task.metrics if m.name in set(sets.metric)] if not sets.empty else []
@@ -285,8 +285,9 @@ def render_task(cfg: RunConfig, task: TaskConfig, agg: pd.DataFrame, sets: pd.Da
     head = ["model", "method"] + [f"{LABELS.get(m, m)} {arrow(d)}" for m, d in cols + set_cols] + ["n", "failures"]
     md += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for model in models:
-        row = {"model": model, "method": "I2AM (all heads)"}
-        cells = [model, "I2AM (all heads)"]
+        method = "I2AM (all heads), baseline: random-init copy" if model in baselines else "I2AM (all heads)"
+        row = {"model": model, "method": method}
+        cells = [model, method]
         n = int(ta[ta.model == model]["n"].max()) if not ta[ta.model == model].empty else 0
         for metric, direction in cols:
             r = ta[(ta.model == model) & (ta.metric == metric)]
@@ -335,7 +336,7 @@ def render_task(cfg: RunConfig, task: TaskConfig, agg: pd.DataFrame, sets: pd.Da
             sub = tc[(tc.level == level)]
             if sub.empty:
                 continue
-            lines += [f"## {title}", "", "| x | y | scope | method | r | p | 95% CI | n |", "|---|---|---|---|---|---|---|---|"]
+            lines += [f"## {title}", "", "Baseline models (random-init copies) are left out.", "", "| x | y | scope | method | r | p | 95% CI | n |", "|---|---|---|---|---|---|---|---|"]
             for r in sub.itertuples():
                 lines.append(f"| {LABELS.get(r.x, r.x)} | {LABELS.get(r.y, r.y)} | {r.scope} | {r.method} | "
                              f"{fmt(r.statistic)} | {fmt(r.p_value, 4)} | [{fmt(r.ci_low)}, {fmt(r.ci_high)}] | {r.n} |")
@@ -412,8 +413,12 @@ def method_leaderboard(cfg: RunConfig, jobs, frame: pd.DataFrame, lb_dir: Path, 
     (lb_dir / "methods.md").write_text("\n".join(lines) + "\n")
 
 
-def build_report(cfg: RunConfig) -> dict[str, Path]:
-    """Rebuild everything downstream of the store; returns the written paths."""
+def build_report(cfg: RunConfig, record_history: bool = True) -> dict[str, Path]:
+    """Rebuild everything downstream of the store; returns the written paths.
+
+    ``record_history``: append this run's model means to ``history.csv`` (a run does; a
+    rebuild of the same store with ``report`` does not, unless asked).
+    """
     jobs = plan_jobs(cfg)
     records = load_records(cfg, jobs)
     if not records:
@@ -427,9 +432,13 @@ def build_report(cfg: RunConfig) -> dict[str, Path]:
     write_csv(failures, res_dir / "failures.csv")
     agg = aggregate(frame, cfg.scoring.n_boot)
     write_csv(agg, res_dir / "models.csv")
-    corr = correlations(frame, agg, cfg.scoring.n_boot)
+    # Baselines (randomly initialised copies) are method baselines, not models under test: they stay on the
+    # leaderboard but do not enter the attribution-vs-quality correlations.
+    baselines = {m.name for tr in cfg.tasks for m in tr.models if "random_init" in m.options}
+    tested = frame[~frame.model.isin(baselines)]
+    corr = correlations(tested, agg[~agg.model.isin(baselines)], cfg.scoring.n_boot)
     write_csv(corr, res_dir / "correlations.csv")
-    sweep, sweep_figs = sweeps(cfg, jobs, frame, fig_dir)
+    sweep, sweep_figs = sweeps(cfg, jobs, tested, fig_dir)
     write_csv(sweep, res_dir / "sweep.csv")
     figs: dict = {}
     tasks = {TaskConfig.load(resolve_path(tr.task)).name: TaskConfig.load(resolve_path(tr.task)) for tr in cfg.tasks}
@@ -439,7 +448,7 @@ def build_report(cfg: RunConfig) -> dict[str, Path]:
             figs[(task_name, model)] = model_figures(cfg, jobs, task_name, model, fig_dir)
         if "imacs_g" in set(tf.metric):
             path = fig_dir / task_name / "scatter.png"
-            if plot_scatter(tf, path, [q for q in QUALITY_ORDER if q in set(tf.metric)][:1]):
+            if plot_scatter(tf[~tf.model.isin(baselines)], path, [q for q in QUALITY_ORDER if q in set(tf.metric)][:1]):
                 figs[("scatter", task_name)] = path
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     devices = sorted({r["device"] for r in records})
@@ -459,7 +468,8 @@ def build_report(cfg: RunConfig) -> dict[str, Path]:
         if name not in set(frame.task):
             continue
         sets = set_metrics(cfg, task, frame[frame.task == name])
-        table, regs = render_task(cfg, task, agg, sets, failures, corr, figs, sweep_figs, history, run_id, header, lb_dir)
+        table, regs = render_task(cfg, task, agg, sets, failures, corr, figs, sweep_figs, history, run_id, header, lb_dir,
+                                  baselines)
         all_regressions += regs
         best = table.sort_values("imacs_g", ascending=False).iloc[0] if "imacs_g" in table else None
         overview.append(f"| {name} | {len(table)} | {int(table['n'].sum())} | {int(table['failures'].sum())} | "
@@ -475,5 +485,6 @@ def build_report(cfg: RunConfig) -> dict[str, Path]:
     overview += ["", "Frames behind these tables: `results/samples.csv` (one row per sample x metric), "
                  "`models.csv`, `correlations.csv`, `sweep.csv` in the run's output folder."]
     (lb_dir / "README.md").write_text("\n".join(overview) + "\n")
-    write_csv(pd.concat([history, pd.DataFrame(new_hist)], ignore_index=True), hist_path)
+    if record_history:
+        write_csv(pd.concat([history, pd.DataFrame(new_hist)], ignore_index=True), hist_path)
     return {"index": lb_dir / "README.md", "results": res_dir}

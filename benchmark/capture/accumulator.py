@@ -113,6 +113,10 @@ class I2AMAccumulator:
         self.rm: dict[str, torch.Tensor] = {}  # (B, G, N, K), eq. (17)
         self.sr: dict[str, torch.Tensor] = {}  # (B, Q_l, K)
         self.calls: dict[str, torch.Tensor] = {}  # (G,) updates per group
+        # Derived constants (not state): kept-token positions, per-layer reduction weights.
+        self._kept_cache: dict = {}
+        self._weights: dict[str, torch.Tensor] = {}
+        self._region_weights: dict[str, torch.Tensor] = {}
 
     # --- update ---------------------------------------------------------------------------------
     def group_of(self, step: int) -> int:
@@ -124,28 +128,51 @@ class I2AMAccumulator:
     def update(self, layer: str, scores: torch.Tensor, probs: torch.Tensor, step: int) -> None:
         """Add one call of ``layer`` at sampling ``step``: scores and probs (B, N, Q, K_all), conditional rows only."""
         b, n, q, k_all = scores.shape
-        kept = self.tokens.kept_index(k_all, scores.device)
+        kept = self._kept(k_all, scores.device)
         group = self.group_of(step)
         info = self.layers.get(layer)
         if info is None:
-            info = LayerInfo(layer_grid(q, self.latent_grid), n, len(kept))
+            n_kept = kept.stop - kept.start if isinstance(kept, slice) else len(kept)
+            info = LayerInfo(layer_grid(q, self.latent_grid), n, n_kept)
             self._init_layer(layer, info, b, scores.device)
         elif (info.heads, info.grid[0] * info.grid[1]) != (n, q):
             raise ValueError(f"layer {layer}: shape changed between calls ({info} vs heads={n}, queries={q})")
         self.calls[layer][group] += 1
+        # Every reduction runs over the full, contiguous token axis; dropped tokens are removed from the
+        # small reduced results (or weighted 0), which is the same as dropping them after the softmax.
         # Generated side: softmax over the query axis, mean over kept reference tokens.
-        p_query = scores.float().softmax(dim=-2).index_select(-1, kept).mean(-1)
-        self.g[layer][:, group] += p_query
+        self.g[layer][:, group] += torch.matmul(scores.float().softmax(dim=-2), self._token_weights(k_all, kept, scores.device))
         if not self.tokens.reference_side:
             return
-        p_key = probs.float().index_select(-1, kept)  # (B, N, Q, K)
-        weights = self._adjoint_weights(info, scores.device)
-        self.r[layer][:, group] += torch.einsum("bnqk,q->bnk", p_key, weights)
-        if self.region_mask is not None:
-            masked = self._adjoint_weights(info, scores.device, self.region_mask.to(scores.device))
-            self.rm[layer][:, group] += torch.einsum("bnqk,bq->bnk", p_key, masked)
+        p_key = probs.float()  # (B, N, Q, K_all), softmax over keys
+        self.r[layer][:, group] += self._take(torch.matmul(self._weights[layer], p_key), kept)
+        if layer in self._region_weights:
+            w = self._region_weights[layer][:, None, None, :]  # (B, 1, 1, Q)
+            self.rm[layer][:, group] += self._take(torch.matmul(w, p_key)[..., 0, :], kept)
         if "sram" in self.levels:
-            self.sr[layer] += p_key.sum(1)
+            self.sr[layer] += self._take(p_key.sum(1), kept)
+
+    def _token_weights(self, n_tokens: int, kept, device) -> torch.Tensor:
+        """(K_all,) weights: 1 / n_kept on kept tokens, 0 on dropped ones."""
+        key = ("w", n_tokens, str(device))
+        if key not in self._kept_cache:
+            w = torch.zeros(n_tokens, device=device)
+            w[kept] = 1.0
+            self._kept_cache[key] = w / w.sum()
+        return self._kept_cache[key]
+
+    def _kept(self, n_tokens: int, device):
+        """Kept token positions: a slice when contiguous (a view, no copy), else an index tensor."""
+        key = (n_tokens, str(device))
+        if key not in self._kept_cache:
+            idx = self.tokens.kept_index(n_tokens, device)
+            contiguous = len(idx) > 0 and bool((idx.diff() == 1).all()) if len(idx) > 1 else len(idx) == 1
+            self._kept_cache[key] = slice(int(idx[0]), int(idx[-1]) + 1) if contiguous else idx
+        return self._kept_cache[key]
+
+    @staticmethod
+    def _take(x: torch.Tensor, kept) -> torch.Tensor:
+        return x[..., kept] if isinstance(kept, slice) else x.index_select(-1, kept)
 
     def _init_layer(self, layer: str, info: LayerInfo, b: int, device) -> None:
         if self.region_mask is not None and self.region_mask.shape[0] != b:
@@ -157,8 +184,10 @@ class I2AMAccumulator:
         self.calls[layer] = torch.zeros(g, dtype=torch.long)
         if self.tokens.reference_side:
             self.r[layer] = zeros(b, g, n, k)
+            self._weights[layer] = self._adjoint_weights(info, device)
             if self.region_mask is not None:
                 self.rm[layer] = zeros(b, g, n, k)
+                self._region_weights[layer] = self._adjoint_weights(info, device, self.region_mask.to(device))
             if "sram" in self.levels:
                 self.sr[layer] = zeros(b, q, k)
 
@@ -181,6 +210,8 @@ class I2AMAccumulator:
         for layer, info in other.layers.items():
             if layer not in self.layers:
                 self.layers[layer] = info
+                self._weights.update({k: v for k, v in other._weights.items() if k == layer})
+                self._region_weights.update({k: v for k, v in other._region_weights.items() if k == layer})
                 for name in ("g", "r", "rm", "sr", "calls"):
                     src = getattr(other, name)
                     if layer in src:

@@ -207,7 +207,7 @@ def train_task(task: EmbeddedTask, tokens: str, plan: TrainPlan, vae: Autoencode
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         if step % 20 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-100:]):.4f}")
         done = step + 1
