@@ -85,10 +85,16 @@ def capture_diffusers(model: torch.nn.Module, session: CaptureSession, layers: l
         raise KeyError(f"no attention processor named {missing[0]!r}; known: {list(original)[:4]} ...")
     if not layers:
         raise ValueError("no cross-attention layers to capture: does the model take an encoder_hidden_states context?")
-    installed = {k: (I2AMAttnProcessor(session, k.removesuffix(".processor")) if k in layers else p)
-                 for k, p in original.items()}
-    model.set_attn_processor(installed)
-    try:
+    with swapped_processors(model, layers, lambda layer: I2AMAttnProcessor(session, layer)):
         yield layers
+
+
+@contextmanager
+def swapped_processors(model: torch.nn.Module, layers: list[str], make: Callable[[str], object]) -> Iterator[None]:
+    """Replace the processors keyed by ``layers`` with ``make(layer name)``; restore all originals on exit."""
+    original = model.attn_processors
+    model.set_attn_processor({k: (make(k.removesuffix(".processor")) if k in layers else p) for k, p in original.items()})
+    try:
+        yield
     finally:
         model.set_attn_processor(original)

@@ -26,6 +26,7 @@ import torch
 from diffusers.models.embeddings import apply_rotary_emb
 from diffusers.models.transformers.transformer_flux import _get_qkv_projections
 
+from benchmark.capture.diffusers_capture import swapped_processors
 from benchmark.capture.session import CaptureSession
 
 
@@ -129,12 +130,6 @@ class FluxI2AMProcessor:
 def capture_joint(transformer: torch.nn.Module, session: CaptureSession, layout: JointLayout,
                   concept: OutputSpaceAccumulator | None = None, layers: list[str] | None = None) -> Iterator[list[str]]:
     """Install :class:`FluxI2AMProcessor` on ``layers`` (default: every attention processor); restore on exit."""
-    original = transformer.attn_processors
-    layers = list(original) if layers is None else layers
-    installed = {k: (FluxI2AMProcessor(session, k.removesuffix(".processor"), layout, concept) if k in layers else p)
-                 for k, p in original.items()}
-    transformer.set_attn_processor(installed)
-    try:
+    layers = list(transformer.attn_processors) if layers is None else layers
+    with swapped_processors(transformer, layers, lambda layer: FluxI2AMProcessor(session, layer, layout, concept)):
         yield layers
-    finally:
-        transformer.set_attn_processor(original)
