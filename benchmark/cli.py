@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
 import yaml
 
@@ -69,8 +68,9 @@ def _cmd_validate(args) -> int:
         print(f"invalid: {err}", file=sys.stderr)
         return 2
     n_models = sum(len(t.models) for t in cfg.tasks)
-    missing = [m.path for t in cfg.tasks for m in t.models if not Path(m.path).exists()
-               and not (Path(__file__).resolve().parents[1] / m.path).exists()]
+    from benchmark.config import resolve_path
+
+    missing = [m.path for t in cfg.tasks for m in t.models if not resolve_path(m.path).exists()]
     print(f"ok: {cfg.name} ({len(cfg.tasks)} tasks, {n_models} models, config hash {cfg.hash()})")
     for p in missing:
         print(f"note: model path {p} is not a local folder; it will be tried as a hub id")

@@ -42,11 +42,17 @@ def imacs_from_prepared(m_hat: torch.Tensor, mask: torch.Tensor, lam: float = DE
         return IMACSResult(None, "empty mask")
     if inside == 1.0:
         return IMACSResult(None, "full mask (no outside region)")
-    m = m_hat.double()
-    if torch.isnan(m).any():
+    if torch.isnan(m_hat).any():
         return IMACSResult(None, "constant attribution map")
-    score = (m * x).mean() / x.mean() - lam * (m * (1 - x)).mean() / (1 - x).mean()
-    return IMACSResult(float(score))
+    inside_term, outside_term = imacs_terms(m_hat, x)
+    return IMACSResult(inside_term - lam * outside_term)
+
+
+def imacs_terms(m_hat: torch.Tensor, mask: torch.Tensor) -> tuple[float, float]:
+    """(mean(M_hat * x) / mean(x), mean(M_hat * (1 - x)) / mean(1 - x)): IMACS = a - lambda * b, so a
+    sweep over lambda needs these two numbers only. The mask must be neither empty nor full."""
+    m, x = m_hat.double(), (mask.reshape(m_hat.shape[-2:]) > 0.5).double()
+    return float((m * x).mean() / x.mean()), float((m * (1 - x)).mean() / (1 - x).mean())
 
 
 def imacs(raw_map: torch.Tensor, mask: torch.Tensor, lam: float = DEFAULT_LAMBDA,

@@ -23,6 +23,7 @@ from benchmark.analysis.correlation import correlation
 from benchmark.analysis.sweep import correlation_sweep, plot_sweep_heatmap
 from benchmark.config import RunConfig, TaskConfig, resolve_path
 from benchmark.figures import plot_scatter, save_png, strip, to_uint8, overlay, mark_position
+from benchmark.imacs import imacs_terms
 from benchmark.maps import prepare_map
 from benchmark.results.frames import fmt, load_records, sample_dirs, sample_frame, failure_frame, write_csv
 from benchmark.results.sample_maps import SampleMaps
@@ -140,13 +141,11 @@ def sweep_terms(maps: SampleMaps, thresholds) -> dict[str, np.ndarray]:
         m, mask = maps.get(key), maps.get(mask_key)
         a = np.full(len(thresholds), np.nan)
         b = np.full(len(thresholds), np.nan)
-        if m is not None and mask is not None and 0 < mask.mean() < 1:
-            x = (mask > 0.5).double()
+        if m is not None and mask is not None and 0 < (mask > 0.5).float().mean() < 1:
             for i, thr in enumerate(thresholds):
-                mh = prepare_map(m, tuple(mask.shape), thr).double()
+                mh = prepare_map(m, tuple(mask.shape), thr)
                 if not torch.isnan(mh).any():
-                    a[i] = float((mh * x).mean() / x.mean())
-                    b[i] = float((mh * (1 - x)).mean() / (1 - x).mean())
+                    a[i], b[i] = imacs_terms(mh, mask)
         out[side] = np.stack([a, b])
     return out
 
@@ -196,15 +195,14 @@ def model_figures(cfg: RunConfig, jobs, task: str, model: str, fig_dir: Path, n_
         return {}
     out = {}
     base = fig_dir / task / model
-    rows = [np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(d / "overlay.png").convert("RGB")) for d in dirs[:n_examples]]
+    rows = [to_uint8(_read_rgb(d / "overlay.png")) for d in dirs[:n_examples]]
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
     save_png(np.concatenate(rows, 0), base / "ulam_overlays.png")
     out["ulam"] = base / "ulam_overlays.png"
     d = dirs[0]
     maps = SampleMaps.load(d / "maps.npz")
-    gen = torch.from_numpy(np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(d / "generated.png").convert("RGB"),
-                                      dtype=np.float32) / 255).permute(2, 0, 1)
+    gen = _read_rgb(d / "generated.png")
     thr = cfg.scoring.threshold
     for level, name in (("tlam", "TLAM"), ("hlam", "HLAM"), ("llam", "LLAM")):
         g = maps.get(f"g/{level}")
@@ -229,6 +227,14 @@ def model_figures(cfg: RunConfig, jobs, task: str, model: str, fig_dir: Path, n_
         save_png(strip(panels), base / "sram.png")
         out["sram"] = base / "sram.png"
     return out
+
+
+def _read_rgb(path: Path) -> torch.Tensor:
+    """A stored PNG as (3, H, W) float in [0, 1]."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)
 
 
 def _heat(m: torch.Tensor, height: int) -> torch.Tensor:
@@ -311,7 +317,7 @@ def render_task(cfg: RunConfig, task: TaskConfig, agg: pd.DataFrame, sets: pd.Da
             s = sets[(sets.model == model) & (sets.metric == metric)]
             cells.append("unavailable¹" if s.empty or np.isnan(s.iloc[0]["value"]) else fmt(s.iloc[0]["value"]))
             row[metric] = np.nan if s.empty else s.iloc[0]["value"]
-        n_fail = int((failures.task == task.name).sum() and (failures[(failures.task == task.name) & (failures.model == model)].shape[0]))
+        n_fail = int(((failures.task == task.name) & (failures.model == model)).sum())
         cells += [str(n), str(n_fail)]
         row.update({"n": n, "failures": n_fail})
         md.append("| " + " | ".join(cells) + " |")
@@ -369,8 +375,6 @@ def render_task(cfg: RunConfig, task: TaskConfig, agg: pd.DataFrame, sets: pd.Da
 
 def method_leaderboard(cfg: RunConfig, jobs, frame: pd.DataFrame, lb_dir: Path, res_dir: Path, header: list[str]) -> None:
     """leaderboards/methods.{csv,md}: attribution methods x models x tasks on the same captures."""
-    from PIL import Image
-
     from benchmark.methods.compare import compare_methods, summarise
 
     samples = {(t, m): sample_dirs(cfg, jobs, t, m) for t, m in frame[["task", "model"]].drop_duplicates().itertuples(index=False)}
@@ -404,7 +408,7 @@ def method_leaderboard(cfg: RunConfig, jobs, frame: pd.DataFrame, lb_dir: Path, 
             if t != task:
                 continue
             d = samples[(t, model)][len(samples[(t, model)]) // 2]
-            gen = torch.from_numpy(np.asarray(Image.open(d / "generated.png").convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)
+            gen = _read_rgb(d / "generated.png")
             panels = [overlay(gen, m if m is not None else torch.ones(gen.shape[-2:]), cfg.scoring.threshold)
                       if m is not None else to_uint8(gen) for m in maps.values()]
             path = lb_dir / "figures" / task / model / "methods.png"
@@ -461,6 +465,8 @@ def build_report(cfg: RunConfig, record_history: bool = True) -> dict[str, Path]
     hist_path = lb_dir / "history.csv"
     history = pd.read_csv(hist_path) if hist_path.is_file() else pd.DataFrame(
         columns=["run_id", "config_hash", "git", "task", "model", "metric", "value"])
+    # Changes are shown against the run before this one; a rebuild (not recorded) is the last recorded run.
+    baseline_id = run_id if record_history or history.empty else history["run_id"].iloc[-1]
     overview = ["# Leaderboards", ""] + header + ["", "| task | models | samples | failures | best IMACS_g | page |",
                                                   "|---|---|---|---|---|---|"]
     new_hist, all_regressions = [], []
@@ -468,7 +474,7 @@ def build_report(cfg: RunConfig, record_history: bool = True) -> dict[str, Path]
         if name not in set(frame.task):
             continue
         sets = set_metrics(cfg, task, frame[frame.task == name])
-        table, regs = render_task(cfg, task, agg, sets, failures, corr, figs, sweep_figs, history, run_id, header, lb_dir,
+        table, regs = render_task(cfg, task, agg, sets, failures, corr, figs, sweep_figs, history, baseline_id, header, lb_dir,
                                   baselines)
         all_regressions += regs
         best = table.sort_values("imacs_g", ascending=False).iloc[0] if "imacs_g" in table else None

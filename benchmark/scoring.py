@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from benchmark.analysis.segmentation import segmentation_scores
+from benchmark.analysis.segmentation import SegmentationScores, segmentation_scores
 from benchmark.imacs import IMACSResult, imacs
 from benchmark.maps import minmax
 from benchmark.capture.accumulator import resize_maps
@@ -29,6 +29,16 @@ def imacs_scores(maps: SampleMaps, lam: float = 3.0, threshold: float = 0.4) -> 
     return out
 
 
+def map_segmentation(raw: torch.Tensor, mask: torch.Tensor) -> SegmentationScores | None:
+    """Segmentation scores of a raw map (h, w) against a mask (H, W): min-max normalised, resized
+    (bicubic, clipped to [0, 1]), binarised at its mean. None for a constant map (no attribution)."""
+    norm = minmax(raw)
+    if torch.isnan(norm).any():
+        return None
+    up = resize_maps(norm, tuple(mask.shape), clamp=False).clamp(0, 1)
+    return segmentation_scores(up.numpy(), mask.numpy() > 0.5)
+
+
 def segmentation_rows(maps: SampleMaps) -> dict[str, float]:
     """Pixel accuracy, mIoU and AP of ULAM_g vs x_g and ULAM_r vs x_r (binarised at the map mean)."""
     rows = {}
@@ -36,10 +46,8 @@ def segmentation_rows(maps: SampleMaps) -> dict[str, float]:
         m, mask = maps.get(key), maps.get(mask_key)
         if m is None or mask is None or mask.sum() == 0 or mask.sum() == mask.numel():
             continue
-        norm = minmax(m)
-        if torch.isnan(norm).any():
+        s = map_segmentation(m, mask)
+        if s is None:
             continue
-        up = resize_maps(norm, tuple(mask.shape), clamp=False).clamp(0, 1)
-        s = segmentation_scores(up.numpy(), mask.numpy() > 0.5)
         rows[f"miou_{side}"], rows[f"pixel_acc_{side}"], rows[f"ap_{side}"] = s.miou, s.pixel_accuracy, s.average_precision
     return {k: (v if v is not None and not (isinstance(v, float) and math.isnan(v)) else float("nan")) for k, v in rows.items()}

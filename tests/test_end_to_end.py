@@ -90,5 +90,6 @@ def test_report_twice_appends_history(run, tmp_path):
     before = len(pd.read_csv(run / "lb" / "history.csv"))
     assert main(["report", "--config", str(cfg)]) == 0  # a rebuild does not record
     assert len(pd.read_csv(run / "lb" / "history.csv")) == before
+    assert "(+0.000)" not in (run / "lb" / "viton_hd.md").read_text()  # nor compares the run with itself
     assert main(["report", "--config", str(cfg), "--record-history"]) == 0
     assert len(pd.read_csv(run / "lb" / "history.csv")) == 2 * before

@@ -246,9 +246,10 @@ class I2AMAccumulator:
         """
         self._check()
         out: dict[str, torch.Tensor] = {}
-        per_layer_heads = torch.stack([resize_maps(self._grid(l, self.g[l].sum(1)), self.latent_grid)
-                                       for l in self.layers], 1) if self._same_heads() else None
-        per_layer = [resize_maps(self._grid(l, self.g[l].sum(1)), self.latent_grid).mean(1) for l in self.layers]
+        # Each (layer, head) map is resized once; every level is a mean of these.
+        resized = [resize_maps(self._grid(l, self.g[l].sum(1)), self.latent_grid) for l in self.layers]  # (B, N_l, h, w)
+        per_layer_heads = torch.stack(resized, 1) if self._same_heads() else None
+        per_layer = [r.mean(1) for r in resized]
         out["ulam"] = torch.stack(per_layer, 1).mean(1)  # mean over heads then layers = eq. (6)
         if "llam" in self.levels:
             out["llam"] = torch.stack(per_layer, 1)

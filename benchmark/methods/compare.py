@@ -17,11 +17,10 @@ import torch
 
 from benchmark.analysis.bootstrap import bootstrap_mean
 from benchmark.analysis.segmentation import segmentation_scores
-from benchmark.capture.accumulator import resize_maps
 from benchmark.imacs import imacs, imacs_from_prepared
-from benchmark.maps import minmax
 from benchmark.methods.head_selection import aggregate_heads, head_relevance, k_from
 from benchmark.results.sample_maps import SampleMaps
+from benchmark.scoring import map_segmentation
 
 TOP_K = 0.25  # fraction of all (layer, head) pairs
 
@@ -32,11 +31,9 @@ def _scores(raw: torch.Tensor | None, mask: torch.Tensor, lam: float, thr: float
         seg = segmentation_scores(ones.numpy(), mask.numpy() > 0.5, threshold=0.5)
         return {"imacs_g": imacs_from_prepared(ones, mask, lam).as_float(), "miou_g": seg.miou,
                 "ap_g": seg.average_precision, "pixel_acc_g": seg.pixel_accuracy}
-    norm = minmax(raw)
-    if torch.isnan(norm).any():
+    seg = map_segmentation(raw, mask)
+    if seg is None:
         return {"imacs_g": np.nan, "miou_g": np.nan, "ap_g": np.nan, "pixel_acc_g": np.nan}
-    up = resize_maps(norm, tuple(mask.shape), clamp=False).clamp(0, 1)
-    seg = segmentation_scores(up.numpy(), mask.numpy() > 0.5)
     return {"imacs_g": imacs(raw, mask, lam, thr).as_float(), "miou_g": seg.miou, "ap_g": seg.average_precision,
             "pixel_acc_g": seg.pixel_accuracy}
 

@@ -19,6 +19,35 @@ from transformers import CLIPVisionModel
 from benchmark.models.mini import I2IModelSpec
 
 
+def encode_reference(encoder: CLIPVisionModel, reference: torch.Tensor, tokens: str) -> torch.Tensor:
+    """(B, 3, Hr, Wr) in [0, 1] -> context (B, tokens, D): CLS + patch tokens (``patch``) or the pooled token (``cls``).
+
+    Shared by sampling and training, so both see the same context.
+    """
+    size = encoder.config.image_size
+    pixels = F.interpolate(reference, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    out = encoder(pixel_values=pixels * 2 - 1)
+    return out.pooler_output[:, None] if tokens == "cls" else out.last_hidden_state
+
+
+def encode_image(vae: AutoencoderKL, image: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) in [0, 1] -> scaled latent (B, C, H/f, W/f), the posterior mode (deterministic)."""
+    return vae.encode(image * 2 - 1).latent_dist.mode() * vae.config.scaling_factor
+
+
+def encode_conditions(vae: AutoencoderKL, spec_conditions, conditions: dict[str, torch.Tensor],
+                      latent_size: tuple[int, int]) -> torch.Tensor:
+    """Stack ``(name, kind)`` conditions in channel order at the latent size -> (B, C_cond, h, w):
+    kind ``image`` is VAE-encoded, kind ``mask`` is area-resized."""
+    parts = []
+    for name, kind in spec_conditions:
+        if name not in conditions:
+            raise KeyError(f"model expects condition {name!r}; got {sorted(conditions)}")
+        x = conditions[name]
+        parts.append(encode_image(vae, x) if kind == "image" else F.interpolate(x, size=latent_size, mode="area"))
+    return torch.cat(parts, dim=1)
+
+
 class ReferenceI2IPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "image_encoder->unet->vae"
 
@@ -31,17 +60,11 @@ class ReferenceI2IPipeline(DiffusionPipeline):
     # --- encoders -------------------------------------------------------------------------------
     def encode_reference(self, reference: torch.Tensor) -> torch.Tensor:
         """(B, 3, Hr, Wr) in [0, 1] -> context (B, tokens, D): CLS + patches, or the pooled token."""
-        size = self.image_encoder.config.image_size
-        pixels = F.interpolate(reference, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        out = self.image_encoder(pixel_values=pixels * 2 - 1)
-        if self.spec.reference_tokens == "cls":
-            return out.pooler_output[:, None]
-        return out.last_hidden_state
+        return encode_reference(self.image_encoder, reference, self.spec.reference_tokens)
 
     def encode_image(self, image: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] -> scaled latent (B, C, H/f, W/f), the posterior mode (deterministic)."""
-        latent = self.vae.encode(image * 2 - 1).latent_dist.mode()
-        return latent * self.vae.config.scaling_factor
+        return encode_image(self.vae, image)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Scaled latents -> (B, 3, H, W) in [0, 1]."""
@@ -49,13 +72,8 @@ class ReferenceI2IPipeline(DiffusionPipeline):
 
     def encode_conditions(self, conditions: dict[str, torch.Tensor], latent_size: tuple[int, int]) -> torch.Tensor:
         """Stack the spec's conditions in channel order at the latent size -> (B, C_cond, h, w)."""
-        parts = []
-        for name, kind in self.spec.conditions:
-            if name not in conditions:
-                raise KeyError(f"model expects condition {name!r}; got {sorted(conditions)}")
-            x = conditions[name].to(self.device, self.unet.dtype)
-            parts.append(self.encode_image(x) if kind == "image" else F.interpolate(x, size=latent_size, mode="area"))
-        return torch.cat(parts, dim=1)
+        moved = {k: v.to(self.device, self.unet.dtype) for k, v in conditions.items()}
+        return encode_conditions(self.vae, self.spec.conditions, moved, latent_size)
 
     def latent_size(self, image_size: tuple[int, int]) -> tuple[int, int]:
         f = 2 ** (len(self.vae.config.block_out_channels) - 1)

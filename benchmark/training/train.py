@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from benchmark.api.sample import I2ISample
 from benchmark.datasets import CocoeeDataset, Cufed5Dataset, VitonHDDataset
 from benchmark.models.mini import I2IModelSpec, build_image_encoder, build_unet, build_vae
+from benchmark.pipelines.reference_i2i import encode_conditions, encode_image, encode_reference
 from benchmark.training.embedded import EMBEDDED_TASKS, SHARED_VAE_DIR, EmbeddedTask, cache_dir, ensure_data
 
 REFERENCE_DROP = 0.1  # classifier-free guidance: fraction of steps trained without the reference
@@ -132,27 +133,14 @@ class LatentData:
 
 @torch.no_grad()
 def encode_split(vae: AutoencoderKL, spec: I2IModelSpec, samples: list[I2ISample], batch: int = 128) -> LatentData:
-    sf = vae.config.scaling_factor
-    enc = lambda x: vae.encode(x * 2 - 1).latent_dist.mode() * sf  # noqa: E731
     targets, conds = [], []
     for i in range(0, len(samples), batch):
         chunk = samples[i : i + batch]
-        tgt = enc(torch.stack([s.target for s in chunk]))
-        parts = []
-        for name, kind in spec.conditions:
-            x = torch.stack([s.conditions[name] for s in chunk])
-            parts.append(enc(x) if kind == "image" else F.interpolate(x, size=tgt.shape[-2:], mode="area"))
+        tgt = encode_image(vae, torch.stack([s.target for s in chunk]))
+        stacked = {name: torch.stack([s.conditions[name] for s in chunk]) for name, _ in spec.conditions}
         targets.append(tgt)
-        conds.append(torch.cat(parts, 1))
+        conds.append(encode_conditions(vae, spec.conditions, stacked, tuple(tgt.shape[-2:])))
     return LatentData(torch.cat(targets), torch.cat(conds), torch.stack([s.reference for s in samples]))
-
-
-def reference_context(encoder, reference: torch.Tensor, tokens: str) -> torch.Tensor:
-    """Same encoding as ``ReferenceI2IPipeline.encode_reference``."""
-    size = encoder.config.image_size
-    px = F.interpolate(reference, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    out = encoder(pixel_values=px * 2 - 1)
-    return out.pooler_output[:, None] if tokens == "cls" else out.last_hidden_state
 
 
 def export_model(folder: Path, unet, encoder, spec: I2IModelSpec, summary: dict) -> None:
@@ -199,7 +187,7 @@ def train_task(task: EmbeddedTask, tokens: str, plan: TrainPlan, vae: Autoencode
         x0, cond = data.target[idx], data.cond[idx]
         noise = torch.randn(x0.shape, generator=gen)
         t = torch.randint(0, sched.config.num_train_timesteps, (plan.batch_size,), generator=gen)
-        ctx = reference_context(encoder, data.reference[idx], tokens)
+        ctx = encode_reference(encoder, data.reference[idx], tokens)
         keep = (torch.rand(plan.batch_size, generator=gen) >= REFERENCE_DROP).float()[:, None, None]
         pred = unet(torch.cat([sched.add_noise(x0, noise, t), cond], 1), t, encoder_hidden_states=ctx * keep).sample
         loss = F.mse_loss(pred, noise)

@@ -17,6 +17,8 @@ from diffusers.pipelines.deprecated.paint_by_example import PaintByExampleImageE
 from torch import nn
 from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
+from ldm_attention import CrossAttention
+
 from benchmark.api.model import ModelSpec, initial_noise
 from benchmark.api.sample import I2ISample
 from benchmark.models.mini import I2IModelSpec, build_image_encoder, build_unet, build_vae
@@ -94,27 +96,6 @@ def build_reference_unet(folder: Path) -> ModelSpec:
 
 
 # --- a CompVis-ldm-shaped model for ldm_unet ------------------------------------------------
-class CrossAttention(nn.Module):
-    """Mirrors ldm.modules.attention.CrossAttention: forward(x, context=None, mask=None)."""
-
-    def __init__(self, query_dim, context_dim=None, heads=2, dim_head=8):
-        super().__init__()
-        inner, context_dim = dim_head * heads, context_dim or query_dim
-        self.scale, self.heads = dim_head**-0.5, heads
-        self.to_q = nn.Linear(query_dim, inner, bias=False)
-        self.to_k = nn.Linear(context_dim, inner, bias=False)
-        self.to_v = nn.Linear(context_dim, inner, bias=False)
-        self.to_out = nn.Sequential(nn.Linear(inner, query_dim), nn.Dropout(0.0))
-
-    def forward(self, x, context=None, mask=None):
-        h = self.heads
-        context = x if context is None else context
-        q, k, v = (t.view(t.shape[0], t.shape[1], h, -1).transpose(1, 2)
-                   for t in (self.to_q(x), self.to_k(context), self.to_v(context)))
-        attn = (q @ k.transpose(-1, -2) * self.scale).softmax(-1)
-        return self.to_out((attn @ v).transpose(1, 2).reshape(x.shape[0], x.shape[1], -1))
-
-
 class BasicTransformerBlock(nn.Module):
     def __init__(self, dim, context_dim):
         super().__init__()

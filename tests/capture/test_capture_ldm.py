@@ -1,41 +1,13 @@
 """The generic to_q/to_k/heads path, on a module shaped like CompVis ldm's CrossAttention."""
 
 import torch
-from torch import einsum, nn
+from ldm_attention import CrossAttention
+from torch import nn
 
 from benchmark.capture import I2AMAccumulator, TokenLayout, capture_ldm
 from benchmark.capture.session import CaptureSession
 
 from helpers import Recorder
-
-
-class CrossAttention(nn.Module):
-    """Mirrors ldm.modules.attention.CrossAttention (forward(x, context=None, mask=None))."""
-
-    def __init__(self, query_dim, context_dim, heads=2, dim_head=8):
-        super().__init__()
-        inner = dim_head * heads
-        self.scale, self.heads = dim_head**-0.5, heads
-        self.to_q = nn.Linear(query_dim, inner, bias=False)
-        self.to_k = nn.Linear(context_dim, inner, bias=False)
-        self.to_v = nn.Linear(context_dim, inner, bias=False)
-        self.to_out = nn.Sequential(nn.Linear(inner, query_dim), nn.Dropout(0.0))
-
-    def forward(self, x, context=None, mask=None):
-        h = self.heads
-        q = self.to_q(x)
-        context = x if context is None else context
-        k, v = self.to_k(context), self.to_v(context)
-        q, k, v = (t.view(t.shape[0], t.shape[1], h, -1).permute(0, 2, 1, 3).reshape(-1, t.shape[1], t.shape[2] // h)
-                   for t in (q, k, v))
-        sim = einsum("b i d, b j d -> b i j", q, k) * self.scale
-        if mask is not None:
-            m = mask.repeat_interleave(h, 0)[:, None, :]
-            sim = sim.masked_fill(~m, -torch.finfo(sim.dtype).max)
-        attn = sim.softmax(dim=-1)
-        out = einsum("b i j, b j d -> b i d", attn, v)
-        out = out.view(-1, h, out.shape[1], out.shape[2]).permute(0, 2, 1, 3).reshape(out.shape[0] // h, out.shape[1], -1)
-        return self.to_out(out)
 
 
 class Block(nn.Module):

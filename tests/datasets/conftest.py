@@ -60,3 +60,32 @@ def save():
 @pytest.fixture
 def fault_reasons():
     return FAULT_REASONS
+
+
+def _load_all(ds) -> tuple[list[str], list[str]]:
+    """Iterate a dataset: (ids that loaded, ids whose SampleError was raised)."""
+    from benchmark.api.sample import SampleError
+
+    loaded, errors = [], []
+    for i in range(len(ds)):
+        try:
+            loaded.append(ds[i].sample_id)
+        except SampleError as err:
+            errors.append(err.sample_id)
+    return loaded, errors
+
+
+def _assert_names(err, sample_id: str, path) -> None:
+    """A SampleError carries and states both the sample id and the file."""
+    assert (err.sample_id, err.path) == (sample_id, str(path))
+    assert repr(sample_id) in str(err) and str(path) in str(err)
+
+
+@pytest.fixture
+def load_all():
+    return _load_all
+
+
+@pytest.fixture
+def assert_names():
+    return _assert_names

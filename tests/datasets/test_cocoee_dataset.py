@@ -77,25 +77,19 @@ CASES += [(folder, fault) for folder in MASKS for fault in ("empty", "gradient")
 
 
 @pytest.mark.parametrize(("folder", "fault"), CASES)
-def test_bad_input_names_sample_and_file(root, inject, fault_reasons, folder, fault) -> None:
+def test_bad_input_names_sample_and_file(root, inject, fault_reasons, folder, fault, assert_names) -> None:
     ds, sid = CocoeeDataset(root, size=(S, S)), "000000000002"
     path = root / "test_bench" / folder / FILES[folder].format(sid)
     inject(path, fault)
     with pytest.raises(SampleError, match=fault_reasons[fault]) as err:
         ds[2]
-    assert (err.value.sample_id, err.value.path) == (sid, str(path))
-    assert repr(sid) in str(err.value) and str(path) in str(err.value)
+    assert_names(err.value, sid, path)
 
 
-def test_one_bad_sample_leaves_the_others_loadable(root, inject) -> None:
+def test_one_bad_sample_leaves_the_others_loadable(root, inject, load_all) -> None:
     inject(root / "test_bench" / "GT_3500" / "000000000001_GT.png", "truncated")
     ds = CocoeeDataset(root, size=(S, S))
-    loaded, errors = [], []
-    for i in range(len(ds)):
-        try:
-            loaded.append(ds[i].sample_id)
-        except SampleError as err:
-            errors.append(err.sample_id)
+    loaded, errors = load_all(ds)
     assert errors == ["000000000001"]
     assert loaded == ["000000000000", "000000000002", "000000000003"]
 
