@@ -104,7 +104,7 @@ def _cmd_ls(args) -> int:
 def _cmd_train(args) -> int:
     from benchmark.training.train import TrainPlan, train_all
 
-    plan = TrainPlan(**{k: v for k, v in {"steps": args.steps, "cls_steps": args.cls_steps,
+    plan = TrainPlan(**{k: v for k, v in {"steps": args.steps, "cls_steps": args.cls_steps, "dit_steps": args.dit_steps,
                                             "vae_steps": args.vae_steps, "seed": args.seed}.items() if v is not None})
     train_all(plan, tasks=args.task)
     return 0
@@ -143,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int)
     p.add_argument("--cls-steps", type=int)
     p.add_argument("--vae-steps", type=int)
+    p.add_argument("--dit-steps", type=int)
     p.add_argument("--seed", type=int)
     p.set_defaults(func=_cmd_train)
     p = sub.add_parser("evaluate-models", help="reference-swap test and baselines for the mini models; writes model cards")

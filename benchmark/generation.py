@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from benchmark.api.model import ModelAdapter, SamplingSettings
 from benchmark.capture import I2AMAccumulator, capture_diffusers, capture_ldm
+from benchmark.capture.joint_capture import OutputSpaceAccumulator, capture_joint
 from benchmark.capture.session import CaptureSession
 
 
@@ -26,11 +27,14 @@ def sample_seed(seed: int, sample_id: str) -> int:
 
 
 def generate_with_capture(adapter: ModelAdapter, batch: dict, sampling: SamplingSettings, seed: int,
-                          capture: CaptureSettings = CaptureSettings()) -> tuple[torch.Tensor, I2AMAccumulator | None]:
+                          capture: CaptureSettings = CaptureSettings(),
+                          concept: OutputSpaceAccumulator | None = None) -> tuple[torch.Tensor, I2AMAccumulator | None]:
     """Generate (B, 3, H, W) images in [0, 1] and, if enabled, the filled accumulator.
 
     The region mask of eq. (17) is the batch's ``region_mask`` area-resized to
-    the latent grid, when the task has one.
+    the latent grid, when the task has one. ``concept`` (joint-attention
+    adapters only) is filled with the ConceptAttention-style output-space
+    volume in the same pass.
     """
     seeds = [sample_seed(seed, sid) for sid in batch["sample_id"]]
     if not capture.enabled:
@@ -46,11 +50,16 @@ def generate_with_capture(adapter: ModelAdapter, batch: dict, sampling: Sampling
     module = adapter.capture_module()
     if adapter.capture_path == "diffusers":
         installer = capture_diffusers(module, session, adapter.capture_layers())
+    elif adapter.capture_path == "joint":
+        installer = capture_joint(module, session, adapter.joint_layout(batch), concept, adapter.capture_layers())
     elif adapter.capture_path == "ldm":
         flt = adapter.capture_layers()
         installer = capture_ldm(module, session, flt) if flt is not None else capture_ldm(module, session)
     else:
         raise ValueError(f"unknown capture path {adapter.capture_path!r}")
+    if concept is not None and adapter.capture_path != "joint":
+        raise ValueError(f"output-space (ConceptAttention) maps need a joint-attention model; "
+                         f"{adapter.spec.name} uses the {adapter.capture_path!r} capture path")
     with installer:
         images = adapter.generate(batch, sampling, seeds, callback_on_step_end=session.on_step_end)
     return images, acc

@@ -26,6 +26,7 @@ from benchmark.api.model import ModelSpec, SamplingSettings
 from benchmark.api.sample import SampleError, collate
 from benchmark.config import RunConfig, TaskConfig, resolve_path
 from benchmark.figures import sample_overlay, save_png, to_uint8
+from benchmark.capture.joint_capture import OutputSpaceAccumulator
 from benchmark.generation import CaptureSettings, generate_with_capture
 from benchmark.results.sample_maps import split_accumulator
 from benchmark.scoring import imacs_scores, segmentation_rows
@@ -183,11 +184,12 @@ def _run_job(cfg: RunConfig, job: Job, progress) -> dict:
         chunk = samples[start : start + cfg.batch_size]
         batch = collate(chunk)
         t = time.perf_counter()
-        images, acc = generate_with_capture(adapter, batch, sampling, cfg.seed, capture)
+        concept = OutputSpaceAccumulator(sampling.num_inference_steps) if adapter.capture_path == "joint" else None
+        images, acc = generate_with_capture(adapter, batch, sampling, cfg.seed, capture, concept)
         timings["generate_capture"] += time.perf_counter() - t
         t = time.perf_counter()
         per_sample = split_accumulator(acc, batch, {"model": job.model.name, "task": job.task_name,
-                                                    "image_size": list(images.shape[-2:])})
+                                                    "image_size": list(images.shape[-2:])}, concept)
         for i, (sample, maps) in enumerate(zip(chunk, per_sample)):
             d = sample_dir / sample.sample_id
             d.mkdir(parents=True, exist_ok=True)

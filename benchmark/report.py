@@ -373,6 +373,26 @@ def render_task(cfg: RunConfig, task: TaskConfig, agg: pd.DataFrame, sets: pd.Da
     return table, regressions
 
 
+def paired_method_differences(per_sample: pd.DataFrame, n_boot: int) -> pd.DataFrame:
+    """Per (task, model, method != I2AM all heads, metric): bootstrap mean of the per-sample difference
+    to I2AM all heads on the same samples (random-init copies have nothing to pair with and are skipped)."""
+    from benchmark.analysis.bootstrap import bootstrap_mean
+
+    rows = []
+    base = per_sample[per_sample.method == "I2AM all heads"].set_index(["task", "model", "sample_id", "metric"])["value"]
+    for (task, model, method, metric), g in per_sample[per_sample.method != "I2AM all heads"].groupby(
+            ["task", "model", "method", "metric"], sort=False):
+        ref = base.reindex(pd.MultiIndex.from_frame(g[["task", "model", "sample_id", "metric"]]))
+        diff = g["value"].to_numpy(float) - ref.to_numpy(float)
+        diff = diff[np.isfinite(diff)]
+        if len(diff) < 2:
+            continue
+        c = bootstrap_mean(diff, n_boot=n_boot, seed=0)
+        rows.append({"task": task, "model": model, "method": method, "metric": metric, "mean": c.mean,
+                     "ci_low": c.ci_low, "ci_high": c.ci_high, "n": c.n})
+    return pd.DataFrame(rows, columns=["task", "model", "method", "metric", "mean", "ci_low", "ci_high", "n"])
+
+
 def method_leaderboard(cfg: RunConfig, jobs, frame: pd.DataFrame, lb_dir: Path, res_dir: Path, header: list[str]) -> None:
     """leaderboards/methods.{csv,md}: attribution methods x models x tasks on the same captures."""
     from benchmark.methods.compare import compare_methods, summarise
@@ -387,23 +407,46 @@ def method_leaderboard(cfg: RunConfig, jobs, frame: pd.DataFrame, lb_dir: Path, 
     wide = summary.pivot_table(index=["task", "model", "method"], columns="metric", values=["mean", "ci_low", "ci_high"])
     wide.columns = [f"{m}_{stat}" if stat != "mean" else m for stat, m in wide.columns]
     write_csv(wide.reset_index(), lb_dir / "methods.csv")
-    metrics = ["imacs_g", "miou_g", "ap_g", "pixel_acc_g"]
     lines = ["# Attribution methods", ""] + header + ["",
-             "Generated-side maps against x_g on the evaluation half of each model's samples (heads ranked on the "
-             "other half). Cells: mean [bootstrap 95% CI]. Baselines: a uniform map; I2AM of a randomly "
-             "initialised copy of the model. Not covered yet: ConceptAttention-style maps on diffusion "
-             "transformers (no DiT in the embedded default).", ""]
+             "Maps on the evaluation half of each model's samples (heads ranked on the other half): generated side "
+             "against x_g, reference side against x_r (eq. 17 maps; needs a reference mask and patch tokens). "
+             "Cells: mean [bootstrap 95% CI]. Baselines: a uniform map; the maps of a randomly initialised copy of "
+             "the model. The ConceptAttention-style maps (joint-attention transformers only) weight the reference "
+             "tokens by the reference mask; I2AM needs no mask.", ""]
+    paired = paired_method_differences(per_sample, cfg.scoring.n_boot)
+    write_csv(paired, lb_dir / "methods_paired.csv")
     for task, tsum in summary.groupby("task"):
-        lines += [f"## {task}", "", "| model | method | " + " | ".join(f"{LABELS[m]} ↑" for m in metrics) + " | n |",
-                  "|---|---|" + "---|" * (len(metrics) + 1)]
-        for (model, method), g in tsum.groupby(["model", "method"], sort=False):
-            cells = []
-            for m in metrics:
-                r = g[g.metric == m]
-                cells.append("n/a" if r.empty or np.isnan(r.iloc[0]["mean"]) else
-                             f"{fmt(r.iloc[0]['mean'])} [{fmt(r.iloc[0]['ci_low'])}, {fmt(r.iloc[0]['ci_high'])}]")
-            lines.append(f"| {model} | {method} | " + " | ".join(cells) + f" | {int(g['n'].max())} |")
-        lines.append("")
+        lines += [f"## {task}", ""]
+        for side, title in (("g", "Generated side"), ("r", "Reference side")):
+            metrics = [f"{k}_{side}" for k in ("imacs", "miou", "ap", "pixel_acc")]
+            if not set(metrics) & set(tsum.metric):
+                continue
+            lines += [f"### {title}", "", "| model | method | " + " | ".join(f"{LABELS[m]} ↑" for m in metrics) + " | n |",
+                      "|---|---|" + "---|" * (len(metrics) + 1)]
+            for (model, method), g in tsum[tsum.metric.isin(metrics)].groupby(["model", "method"], sort=False):
+                cells = []
+                for m in metrics:
+                    r = g[g.metric == m]
+                    cells.append("n/a" if r.empty or np.isnan(r.iloc[0]["mean"]) else
+                                 f"{fmt(r.iloc[0]['mean'])} [{fmt(r.iloc[0]['ci_low'])}, {fmt(r.iloc[0]['ci_high'])}]")
+                lines.append(f"| {model} | {method} | " + " | ".join(cells) + f" | {int(g['n'].max())} |")
+            lines.append("")
+        tp = paired[paired.task == task]
+        if not tp.empty:
+            metrics = [m for m in ("imacs_g", "miou_g", "imacs_r", "miou_r") if m in set(tp.metric)]
+            lines += ["### Paired differences against I2AM all heads (same samples)", "",
+                      "Mean of (method - I2AM all heads) per sample [bootstrap 95% CI]; a CI above 0 means the "
+                      "method wins on this model.", "",
+                      "| model | method | " + " | ".join(f"Δ {LABELS[m]}" for m in metrics) + " | n |",
+                      "|---|---|" + "---|" * (len(metrics) + 1)]
+            for (model, method), g in tp.groupby(["model", "method"], sort=False):
+                cells = []
+                for m in metrics:
+                    r = g[g.metric == m]
+                    cells.append("n/a" if r.empty or np.isnan(r.iloc[0]["mean"]) else
+                                 f"{fmt(r.iloc[0]['mean'])} [{fmt(r.iloc[0]['ci_low'])}, {fmt(r.iloc[0]['ci_high'])}]")
+                lines.append(f"| {model} | {method} | " + " | ".join(cells) + f" | {int(g['n'].max())} |")
+            lines.append("")
         for (t, model), maps in examples.items():
             if t != task:
                 continue

@@ -4,6 +4,8 @@ from benchmark.adapters import reference_unet  # noqa: F401
 from benchmark.adapters import paint_by_example  # noqa: F401
 from benchmark.adapters import generic_unet  # noqa: F401
 from benchmark.adapters import ldm_unet  # noqa: F401
+from benchmark.adapters import flux_kontext  # noqa: F401
+from benchmark.adapters import reference_dit  # noqa: F401
 
 from diffusers.utils import logging as _diffusers_logging  # noqa: E402
 from transformers.utils import logging as _transformers_logging  # noqa: E402

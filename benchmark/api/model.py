@@ -39,8 +39,10 @@ class SamplingSettings:
 class ModelAdapter(ABC):
     """Contract every model adapter fulfils.
 
-    * ``capture_path``: ``"diffusers"`` (processors on ``capture_module()``) or
-      ``"ldm"`` (forward patch of to_q/to_k/heads modules).
+    * ``capture_path``: ``"diffusers"`` (processors on ``capture_module()``),
+      ``"ldm"`` (forward patch of to_q/to_k/heads modules) or ``"joint"``
+      (joint-attention transformers: reference tokens in the same sequence as
+      the generated ones; the adapter also defines ``joint_layout(batch)``).
     * ``capture_layers()``: processor keys (diffusers) or a module-name filter (ldm).
     * ``token_layout``: grid of the reference tokens and the tokens dropped after softmax.
     * ``latent_grid(image_size)``: (h, w) of the generated latent for an (H, W) image.
@@ -63,6 +65,10 @@ class ModelAdapter(ABC):
 
     def capture_layers(self) -> list[str] | Callable[[str], bool] | None:
         return None  # every cross-attention layer
+
+    def joint_layout(self, batch: dict):
+        """Joint-attention adapters: the :class:`~benchmark.capture.joint_capture.JointLayout` of ``batch``."""
+        raise NotImplementedError(f"{type(self).__name__} has no joint-attention layout")
 
     @abstractmethod
     def latent_grid(self, image_size: tuple[int, int]) -> tuple[int, int]: ...

@@ -1,10 +1,13 @@
 """The attribution-method leaderboard: every method scored on the same stored captures.
 
-Methods (generated side, against x_g): I2AM all heads; I2AM top-k heads ranked by
-the supervised or the label-free relevance (calibrated on the first half of a
-model's samples, evaluated on the disjoint second half); and two baselines any
-method must beat: a uniform map, and I2AM of a randomly initialised copy of the
-model (a run model with ``options: {random_init: <seed>}``).
+Methods, scored on both sides (generated maps against x_g, reference maps
+against x_r): I2AM all heads; I2AM top-k heads ranked by the supervised or the
+label-free relevance (calibrated on the first half of a model's samples,
+evaluated on the disjoint second half); ConceptAttention-style output-space
+maps for joint-attention transformers (stored as ``cg/concept`` / ``cr/concept``);
+and two baselines any method must beat: a uniform map, and the maps of a
+randomly initialised copy of the model (a run model with
+``options: {random_init: <seed>}``).
 """
 
 from __future__ import annotations
@@ -25,23 +28,51 @@ from benchmark.scoring import map_segmentation
 TOP_K = 0.25  # fraction of all (layer, head) pairs
 
 
-def _scores(raw: torch.Tensor | None, mask: torch.Tensor, lam: float, thr: float, uniform: bool = False) -> dict:
+CONCEPT = "ConceptAttention-style (output space)"
+UNIFORM = "uniform map"
+
+
+def _side_scores(raw: torch.Tensor | None, mask: torch.Tensor | None, side: str, lam: float, thr: float,
+                 uniform: bool = False) -> dict:
+    """IMACS and segmentation scores of one side's raw map (None: a uniform map) against its mask."""
+    keys = [f"{k}_{side}" for k in ("imacs", "miou", "ap", "pixel_acc")]
+    if mask is None or not 0 < float(mask.mean()) < 1:
+        return {}
     if uniform:
         ones = torch.ones_like(mask)
         seg = segmentation_scores(ones.numpy(), mask.numpy() > 0.5, threshold=0.5)
-        return {"imacs_g": imacs_from_prepared(ones, mask, lam).as_float(), "miou_g": seg.miou,
-                "ap_g": seg.average_precision, "pixel_acc_g": seg.pixel_accuracy}
-    seg = map_segmentation(raw, mask)
+        return dict(zip(keys, (imacs_from_prepared(ones, mask, lam).as_float(), seg.miou, seg.average_precision,
+                               seg.pixel_accuracy)))
+    seg = map_segmentation(raw, mask) if raw is not None else None
     if seg is None:
-        return {"imacs_g": np.nan, "miou_g": np.nan, "ap_g": np.nan, "pixel_acc_g": np.nan}
-    return {"imacs_g": imacs(raw, mask, lam, thr).as_float(), "miou_g": seg.miou, "ap_g": seg.average_precision,
-            "pixel_acc_g": seg.pixel_accuracy}
+        return dict.fromkeys(keys, np.nan)
+    return dict(zip(keys, (imacs(raw, mask, lam, thr).as_float(), seg.miou, seg.average_precision, seg.pixel_accuracy)))
+
+
+def _reference_key(m: SampleMaps, level: str) -> str:
+    """The reference-side map the main leaderboards score: eq. 17 (restricted to the region) when stored."""
+    return f"rm/{level}" if f"rm/{level}" in m.arrays else f"r/{level}"
+
+
+def _method_maps(m: SampleMaps, heads: np.ndarray | None | str) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(generated, reference) raw maps of one method on one sample; ``heads``: None (all heads),
+    an index array (top-k), or the name of a map-free method."""
+    if isinstance(heads, str) and heads == CONCEPT:
+        return m.get("cg/concept"), m.get("cr/concept")
+    lh_g, lh_r = m.get("g/layer_heads"), m.get(_reference_key(m, "layer_heads"))
+    if heads is None:
+        return lh_g.mean((0, 1)), (None if lh_r is None else lh_r.mean((0, 1)))
+    return aggregate_heads(lh_g, heads), (None if lh_r is None else aggregate_heads(lh_r, heads))
 
 
 def compare_methods(samples: dict[tuple[str, str], list[Path]], random_init_models: set[str], lam: float = 3.0,
                     thr: float = 0.4, top_k: float = TOP_K) -> tuple[pd.DataFrame, dict]:
     """samples: (task, model) -> stored sample folders. Returns a tidy frame
-    (task, model, method, sample_id, metric, value) and example maps per (task, model)."""
+    (task, model, method, sample_id, metric, value) and example generated-side maps per (task, model).
+
+    Reference-side scores (``*_r``) need a reference mask and more than one reference token; top-k
+    methods use the heads ranked on the generated side for both sides.
+    """
     rows, examples = [], {}
     for (task, model), dirs in sorted(samples.items()):
         loaded = [SampleMaps.load(d / "maps.npz") for d in dirs]
@@ -50,30 +81,36 @@ def compare_methods(samples: dict[tuple[str, str], list[Path]], random_init_mode
         if len(loaded) < 4:
             continue
         calib, evaluation = loaded[: len(loaded) // 2], loaded[len(loaded) // 2 :]
-        methods: dict[str, np.ndarray | None] = {"I2AM all heads": None}
-        if model not in random_init_models:
+        random_init = model in random_init_models
+        methods: dict[str, np.ndarray | None | str] = {"I2AM all heads": None}
+        if "cg/concept" in calib[0].arrays:
+            methods[CONCEPT] = CONCEPT
+        if not random_init:
             lh0 = calib[0].get("g/layer_heads")
             k = k_from(top_k, lh0.shape[0] * lh0.shape[1])
             for score in ("supervised", "label_free"):
                 ranking = head_relevance([m.get("g/layer_heads") for m in calib],
                                          [m.get("mask/region") for m in calib], score, lam, thr)
                 methods[f"I2AM top-{k} heads ({score.replace('_', '-')})"] = ranking.top(k)
-            methods["uniform map"] = None
+            methods[UNIFORM] = UNIFORM
         for m in evaluation:
-            lh, mask = m.get("g/layer_heads"), m.get("mask/region")
+            region, reference = m.get("mask/region"), m.get("mask/reference")
+            if not m.meta.get("reference_side", True):
+                reference = None
             for name, heads in methods.items():
-                if name == "uniform map":
-                    vals = _scores(None, mask, lam, thr, uniform=True)
+                if isinstance(heads, str) and heads == UNIFORM:
+                    g = r = None
+                    vals = {**_side_scores(None, region, "g", lam, thr, True),
+                            **_side_scores(None, reference, "r", lam, thr, True)}
                 else:
-                    raw = lh.mean((0, 1)) if heads is None else aggregate_heads(lh, heads)
-                    vals = _scores(raw, mask, lam, thr)
-                label = "I2AM all heads (random-init copy)" if model in random_init_models else name
+                    g, r = _method_maps(m, heads)
+                    vals = {**_side_scores(g, region, "g", lam, thr), **_side_scores(r, reference, "r", lam, thr)}
+                label = f"{name} (random-init copy)" if random_init else name
                 for metric, value in vals.items():
                     rows.append({"task": task, "model": model, "method": label, "sample_id": m.meta["sample_id"],
                                  "metric": metric, "value": float(value)})
                 if m is evaluation[0]:
-                    examples.setdefault((task, model), {})[label] = (
-                        None if name == "uniform map" else (lh.mean((0, 1)) if heads is None else aggregate_heads(lh, heads)))
+                    examples.setdefault((task, model), {})[label] = g
     return pd.DataFrame(rows, columns=["task", "model", "method", "sample_id", "metric", "value"]), examples
 
 

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers import AutoencoderKL, FluxTransformer2DModel, UNet2DConditionModel
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
 I2I_CONFIG_NAME = "i2i_config.json"
@@ -54,8 +54,12 @@ class I2IModelSpec:
         return cls(**data)
 
 
+EMBEDDED_LATENT_CHANNELS = 16  # the shared embedded-default VAE (tasks/_shared/vae)
+EMBEDDED_REFERENCE_SIZE = 48  # reference encoder input: 12x12 patch tokens, one per latent cell of a 48x48 image
+
+
 def build_vae(latent_channels: int = 4) -> AutoencoderKL:
-    """An f=4 AutoencoderKL: (B, 3, H, W) in [-1, 1] <-> (B, 4, H/4, W/4)."""
+    """An f=4 AutoencoderKL: (B, 3, H, W) in [-1, 1] <-> (B, latent_channels, H/4, W/4)."""
     return AutoencoderKL(
         in_channels=3,
         out_channels=3,
@@ -97,6 +101,27 @@ def build_unet(condition_channels: int, cross_attention_dim: int = 64, latent_ch
         attention_head_dim=4,  # diffusers reads this as the number of heads
         norm_num_groups=16,
         mid_block_type="UNetMidBlock2DCrossAttn",
+    )
+
+
+def build_dit(condition_channels: int, latent_channels: int = 4) -> FluxTransformer2DModel:
+    """A FLUX-architecture transformer (2 dual-stream + 2 single-stream blocks, width 64, 4 heads).
+
+    Tokens are single latent cells (patch 1): ``latent_channels + condition_channels``
+    inputs, ``latent_channels`` outputs (see :mod:`benchmark.pipelines.reference_dit`).
+    """
+    return FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=latent_channels + condition_channels,
+        out_channels=latent_channels,
+        num_layers=2,
+        num_single_layers=2,
+        attention_head_dim=16,
+        num_attention_heads=4,
+        joint_attention_dim=32,
+        pooled_projection_dim=32,
+        guidance_embeds=False,
+        axes_dims_rope=(4, 6, 6),
     )
 
 

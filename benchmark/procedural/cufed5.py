@@ -8,10 +8,13 @@ lacks and IMACS needs; they are written beside the standard folder.
 
 Layout written::
 
-    <root>/{train,test}/CUFED5/{id:03d}_0.png            HR image
-    <root>/{train,test}/CUFED5/{id:03d}_{k}.png          reference at level k = 1..5
-    <root>/{train,test}/CUFED5_masks/{id:03d}_{k}_hr.png  HR pixels the reference shows
-    <root>/{train,test}/CUFED5_masks/{id:03d}_{k}_ref.png reference pixels showing HR content
+    <root>/{train,test}/CUFED5/{id}_0.png            HR image
+    <root>/{train,test}/CUFED5/{id}_{k}.png          reference at level k = 1..5
+    <root>/{train,test}/CUFED5_masks/{id}_{k}_hr.png  HR pixels the reference shows
+    <root>/{train,test}/CUFED5_masks/{id}_{k}_ref.png reference pixels showing HR content
+
+``{id}`` has CUFED5's three digits, or as many as the largest id needs
+(the same width for every file, so names sort in id order).
 
 The LR input is not stored: loaders crop HR to a multiple of 4 and downsample
 x1/4 with PIL bicubic, as the CUFED5 protocol does.
@@ -42,11 +45,12 @@ def canvas(rng: np.random.Generator, size: int) -> np.ndarray:
     return img
 
 
-def _write_sample(out: Path, masks: Path, sid: int, rng: np.random.Generator, size: int) -> None:
+def _write_sample(out: Path, masks: Path, sid: int, rng: np.random.Generator, size: int, digits: int = 3) -> None:
     big = canvas(rng, size * 2)
     oy, ox = (int(v) for v in rng.integers(0, size, size=2))
     hr = big[oy : oy + size, ox : ox + size]
-    d.save_image(out / f"{sid:03d}_0.png", hr)
+    stem = f"{sid:0{digits}d}"
+    d.save_image(out / f"{stem}_0.png", hr)
     for level in range(1, LEVELS + 1):
         # Higher levels: larger shift (less overlap) and a larger scale change.
         shift = int(size * (0.1 + 0.12 * (level - 1)))
@@ -65,9 +69,9 @@ def _write_sample(out: Path, masks: Path, sid: int, rng: np.random.Generator, si
             k = size / span
             ref_mask[int(round((y0 - ry) * k)) : int(round((y1 - ry) * k)),
                      int(round((x0 - rx) * k)) : int(round((x1 - rx) * k))] = True
-        d.save_image(out / f"{sid:03d}_{level}.png", ref)
-        d.save_image(masks / f"{sid:03d}_{level}_hr.png", hr_mask)
-        d.save_image(masks / f"{sid:03d}_{level}_ref.png", ref_mask)
+        d.save_image(out / f"{stem}_{level}.png", ref)
+        d.save_image(masks / f"{stem}_{level}_hr.png", hr_mask)
+        d.save_image(masks / f"{stem}_{level}_ref.png", ref_mask)
 
 
 def generate_cufed5(root: str | Path, n_train: int = 2000, n_test: int = 128, seed: int = 0,
@@ -77,8 +81,9 @@ def generate_cufed5(root: str | Path, n_train: int = 2000, n_test: int = 128, se
         raise ValueError(f"HR size must be a multiple of 4 for x4 super-resolution, got {size}")
     root = Path(root)
     ids = {"train": range(n_train), "test": range(n_train, n_train + n_test)}
+    digits = max(3, len(str(n_train + n_test - 1)))  # CUFED5's 3 digits; wider only when needed, same width for all
     for (split, split_ids), split_ss in zip(ids.items(), np.random.SeedSequence(seed).spawn(2)):
         for sid, child in zip(split_ids, split_ss.spawn(len(split_ids))):
             _write_sample(root / split / "CUFED5", root / split / "CUFED5_masks", sid,
-                          np.random.default_rng(child), size)
+                          np.random.default_rng(child), size, digits)
     return root

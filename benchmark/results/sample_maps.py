@@ -7,6 +7,10 @@ the inpainting region (eq. 17); ``sr/volume`` (h*w, h_I*w_I) float16, the
 specific-reference maps of every latent position (eq. 16);
 ``mask/region`` (H, W) and ``mask/reference`` (Hr, Wr) uint8, so any
 (lambda, threshold) can be rescored later without regenerating.
+Joint-attention models add the ConceptAttention-style output-space maps
+``cg/concept`` (h, w: share of each generated token's output-space softmax on
+the reference object's tokens, weighted by ``mask/reference`` on the token
+grid) and ``cr/concept`` (h_I, w_I: the softmax averaged over the region).
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from benchmark.capture import I2AMAccumulator
+from benchmark.capture.joint_capture import OutputSpaceAccumulator
 
 
 @dataclass
@@ -46,9 +52,27 @@ class SampleMaps:
             return cls({k: z[k] for k in z.files if k != "__meta__"}, meta)
 
 
-def split_accumulator(acc: I2AMAccumulator, batch: dict, meta: dict) -> list[SampleMaps]:
-    """One :class:`SampleMaps` per sample of the batch the accumulator captured."""
+def _on_grid(mask: torch.Tensor | None, grid: tuple[int, int], batch_size: int) -> torch.Tensor:
+    """(B, 1, H, W) mask -> (B, h*w) area weights on ``grid``; all ones when the task has no such mask."""
+    if mask is None:
+        return torch.ones(batch_size, grid[0] * grid[1])
+    return F.interpolate(mask.float().cpu(), size=tuple(grid), mode="area").flatten(1)
+
+
+def concept_maps(concept: OutputSpaceAccumulator, acc: I2AMAccumulator, batch: dict) -> dict[str, torch.Tensor]:
+    """ConceptAttention-style maps (raw): ``cg/concept`` (B, h, w) and ``cr/concept`` (B, h_I, w_I)."""
+    b = len(batch["sample_id"])
+    ref_w = _on_grid(batch.get("reference_mask"), acc.tokens.grid, b)
+    gen_w = _on_grid(batch.get("region_mask"), acc.latent_grid, b)
+    return {"cg/concept": concept.generated_map(ref_w).cpu().view(b, *acc.latent_grid),
+            "cr/concept": concept.reference_map(gen_w).cpu().view(b, *acc.tokens.grid)}
+
+
+def split_accumulator(acc: I2AMAccumulator, batch: dict, meta: dict,
+                      concept: OutputSpaceAccumulator | None = None) -> list[SampleMaps]:
+    """One :class:`SampleMaps` per sample of the batch the accumulator captured (plus output-space maps)."""
     gen = acc.generated_maps()
+    extra = concept_maps(concept, acc, batch) if concept is not None and concept.volume is not None else {}
     ref = acc.reference_maps()
     refm = acc.reference_maps(restricted=True) if acc.region_mask is not None and ref else {}
     volume = acc.reference_volume() if ("sram" in acc.levels and ref) else None
@@ -57,6 +81,7 @@ def split_accumulator(acc: I2AMAccumulator, batch: dict, meta: dict) -> list[Sam
         arrays = {f"g/{k}": v[i].cpu().numpy().astype(np.float32) for k, v in gen.items()}
         arrays.update({f"r/{k}": v[i].cpu().numpy().astype(np.float32) for k, v in ref.items()})
         arrays.update({f"rm/{k}": v[i].cpu().numpy().astype(np.float32) for k, v in refm.items()})
+        arrays.update({k: v[i].numpy().astype(np.float32) for k, v in extra.items()})
         if volume is not None:
             arrays["sr/volume"] = volume[i].cpu().numpy().astype(np.float16)
         for key, name in (("region_mask", "mask/region"), ("reference_mask", "mask/reference")):

@@ -14,7 +14,7 @@ from pathlib import Path
 from benchmark.procedural import GENERATORS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DATA_VERSION = 1  # bump when a generator changes its output
+DATA_VERSION = 2  # bump when a generator changes its output
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,9 @@ For every task and model, on held-out test samples:
   the region the reference covers) with the TRUE reference and with a
   MISMATCHED one (the next sample's), same noise; the paired gap is the test
   that a model copies from its reference;
-* baselines: the reference's mean colour (inside its mask) filled into the
-  region for inpainting, bicubic upsampling for super-resolution;
+* baselines: for inpainting the region filled with the mean colour of the
+  reference object (inside its mask) or of the visible context; bicubic
+  upsampling for super-resolution;
 * mean IMACS_g / IMACS_r of each model.
 
     python -m benchmark evaluate-models [--samples 64]
@@ -27,18 +28,32 @@ from benchmark.generation import CaptureSettings, generate_with_capture
 from benchmark.metrics import masked_psnr, masked_ssim
 from benchmark.results.sample_maps import split_accumulator
 from benchmark.scoring import imacs_scores
+from benchmark.models.mini import EMBEDDED_LATENT_CHANNELS, EMBEDDED_REFERENCE_SIZE
 from benchmark.training.embedded import EMBEDDED_TASKS, SHARED_VAE_DIR
 
-MODEL_ORDER = ("ckpt-375", "ckpt-1125", "full", "cls-only")
+MODEL_ORDER = ("ckpt-375", "ckpt-1125", "full", "cls-only", "dit")
 
 
-def _baseline(task: str, batch: dict) -> torch.Tensor:
-    if task == "super_resolution":
-        return batch["conditions"]["lr_up"]
-    ref, rmask = batch["reference"], batch["reference_mask"]
-    mean = (ref * rmask).sum((2, 3)) / rmask.sum((2, 3)).clamp_min(1)
+def _adapter_name(folder) -> str:
+    return "reference_dit" if (folder / "transformer").is_dir() else "reference_unet"
+
+
+def _fill(batch: dict, colour: torch.Tensor) -> torch.Tensor:
     region = batch["region_mask"]
-    return batch["target"] * (1 - region) + mean[:, :, None, None] * region
+    return batch["target"] * (1 - region) + colour[:, :, None, None] * region
+
+
+def _masked_mean(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (image * mask).sum((2, 3)) / mask.sum((2, 3)).clamp_min(1)
+
+
+def baselines(task: str, batch: dict) -> dict[str, torch.Tensor]:
+    """Non-generative baselines: bicubic (super-resolution); for inpainting the region filled with the mean
+    colour of the reference object (inside its mask) or of the visible context (outside the region)."""
+    if task == "super_resolution":
+        return {"bicubic": batch["conditions"]["lr_up"]}
+    return {"reference-object mean colour fill": _fill(batch, _masked_mean(batch["reference"], batch["reference_mask"])),
+            "context mean colour fill": _fill(batch, _masked_mean(batch["target"], 1 - batch["region_mask"]))}
 
 
 def _ci(values) -> dict:
@@ -56,24 +71,24 @@ def evaluate_task(task_name: str, n_samples: int = 64, batch_size: int = 32) -> 
     device = pick_device("auto")
     out = {"task": task_name, "n_samples": len(samples), "models": {}}
     batches = [collate(samples[i : i + batch_size]) for i in range(0, len(samples), batch_size)]
-    base_psnr, base_ssim = [], []
+    base = {}
     for b in batches:
-        base = _baseline(task_name, b)
-        base_psnr += masked_psnr(base, b["target"], b["region_mask"]).values.tolist()
-        base_ssim += masked_ssim(base, b["target"], b["region_mask"]).values.tolist()
+        for name, image in baselines(task_name, b).items():
+            scores = base.setdefault(name, {"masked_psnr": [], "masked_ssim": []})
+            scores["masked_psnr"] += masked_psnr(image, b["target"], b["region_mask"]).values.tolist()
+            scores["masked_ssim"] += masked_ssim(image, b["target"], b["region_mask"]).values.tolist()
     vae = load_adapter(ModelSpec("full", "reference_unet", str(EMBEDDED_TASKS[task_name].models_dir / "full"),
                                  {"vae": str(SHARED_VAE_DIR)}), device).pipe
     with torch.no_grad():
         recon = [masked_psnr(vae.decode(vae.encode_image(b["target"].to(device))).cpu(), b["target"], b["region_mask"]).values
                  for b in batches]
     out["vae_reconstruction_masked_psnr"] = _ci(torch.cat(recon).tolist())
-    out["baseline"] = {"name": "bicubic" if task_name == "super_resolution" else "reference mean colour fill",
-                       "masked_psnr": _ci(base_psnr), "masked_ssim": _ci(base_ssim)}
+    out["baselines"] = {name: {k: _ci(v) for k, v in scores.items()} for name, scores in base.items()}
     for model in MODEL_ORDER:
         folder = EMBEDDED_TASKS[task_name].models_dir / model
-        if not (folder / "unet").is_dir():
+        if not (folder / "i2i_config.json").is_file():
             continue
-        adapter = load_adapter(ModelSpec(model, "reference_unet", str(folder), {"vae": str(SHARED_VAE_DIR)}), device)
+        adapter = load_adapter(ModelSpec(model, _adapter_name(folder), str(folder), {"vae": str(SHARED_VAE_DIR)}), device)
         sampling = adapter.default_sampling()
         res = {k: [] for k in ("psnr_true", "psnr_swap", "ssim_true", "ssim_swap", "imacs_g", "imacs_r")}
         for b in batches:
@@ -96,6 +111,8 @@ def evaluate_task(task_name: str, n_samples: int = 64, batch_size: int = 32) -> 
             "imacs_g": _ci(res["imacs_g"]) if np.isfinite(res["imacs_g"]).any() else None,
             "imacs_r": _ci(res["imacs_r"]) if np.isfinite(res["imacs_r"]).any() else None,
             "sampling": {"steps": sampling.num_inference_steps, "cfg": sampling.guidance_scale},
+            "minus_baseline_db": {name: _ci(np.asarray(res["psnr_true"]) - np.asarray(b["masked_psnr"]))
+                                  for name, b in base.items()},
         }
     return out
 
@@ -109,7 +126,8 @@ def _vae_summary() -> str:
     if not p.is_file():
         return "(no summary)"
     s = json.loads(p.read_text())
-    return f"{s['steps']} steps at batch 16, L1 + 1e-6 KL, {s['seconds']:.0f} s on CPU"
+    return (f"{s['steps']} steps at batch 16 (posterior mode decoded), L1 + L2 + 1e-6 KL, "
+            f"{s['seconds']:.0f} s on CPU")
 
 
 def model_card(task_name: str, ev: dict) -> str:
@@ -121,17 +139,26 @@ def model_card(task_name: str, ev: dict) -> str:
              f"Procedural `{spec.generator}` generator (`benchmark/procedural/`), seed {spec.seed}: "
              f"{spec.n_train} train samples, {spec.n_test} test samples (ids disjoint), written in the real dataset's layout.",
              "", "## Architecture", "",
-             "- VAE: diffusers `AutoencoderKL`, f=4, 4 latent channels, shared by all tasks (`tasks/_shared/vae`), "
-             f"trained {_vae_summary()}.",
+             f"- VAE: diffusers `AutoencoderKL`, f=4, {EMBEDDED_LATENT_CHANNELS} latent channels, shared by all tasks "
+             f"(`tasks/_shared/vae`), trained {_vae_summary()}.",
              "- UNet: diffusers `UNet2DConditionModel`, channels (32, 64), one layer per block, 4 heads, "
-             "7 cross-attention layers; input = noisy latent (4) + " +
-             " + ".join(f"{n} ({'4' if k == 'image' else '1'})" for n, k in spec.conditions) + " channels.",
-             "- Reference encoder: transformers `CLIPVisionModel` (32x32 input, patch 4, width 64, 2 layers), "
-             "trained jointly; context = CLS + 8x8 patch tokens (`patch`), or the pooled token only (`cls-only`, "
-             "like Paint-by-Example).",
+             f"7 cross-attention layers; input = noisy latent ({EMBEDDED_LATENT_CHANNELS}) + " +
+             " + ".join(f"{n} ({EMBEDDED_LATENT_CHANNELS if k == 'image' else 1})" for n, k in spec.conditions) +
+             " channels.",
+             f"- Reference encoder: transformers `CLIPVisionModel` ({EMBEDDED_REFERENCE_SIZE}x{EMBEDDED_REFERENCE_SIZE} "
+             f"input, patch 4, width 64, 2 layers), trained jointly; context = CLS + "
+             f"{EMBEDDED_REFERENCE_SIZE // 4}x{EMBEDDED_REFERENCE_SIZE // 4} patch tokens (`patch`), or the pooled "
+             "token only (`cls-only`, like Paint-by-Example).",
              "- Training: epsilon prediction, DDPM 1000 steps (scaled-linear betas as SD-1.5), AdamW, batch 32, "
-             "reference dropped 10% of steps (classifier-free guidance). Sampling: DDIM 20 steps, CFG 3.", "",
-             "## Checkpoints", "", "| model | steps | training time (s, CPU) | loss first/last 100 steps |", "|---|---|---|---|"]
+             "reference dropped 10% of steps (classifier-free guidance). Sampling: DDIM 20 steps, CFG 3."]
+    if (spec.models_dir / "dit" / "transformer").is_dir():
+        lines += ["- `dit`: a diffusion transformer of the FLUX architecture (diffusers `FluxTransformer2DModel`, "
+                  "2 dual-stream + 2 single-stream blocks, width 64, 4 heads, patch 1) in the FLUX Kontext layout: "
+                  "one token per latent cell carrying the conditions as extra channels, followed in the same "
+                  "sequence by the reference image's latent tokens (position ids with first coordinate 1) and one "
+                  "null text token. Rectified flow (velocity target, logit-normal times), reference dropped 10% of "
+                  "steps; sampling: flow-matching Euler 20 steps, CFG 3. Same VAE and data as the UNets."]
+    lines += ["", "## Checkpoints", "", "| model | steps | training time (s, CPU) | loss first/last 100 steps |", "|---|---|---|---|"]
     for model in MODEL_ORDER:
         p = spec.models_dir / model / "train_summary.json"
         if p.is_file():
@@ -148,8 +175,14 @@ def model_card(task_name: str, ev: dict) -> str:
         lines.append(f"| {model} | {_f(m['masked_psnr'])} | {_f(m['masked_psnr_swapped'])} | {_f(m['swap_gap_db'])} | "
                      f"{_f(m['masked_ssim'], 3)} | {_f(m['masked_ssim_swapped'], 3)} | {_f(m['imacs_g'], 3)} | "
                      f"{_f(m['imacs_r'], 3)} |")
-    b = ev["baseline"]
-    lines += [f"| baseline: {b['name']} | {_f(b['masked_psnr'])} | | | {_f(b['masked_ssim'], 3)} | | | |", "",
+    for name, b in ev["baselines"].items():
+        lines.append(f"| baseline: {name} | {_f(b['masked_psnr'])} | | | {_f(b['masked_ssim'], 3)} | | | |")
+    lines += ["", "Paired per sample, masked PSNR of the model minus the baseline's (dB):", "",
+              "| model | " + " | ".join(f"minus {name}" for name in ev["baselines"]) + " |",
+              "|---|" + "---|" * len(ev["baselines"])]
+    for model, m in ev["models"].items():
+        lines.append(f"| {model} | " + " | ".join(_f(m["minus_baseline_db"][name]) for name in ev["baselines"]) + " |")
+    lines += ["",
               f"Ceiling set by the shared VAE: encoding and decoding the ground truth gives a masked PSNR of "
               f"{_f(ev.get('vae_reconstruction_masked_psnr'))} dB on the same samples.", "",
               "Regenerate: `python -m benchmark evaluate-models` (numbers above) after `python -m benchmark train`."]

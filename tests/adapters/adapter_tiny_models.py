@@ -95,6 +95,19 @@ def build_reference_unet(folder: Path) -> ModelSpec:
     return ModelSpec("tiny-reference", "reference_unet", str(folder))
 
 
+def build_reference_dit(folder: Path) -> ModelSpec:
+    """Tiny random mini-DiT folder (FLUX architecture, reference latent tokens in the joint sequence)."""
+    from benchmark.models.mini import build_dit
+
+    torch.manual_seed(0)
+    spec = I2IModelSpec(conditions=tuple(tuple(c) for c in CONDITIONS), reference_tokens="latent",
+                        extra={"architecture": "dit", "reference_size": [IMAGE, IMAGE]})
+    spec.save(folder)
+    build_vae().save_pretrained(folder / "vae")
+    build_dit(spec.condition_channels()).save_pretrained(folder / "transformer")
+    return ModelSpec("tiny-dit", "reference_dit", str(folder))
+
+
 # --- a CompVis-ldm-shaped model for ldm_unet ------------------------------------------------
 class BasicTransformerBlock(nn.Module):
     def __init__(self, dim, context_dim):
@@ -212,9 +225,33 @@ def build_ldm_unet(folder: Path) -> ModelSpec:
     return ModelSpec("tiny-ldm", "ldm_unet", str(path), options)
 
 
+# --- a joint-attention DiT for flux_kontext -------------------------------------------------------
+def build_flux_kontext(folder: Path, **options) -> ModelSpec:
+    """Tiny random FLUX Kontext folder: f = 4 VAE (32x32 -> 4x4 packed tokens), 1 double + 1 single block,
+    no text encoders but a prompt_embeds file (T = 5 text tokens)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    FluxTransformer2DModel(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=8,
+                           num_attention_heads=2, joint_attention_dim=16, pooled_projection_dim=8,
+                           guidance_embeds=True, axes_dims_rope=(2, 2, 4)).save_pretrained(folder / "transformer")
+    AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 3,
+                  up_block_types=("UpDecoderBlock2D",) * 3, block_out_channels=(8, 8, 16), layers_per_block=1,
+                  latent_channels=4, norm_num_groups=4, sample_size=IMAGE, shift_factor=0.1,
+                  scaling_factor=0.5).save_pretrained(folder / "vae")
+    FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True).save_pretrained(folder / "scheduler")
+    save_file({"prompt_embeds": torch.randn(1, 5, 16), "pooled_prompt_embeds": torch.randn(1, 8)},
+              folder / "prompt_embeds.safetensors")
+    options = {"prompt_embeds": "prompt_embeds.safetensors", "reference_size": [IMAGE, IMAGE], **options}
+    return ModelSpec("tiny-flux-kontext", "flux_kontext", str(folder), options)
+
+
 BUILDERS = {
     "paint_by_example": build_paint_by_example,
     "generic_unet": build_generic_unet,
     "reference_unet": build_reference_unet,
     "ldm_unet": build_ldm_unet,
+    "flux_kontext": build_flux_kontext,
+    "reference_dit": build_reference_dit,
 }

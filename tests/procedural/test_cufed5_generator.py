@@ -55,3 +55,14 @@ def test_hr_and_reference_masks_cover_the_same_content(root, load) -> None:
                 np.testing.assert_array_equal(np.sort(hr[hm], axis=0), np.sort(ref[rm], axis=0))
             elif hm.mean() > 0.1:  # a scale change: nearest resampling keeps the mean colour roughly
                 np.testing.assert_allclose(hr[hm].mean(0), ref[rm].mean(0), atol=0.1)
+
+
+def test_ids_past_999_widen_every_name_so_names_sort_in_id_order(tmp_path) -> None:
+    from benchmark.datasets import Cufed5Dataset
+
+    root = generate_cufed5(tmp_path, n_train=1000, n_test=1, seed=0, size=16)
+    train = sorted(p.name for p in (root / "train" / "CUFED5").glob("*_0.png"))
+    assert train[0] == "0000_0.png" and train[-1] == "0999_0.png" and len(train) == 1000
+    assert [p.name for p in (root / "test" / "CUFED5").glob("*_0.png")] == ["1000_0.png"]
+    ids = Cufed5Dataset(root / "train", level=1).ids
+    assert [int(i) for i in ids] == list(range(1000))

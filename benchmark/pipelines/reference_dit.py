@@ -1,0 +1,131 @@
+"""A reference-conditioned I2I diffusion transformer in the FLUX Kontext layout.
+
+A diffusers ``FluxTransformer2DModel`` sees ONE image sequence: the noisy
+latent's tokens (one per latent cell), each carrying the task's conditions in
+extra channels (masked-image latent, mask; as FLUX Fill does), followed by the
+reference image's latent tokens (as FLUX Kontext does: position ids with the
+first coordinate 1, condition channels zero). The text stream is a single
+null token. Trained with rectified flow (velocity ``noise - x0``) and sampled
+with ``FlowMatchEulerDiscreteScheduler``; classifier-free guidance drops the
+reference (its latent tokens become zeros) as the UNet models do.
+
+I2AM reads the generated x reference block of the joint attention
+(:mod:`benchmark.capture.joint_capture`).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DiffusionPipeline, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
+
+from benchmark.capture.joint_capture import JointLayout
+from benchmark.models.mini import I2IModelSpec
+from benchmark.pipelines.reference_i2i import encode_conditions, encode_image
+
+TEXT_TOKENS = 1  # the null text token
+
+
+def pack(latents: torch.Tensor) -> torch.Tensor:
+    """(B, C, h, w) -> (B, h*w, C): one token per latent cell, row-major."""
+    return latents.flatten(2).transpose(1, 2)
+
+
+def unpack(tokens: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(B, h*w, C) -> (B, C, h, w)."""
+    return tokens.transpose(1, 2).unflatten(2, (h, w))
+
+
+def position_ids(h: int, w: int, image_index: int) -> torch.Tensor:
+    """(h*w, 3) rotary position ids ``[image_index, row, col]`` (0: generated, 1: reference)."""
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    return torch.stack([torch.full_like(yy, image_index), yy, xx], -1).flatten(0, 1).float()
+
+
+def reference_size(spec: I2IModelSpec) -> tuple[int, int]:
+    return tuple(spec.extra.get("reference_size", (48, 48)))
+
+
+def dit_inputs(transformer: FluxTransformer2DModel, noisy: torch.Tensor, cond: torch.Tensor,
+               reference_latent: torch.Tensor, t: torch.Tensor) -> dict:
+    """Keyword arguments of one transformer call (shared by training and sampling).
+
+    noisy (B, C, h, w), cond (B, C_cond, h, w), reference_latent (B, C, hr, wr); t (B,) in [0, 1].
+    """
+    b, _, h, w = noisy.shape
+    hr, wr = reference_latent.shape[-2:]
+    generated = pack(torch.cat([noisy, cond], 1))
+    reference = pack(torch.cat([reference_latent, reference_latent.new_zeros(b, cond.shape[1], hr, wr)], 1))
+    cfg = transformer.config
+    return dict(
+        hidden_states=torch.cat([generated, reference], 1),
+        encoder_hidden_states=noisy.new_zeros(b, TEXT_TOKENS, cfg.joint_attention_dim),
+        pooled_projections=noisy.new_zeros(b, cfg.pooled_projection_dim),
+        timestep=t.to(noisy.dtype),
+        img_ids=torch.cat([position_ids(h, w, 0), position_ids(hr, wr, 1)]).to(noisy.device),
+        txt_ids=torch.zeros(TEXT_TOKENS, 3, device=noisy.device),
+    )
+
+
+class ReferenceDiTPipeline(DiffusionPipeline):
+    model_cpu_offload_seq = "transformer->vae"
+
+    def __init__(self, vae: AutoencoderKL, transformer: FluxTransformer2DModel,
+                 scheduler: FlowMatchEulerDiscreteScheduler, spec: I2IModelSpec | None = None):
+        super().__init__()
+        self.register_modules(vae=vae, transformer=transformer, scheduler=scheduler)
+        self.spec = spec
+
+    def latent_size(self, image_size: tuple[int, int]) -> tuple[int, int]:
+        f = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        return image_size[0] // f, image_size[1] // f
+
+    def encode_reference(self, reference: torch.Tensor) -> torch.Tensor:
+        """(B, 3, Hr, Wr) in [0, 1] -> reference latent at the model's fixed reference size."""
+        pixels = F.interpolate(reference, size=reference_size(self.spec), mode="bilinear", align_corners=False,
+                               antialias=True)
+        return encode_image(self.vae, pixels)
+
+    def joint_layout(self, image_size: tuple[int, int]) -> JointLayout:
+        h, w = self.latent_size(image_size)
+        hr, wr = self.latent_size(reference_size(self.spec))
+        return JointLayout(TEXT_TOKENS, h * w, hr * wr)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return ((self.vae.decode(latents / self.vae.config.scaling_factor).sample + 1) / 2).clamp(0, 1)
+
+    @torch.no_grad()
+    def __call__(self, reference: torch.Tensor, conditions: dict[str, torch.Tensor], num_inference_steps: int | None = None,
+                 guidance_scale: float | None = None, latents: torch.Tensor | None = None,
+                 generator: torch.Generator | None = None, callback_on_step_end: Callable | None = None) -> torch.Tensor:
+        """Generate (B, 3, H, W) in [0, 1]. Under CFG the transformer batch is [null reference; reference]."""
+        steps = num_inference_steps or self.spec.num_inference_steps
+        scale = self.spec.guidance_scale if guidance_scale is None else guidance_scale
+        dtype, device = self.transformer.dtype, self.device
+        image_size = tuple(next(iter(conditions.values())).shape[-2:])
+        h, w = self.latent_size(image_size)
+        moved = {k: v.to(device, dtype) for k, v in conditions.items()}
+        cond = encode_conditions(self.vae, self.spec.conditions, moved, (h, w))
+        ref = self.encode_reference(reference.to(device, dtype))
+        do_cfg = scale > 1.0
+        if do_cfg:
+            ref, cond = torch.cat([torch.zeros_like(ref), ref]), torch.cat([cond, cond])
+        if latents is None:
+            latents = torch.randn((reference.shape[0], self.transformer.config.out_channels, h, w),
+                                  generator=generator, dtype=torch.float32)
+        latents = latents.to(device, dtype)
+        self.scheduler.set_timesteps(steps, device=device)
+        for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
+            x = torch.cat([latents, latents]) if do_cfg else latents
+            sigma = (t / self.scheduler.config.num_train_timesteps).expand(x.shape[0])
+            out = self.transformer(**dit_inputs(self.transformer, x, cond, ref, sigma)).sample
+            v = unpack(out[:, : h * w], h, w)
+            if do_cfg:
+                uncond, cond_v = v.chunk(2)
+                v = uncond + scale * (cond_v - uncond)
+            latents = self.scheduler.step(v, t, latents).prev_sample
+            if callback_on_step_end is not None:
+                callback_on_step_end(self, i, t, {})
+        return self.decode(latents)
