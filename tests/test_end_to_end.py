@@ -9,7 +9,7 @@ import yaml
 
 from benchmark.cli import main
 from benchmark.imacs import imacs
-from benchmark.models.mini import save_tiny_random_model
+from benchmark.models.mini import save_tiny_random_dit, save_tiny_random_model
 from benchmark.results.sample_maps import SampleMaps
 
 TASKS = {
@@ -29,6 +29,10 @@ def run(tmp_path_factory):
         tasks.append({"task": f"tasks/{task}", "max_samples": 3, "models": [
             {"name": "rand-patch", "adapter": "reference_unet", "path": str(tmp / task / "patch")},
             {"name": "rand-cls", "adapter": "reference_unet", "path": str(tmp / task / "cls")}]})
+        if task == "object_inpainting":  # a joint-attention transformer through the same runner
+            save_tiny_random_dit(tmp / task / "dit", conditions, num_inference_steps=2)
+            tasks[-1]["models"].append({"name": "rand-dit", "adapter": "reference_dit", "path": str(tmp / task / "dit")})
+            tasks[-1]["max_samples"] = 4  # the method leaderboard needs two halves of at least 2 samples
     cfg = {"name": "e2e", "label": "tiny random model", "output_dir": str(tmp / "run"),
            "leaderboard_dir": str(tmp / "lb"), "batch_size": 2, "shard_size": 2,
            "capture": {"time_groups": 2}, "scoring": {"n_boot": 50}, "tasks": tasks}
@@ -40,7 +44,7 @@ def run(tmp_path_factory):
 
 def test_store_has_every_sample_output(run):
     maps = sorted((run / "run" / "store").rglob("maps.npz"))
-    assert len(maps) == 3 * 2 * 3
+    assert len(maps) == 2 * 2 * 3 + 3 * 4  # two tasks x 2 models x 3 samples; object inpainting 3 models x 4
     for p in maps:
         assert (p.parent / "generated.png").is_file() and (p.parent / "overlay.png").is_file()
     m = SampleMaps.load(maps[0])
@@ -93,3 +97,17 @@ def test_report_twice_appends_history(run, tmp_path):
     assert "(+0.000)" not in (run / "lb" / "viton_hd.md").read_text()  # nor compares the run with itself
     assert main(["report", "--config", str(cfg), "--record-history"]) == 0
     assert len(pd.read_csv(run / "lb" / "history.csv")) == 2 * before
+
+
+def test_dit_stores_output_space_maps_and_the_method_leaderboard_compares_them(run):
+    dit_maps = [SampleMaps.load(p) for p in (run / "run" / "store").rglob("maps.npz")]
+    dit_maps = [m for m in dit_maps if m.meta["model"] == "rand-dit"]
+    assert len(dit_maps) == 4
+    for m in dit_maps:
+        assert m.arrays["cg/concept"].shape == tuple(m.meta["latent_grid"])
+        assert m.arrays["cr/concept"].shape == tuple(m.meta["token_grid"])
+        assert np.isfinite(m.arrays["cg/concept"]).all() and m.arrays["g/layer_heads"].shape[:2] == (4, 4)
+    methods = pd.read_csv(run / "lb" / "methods.csv")
+    dit = methods[methods.model == "rand-dit"]
+    assert "ConceptAttention-style (output space)" in set(dit.method)
+    assert "ConceptAttention-style (output space)" not in set(methods[methods.model == "rand-patch"].method)

@@ -147,3 +147,17 @@ def save_tiny_random_model(folder, conditions, reference_tokens: str = "patch", 
     encoder.save_pretrained(folder / "image_encoder")
     build_unet(spec.condition_channels(), cross_attention_dim=32).save_pretrained(folder / "unet")
     spec.save(folder)
+
+
+def save_tiny_random_dit(folder, conditions, seed: int = 0, num_inference_steps: int = 4,
+                         reference_size: int = EMBEDDED_REFERENCE_SIZE) -> None:
+    """A randomly initialised mini DiT in the reference_dit folder format (vae included): for tests and smoke runs."""
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    spec = I2IModelSpec(conditions=tuple(tuple(c) for c in conditions), reference_tokens="latent",
+                        guidance_scale=3.0, num_inference_steps=num_inference_steps,
+                        extra={"label": "tiny random model", "architecture": "dit",
+                               "reference_size": [reference_size, reference_size]})
+    build_vae().save_pretrained(folder / "vae")
+    build_dit(spec.condition_channels()).save_pretrained(folder / "transformer")
+    spec.save(folder)

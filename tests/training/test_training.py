@@ -70,3 +70,16 @@ def test_short_dit_run_lowers_the_loss_and_the_export_generates_with_capture(tmp
     assert g.shape == (2, 12, 12) and r.shape == (2, 12, 12)
     assert torch.isfinite(g).all() and g.flatten(1).std(1).min() > 0
     assert concept.volume.shape == (2, 144, 144) and concept.calls == 3 * 4  # 3 steps x 4 attention layers
+
+
+def test_shipped_dit_loads_and_generates():
+    from benchmark.adapters.reference_dit import ReferenceDiTAdapter
+
+    task = EMBEDDED_TASKS["object_inpainting"]
+    folder = task.models_dir / "dit"
+    assert (folder / "transformer" / "config.json").is_file(), f"shipped model missing: {folder}"
+    adapter = ReferenceDiTAdapter(ModelSpec("dit", "reference_dit", str(folder), {"vae": str(SHARED_VAE_DIR)}))
+    batch = collate(load_split(task, "test")[:2])
+    out = adapter.generate(batch, SamplingSettings(2, 3.0), seeds=[1, 2])
+    assert out.shape == batch["target"].shape
+    assert 0 <= out.min() and out.max() <= 1 and out.flatten(1).std(1).min() > 0.01
