@@ -54,10 +54,6 @@ class I2IModelSpec:
         return cls(**data)
 
 
-EMBEDDED_LATENT_CHANNELS = 16  # the shared embedded-default VAE (tasks/_shared/vae)
-EMBEDDED_REFERENCE_SIZE = 48  # reference encoder input: 12x12 patch tokens, one per latent cell of a 48x48 image
-
-
 def build_vae(latent_channels: int = 4) -> AutoencoderKL:
     """An f=4 AutoencoderKL: (B, 3, H, W) in [-1, 1] <-> (B, latent_channels, H/4, W/4)."""
     return AutoencoderKL(
@@ -150,7 +146,7 @@ def save_tiny_random_model(folder, conditions, reference_tokens: str = "patch", 
 
 
 def save_tiny_random_dit(folder, conditions, seed: int = 0, num_inference_steps: int = 4,
-                         reference_size: int = EMBEDDED_REFERENCE_SIZE) -> None:
+                         reference_size: int = 48) -> None:
     """A randomly initialised mini DiT in the reference_dit folder format (vae included): for tests and smoke runs."""
     folder = Path(folder)
     torch.manual_seed(seed)

@@ -18,6 +18,28 @@ DATA_VERSION = 2  # bump when a generator changes its output
 
 
 @dataclass(frozen=True)
+class VAERecipe:
+    """How a shared embedded VAE is trained; its folder is ``tasks/_shared/<name>``."""
+
+    name: str
+    latent_channels: int
+    steps: int
+    lr: float
+    decode: str  # "sample": decode a posterior sample; "mode": decode the posterior mode (trains faster)
+    l2: bool  # add an L2 term to the L1 reconstruction loss
+    cufed_levels: tuple[int, ...]  # super-resolution reference levels in its training pool
+
+    @property
+    def folder(self) -> Path:
+        return REPO_ROOT / "tasks" / "_shared" / self.name
+
+
+VAES = {
+    "vae": VAERecipe("vae", latent_channels=4, steps=1500, lr=5e-4, decode="sample", l2=False, cufed_levels=(1, 2, 3)),
+}
+
+
+@dataclass(frozen=True)
 class EmbeddedTask:
     name: str
     generator: str
@@ -26,10 +48,21 @@ class EmbeddedTask:
     n_test: int = 128
     seed: int = 0
     output_root: Path | None = None  # where models are exported; default: <repo>/tasks
+    vae: str = "vae"  # key of VAES
+    reference_size: int = 32  # reference encoder input (patch 4): (size / 4)^2 patch tokens
+    train_levels: tuple[int, ...] = (1, 2, 3)  # CUFED5 reference levels seen in training (test: level 1)
 
     @property
     def models_dir(self) -> Path:
         return (self.output_root or REPO_ROOT / "tasks") / self.name / "models"
+
+    @property
+    def vae_recipe(self) -> VAERecipe:
+        return VAES[self.vae]
+
+    @property
+    def vae_dir(self) -> Path:
+        return self.vae_recipe.folder
 
 
 EMBEDDED_TASKS = {
@@ -37,7 +70,6 @@ EMBEDDED_TASKS = {
     "object_inpainting": EmbeddedTask("object_inpainting", "cocoee", (("masked_image", "image"), ("mask", "mask"))),
     "super_resolution": EmbeddedTask("super_resolution", "cufed5", (("lr_up", "image"),)),
 }
-SHARED_VAE_DIR = REPO_ROOT / "tasks" / "_shared" / "vae"
 
 
 def cache_dir() -> Path:

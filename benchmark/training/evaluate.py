@@ -28,8 +28,7 @@ from benchmark.generation import CaptureSettings, generate_with_capture
 from benchmark.metrics import masked_psnr, masked_ssim
 from benchmark.results.sample_maps import split_accumulator
 from benchmark.scoring import imacs_scores
-from benchmark.models.mini import EMBEDDED_LATENT_CHANNELS, EMBEDDED_REFERENCE_SIZE
-from benchmark.training.embedded import EMBEDDED_TASKS, SHARED_VAE_DIR
+from benchmark.training.embedded import EMBEDDED_TASKS
 
 MODEL_ORDER = ("ckpt-375", "ckpt-1125", "full", "cls-only", "dit")
 
@@ -78,7 +77,7 @@ def evaluate_task(task_name: str, n_samples: int = 64, batch_size: int = 32) -> 
             scores["masked_psnr"] += masked_psnr(image, b["target"], b["region_mask"]).values.tolist()
             scores["masked_ssim"] += masked_ssim(image, b["target"], b["region_mask"]).values.tolist()
     vae = load_adapter(ModelSpec("full", "reference_unet", str(EMBEDDED_TASKS[task_name].models_dir / "full"),
-                                 {"vae": str(SHARED_VAE_DIR)}), device).pipe
+                                 {"vae": str(EMBEDDED_TASKS[task_name].vae_dir)}), device).pipe
     with torch.no_grad():
         recon = [masked_psnr(vae.decode(vae.encode_image(b["target"].to(device))).cpu(), b["target"], b["region_mask"]).values
                  for b in batches]
@@ -88,7 +87,7 @@ def evaluate_task(task_name: str, n_samples: int = 64, batch_size: int = 32) -> 
         folder = EMBEDDED_TASKS[task_name].models_dir / model
         if not (folder / "i2i_config.json").is_file():
             continue
-        adapter = load_adapter(ModelSpec(model, _adapter_name(folder), str(folder), {"vae": str(SHARED_VAE_DIR)}), device)
+        adapter = load_adapter(ModelSpec(model, _adapter_name(folder), str(folder), {"vae": str(EMBEDDED_TASKS[task_name].vae_dir)}), device)
         sampling = adapter.default_sampling()
         res = {k: [] for k in ("psnr_true", "psnr_swap", "ssim_true", "ssim_swap", "imacs_g", "imacs_r")}
         for b in batches:
@@ -121,17 +120,17 @@ def _f(c: dict | None, digits: int = 2) -> str:
     return "n/a" if not c else f"{c['mean']:.{digits}f} [{c['ci_low']:.{digits}f}, {c['ci_high']:.{digits}f}]"
 
 
-def _vae_summary() -> str:
-    p = SHARED_VAE_DIR / "train_summary.json"
-    if not p.is_file():
-        return "(no summary)"
-    s = json.loads(p.read_text())
-    return (f"{s['steps']} steps at batch 16 (posterior mode decoded), L1 + L2 + 1e-6 KL, "
-            f"{s['seconds']:.0f} s on CPU")
+def _vae_summary(task) -> str:
+    r = task.vae_recipe
+    p = task.vae_dir / "train_summary.json"
+    seconds = f", {json.loads(p.read_text())['seconds']:.0f} s on CPU" if p.is_file() else ""
+    return (f"{r.steps} steps at batch 16, lr {r.lr:g}, posterior {r.decode} decoded, "
+            f"L1{' + L2' if r.l2 else ''} + 1e-6 KL{seconds}")
 
 
 def model_card(task_name: str, ev: dict) -> str:
     spec = EMBEDDED_TASKS[task_name]
+    c = spec.vae_recipe.latent_channels
     lines = [f"# Model card: {task_name} mini models", "",
              "Mini reference-conditioned latent diffusion models trained by this project on procedural data, "
              "so that the harness shows the whole method on real diffusion mechanics without downloaded weights. "
@@ -139,18 +138,20 @@ def model_card(task_name: str, ev: dict) -> str:
              f"Procedural `{spec.generator}` generator (`benchmark/procedural/`), seed {spec.seed}: "
              f"{spec.n_train} train samples, {spec.n_test} test samples (ids disjoint), written in the real dataset's layout.",
              "", "## Architecture", "",
-             f"- VAE: diffusers `AutoencoderKL`, f=4, {EMBEDDED_LATENT_CHANNELS} latent channels, shared by all tasks "
-             f"(`tasks/_shared/vae`), trained {_vae_summary()}.",
+             f"- VAE: diffusers `AutoencoderKL`, f=4, {c} latent channels, shared "
+             f"(`tasks/_shared/{spec.vae}`), trained on the train images of all three tasks: {_vae_summary(spec)}.",
              "- UNet: diffusers `UNet2DConditionModel`, channels (32, 64), one layer per block, 4 heads, "
-             f"7 cross-attention layers; input = noisy latent ({EMBEDDED_LATENT_CHANNELS}) + " +
-             " + ".join(f"{n} ({EMBEDDED_LATENT_CHANNELS if k == 'image' else 1})" for n, k in spec.conditions) +
+             f"7 cross-attention layers; input = noisy latent ({c}) + " +
+             " + ".join(f"{n} ({c if k == 'image' else 1})" for n, k in spec.conditions) +
              " channels.",
-             f"- Reference encoder: transformers `CLIPVisionModel` ({EMBEDDED_REFERENCE_SIZE}x{EMBEDDED_REFERENCE_SIZE} "
+             f"- Reference encoder: transformers `CLIPVisionModel` ({spec.reference_size}x{spec.reference_size} "
              f"input, patch 4, width 64, 2 layers), trained jointly; context = CLS + "
-             f"{EMBEDDED_REFERENCE_SIZE // 4}x{EMBEDDED_REFERENCE_SIZE // 4} patch tokens (`patch`), or the pooled "
+             f"{spec.reference_size // 4}x{spec.reference_size // 4} patch tokens (`patch`), or the pooled "
              "token only (`cls-only`, like Paint-by-Example).",
              "- Training: epsilon prediction, DDPM 1000 steps (scaled-linear betas as SD-1.5), AdamW, batch 32, "
-             "reference dropped 10% of steps (classifier-free guidance). Sampling: DDIM 20 steps, CFG 3."]
+             "reference dropped 10% of steps (classifier-free guidance). Sampling: DDIM 20 steps, CFG 3." +
+             (f" Training references: CUFED5 levels {', '.join(map(str, spec.train_levels))}; tests use level 1."
+              if spec.generator == "cufed5" else "")]
     if (spec.models_dir / "dit" / "transformer").is_dir():
         lines += ["- `dit`: a diffusion transformer of the FLUX architecture (diffusers `FluxTransformer2DModel`, "
                   "2 dual-stream + 2 single-stream blocks, width 64, 4 heads, patch 1) in the FLUX Kontext layout: "

@@ -23,19 +23,17 @@ from tqdm.auto import tqdm
 
 from benchmark.api.sample import I2ISample
 from benchmark.datasets import CocoeeDataset, Cufed5Dataset, VitonHDDataset
-from benchmark.models.mini import (EMBEDDED_LATENT_CHANNELS, EMBEDDED_REFERENCE_SIZE, I2IModelSpec,
-                                   build_dit, build_image_encoder, build_unet, build_vae)
+from benchmark.models.mini import I2IModelSpec, build_dit, build_image_encoder, build_unet, build_vae
 from benchmark.pipelines.reference_dit import dit_inputs, unpack
 from benchmark.pipelines.reference_i2i import encode_conditions, encode_image, encode_reference
-from benchmark.training.embedded import EMBEDDED_TASKS, SHARED_VAE_DIR, EmbeddedTask, cache_dir, ensure_data
+from benchmark.training.embedded import EMBEDDED_TASKS, EmbeddedTask, VAERecipe, cache_dir, ensure_data
 
 REFERENCE_DROP = 0.1  # classifier-free guidance: fraction of steps trained without the reference
 
 
 @dataclass(frozen=True)
 class TrainPlan:
-    vae_steps: int = 3000
-    vae_lr: float = 1e-3
+    vae_steps: int | None = None  # override every VAE recipe's steps (tests, smoke runs)
     steps: int = 3000
     cls_steps: int = 1500
     dit_steps: int = 3000
@@ -47,8 +45,9 @@ class TrainPlan:
     checkpoint_every: int = 250
 
 
-def load_split(task: EmbeddedTask, split: str, levels: tuple[int, ...] = (1, 2)) -> list[I2ISample]:
-    """All samples of a split of the task's procedural data, in memory."""
+def load_split(task: EmbeddedTask, split: str, levels: tuple[int, ...] | None = None) -> list[I2ISample]:
+    """All samples of a split of the task's procedural data, in memory (CUFED5 train: ``levels`` or the task's)."""
+    levels = task.train_levels if levels is None else levels
     root = ensure_data(task.generator, task.n_train, task.n_test, task.seed)
     if task.generator == "viton_hd":
         datasets = [VitonHDDataset(root, split, "paired", size=None)]
@@ -81,21 +80,24 @@ def _lr_at(step: int, total: int, base: float, warmup: int = 100) -> float:
 
 
 # --- VAE --------------------------------------------------------------------------------------
-def train_vae(plan: TrainPlan, out_dir: Path = SHARED_VAE_DIR, tasks: list[EmbeddedTask] | None = None) -> AutoencoderKL:
-    """Train the shared f=4 VAE on every image of every task's train split (L1 + L2 + tiny KL)."""
+def train_vae(plan: TrainPlan, recipe: VAERecipe, out_dir: Path | None = None,
+              tasks: list[EmbeddedTask] | None = None) -> AutoencoderKL:
+    """Train a shared f=4 VAE (``recipe``) on every image of every task's train split; L1 (+ L2) + tiny KL."""
+    out_dir = recipe.folder if out_dir is None else out_dir
     if (out_dir / "config.json").is_file():
         return AutoencoderKL.from_pretrained(out_dir, torch_dtype=torch.float32)
     tasks = list(EMBEDDED_TASKS.values()) if tasks is None else tasks
+    steps = plan.vae_steps or recipe.steps
     pools = []
     for task in tasks:
-        samples = load_split(task, "train")
+        samples = load_split(task, "train", recipe.cufed_levels)
         imgs = [s.target for s in samples] + [s.reference for s in samples]
         imgs += [v for s in samples for k, v in s.conditions.items() if v.shape[0] == 3]
         pools.append(torch.stack(imgs))
     torch.manual_seed(plan.seed)
-    vae = build_vae(EMBEDDED_LATENT_CHANNELS)
-    opt = torch.optim.AdamW(vae.parameters(), lr=plan.vae_lr)
-    state_path = _state_path("vae", plan, [(t.generator, t.n_train, t.seed) for t in tasks])
+    vae = build_vae(recipe.latent_channels)
+    opt = torch.optim.AdamW(vae.parameters(), lr=recipe.lr)
+    state_path = _state_path("vae", plan, recipe, steps, [(t.generator, t.n_train, t.seed) for t in tasks])
     start = 0
     if state_path.is_file():
         state = torch.load(state_path, weights_only=False)
@@ -104,16 +106,18 @@ def train_vae(plan: TrainPlan, out_dir: Path = SHARED_VAE_DIR, tasks: list[Embed
         start = state["step"]
     t0 = time.time()
     bs = plan.batch_size // 2
-    for step in tqdm(range(start, plan.vae_steps), desc="vae", initial=start, total=plan.vae_steps):
+    for step in tqdm(range(start, steps), desc=recipe.name, initial=start, total=steps):
         for g in opt.param_groups:
-            g["lr"] = _lr_at(step, plan.vae_steps, plan.vae_lr)
+            g["lr"] = _lr_at(step, steps, recipe.lr)
         pool = pools[step % len(pools)]
         x = pool[torch.randint(len(pool), (bs,))] * 2 - 1
         post = vae.encode(x).latent_dist
         # Decoding the posterior mode (not a sample) trains the reconstruction several times faster at
         # this size; the tiny KL term only keeps the latent scale bounded.
-        rec = vae.decode(post.mode()).sample
-        loss = (rec - x).abs().mean() + F.mse_loss(rec, x) + 1e-6 * post.kl().mean()
+        rec = vae.decode(post.mode() if recipe.decode == "mode" else post.sample()).sample
+        loss = (rec - x).abs().mean() + 1e-6 * post.kl().mean()
+        if recipe.l2:
+            loss = loss + F.mse_loss(rec, x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -125,7 +129,9 @@ def train_vae(plan: TrainPlan, out_dir: Path = SHARED_VAE_DIR, tasks: list[Embed
         z = torch.cat([vae.encode(p[:256] * 2 - 1).latent_dist.mode().flatten() for p in pools])
         vae.register_to_config(scaling_factor=float(1.0 / z.std()))
     vae.to(torch.float16).save_pretrained(out_dir, safe_serialization=True)
-    _write_json(out_dir / "train_summary.json", {"steps": plan.vae_steps, "seconds": time.time() - t0,
+    _write_json(out_dir / "train_summary.json", {"recipe": recipe.name, "latent_channels": recipe.latent_channels,
+                                                 "steps": steps, "lr": recipe.lr, "decode": recipe.decode,
+                                                 "l2": recipe.l2, "seconds": time.time() - t0,
                                                  "scaling_factor": vae.config.scaling_factor})
     return vae.to(torch.float32)
 
@@ -208,7 +214,7 @@ def train_task(task: EmbeddedTask, tokens: str, plan: TrainPlan, vae: Autoencode
     spec = I2IModelSpec(conditions=task.conditions, reference_tokens=tokens)
     data = encode_split(vae, spec, load_split(task, "train"))
     torch.manual_seed(plan.seed)
-    encoder = build_image_encoder(image_size=EMBEDDED_REFERENCE_SIZE)
+    encoder = build_image_encoder(image_size=task.reference_size)
     unet = build_unet(data.cond.shape[1], cross_attention_dim=encoder.config.hidden_size,
                       latent_channels=vae.config.latent_channels)
     sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
@@ -235,6 +241,7 @@ def train_task(task: EmbeddedTask, tokens: str, plan: TrainPlan, vae: Autoencode
 
 
 DIT_NAME = "dit"
+DIT_REFERENCE_SIZE = 48  # the reference image's latent tokens: 12x12 at f=4
 
 
 def train_dit(task: EmbeddedTask, plan: TrainPlan, vae: AutoencoderKL) -> None:
@@ -242,11 +249,11 @@ def train_dit(task: EmbeddedTask, plan: TrainPlan, vae: AutoencoderKL) -> None:
     if (task.models_dir / DIT_NAME / "train_summary.json").is_file():
         return
     spec = I2IModelSpec(conditions=task.conditions, reference_tokens="latent",
-                        extra={"architecture": "dit", "reference_size": [EMBEDDED_REFERENCE_SIZE] * 2})
+                        extra={"architecture": "dit", "reference_size": [DIT_REFERENCE_SIZE] * 2})
     samples = load_split(task, "train")
     data = encode_split(vae, spec, samples)
     with torch.no_grad():
-        size = (EMBEDDED_REFERENCE_SIZE,) * 2
+        size = (DIT_REFERENCE_SIZE,) * 2
         ref_latent = torch.cat([encode_image(vae, F.interpolate(data.reference[i : i + 128], size=size, mode="bilinear",
                                                                 align_corners=False, antialias=True))
                                 for i in range(0, len(data.reference), 128)])
@@ -286,11 +293,16 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def train_all(plan: TrainPlan = TrainPlan(), tasks: list[str] | None = None) -> None:
-    vae = train_vae(plan)
-    vae.eval().requires_grad_(False)
-    for name in tasks or list(EMBEDDED_TASKS):
+    """Every embedded model: the VAEs the tasks use, then per task the UNet runs, then the DiTs."""
+    names = tasks or list(EMBEDDED_TASKS)
+    vaes = {}
+    for name in names:
+        recipe = EMBEDDED_TASKS[name].vae_recipe
+        if recipe.name not in vaes:
+            vaes[recipe.name] = train_vae(plan, recipe).eval().requires_grad_(False)
+    for name in names:
         for tokens in ("patch", "cls"):
-            train_task(EMBEDDED_TASKS[name], tokens, plan, vae)
+            train_task(EMBEDDED_TASKS[name], tokens, plan, vaes[EMBEDDED_TASKS[name].vae])
     for name in plan.dit_tasks:
-        if tasks is None or name in tasks:
-            train_dit(EMBEDDED_TASKS[name], plan, vae)
+        if name in names:
+            train_dit(EMBEDDED_TASKS[name], plan, vaes[EMBEDDED_TASKS[name].vae])
