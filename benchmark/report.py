@@ -373,6 +373,16 @@ def render_task(cfg: RunConfig, task: TaskConfig, agg: pd.DataFrame, sets: pd.Da
     return table, regressions
 
 
+def _ci_cells(g: pd.DataFrame, metrics: list[str]) -> list[str]:
+    """'mean [low, high]' per metric from a summary frame (columns metric, mean, ci_low, ci_high); n/a if absent."""
+    cells = []
+    for m in metrics:
+        r = g[g.metric == m]
+        cells.append("n/a" if r.empty or np.isnan(r.iloc[0]["mean"]) else
+                     f"{fmt(r.iloc[0]['mean'])} [{fmt(r.iloc[0]['ci_low'])}, {fmt(r.iloc[0]['ci_high'])}]")
+    return cells
+
+
 def paired_method_differences(per_sample: pd.DataFrame, n_boot: int) -> pd.DataFrame:
     """Per (task, model, method != I2AM all heads, metric): bootstrap mean of the per-sample difference
     to I2AM all heads on the same samples (random-init copies have nothing to pair with and are skipped)."""
@@ -424,12 +434,7 @@ def method_leaderboard(cfg: RunConfig, jobs, frame: pd.DataFrame, lb_dir: Path, 
             lines += [f"### {title}", "", "| model | method | " + " | ".join(f"{LABELS[m]} ↑" for m in metrics) + " | n |",
                       "|---|---|" + "---|" * (len(metrics) + 1)]
             for (model, method), g in tsum[tsum.metric.isin(metrics)].groupby(["model", "method"], sort=False):
-                cells = []
-                for m in metrics:
-                    r = g[g.metric == m]
-                    cells.append("n/a" if r.empty or np.isnan(r.iloc[0]["mean"]) else
-                                 f"{fmt(r.iloc[0]['mean'])} [{fmt(r.iloc[0]['ci_low'])}, {fmt(r.iloc[0]['ci_high'])}]")
-                lines.append(f"| {model} | {method} | " + " | ".join(cells) + f" | {int(g['n'].max())} |")
+                lines.append(f"| {model} | {method} | " + " | ".join(_ci_cells(g, metrics)) + f" | {int(g['n'].max())} |")
             lines.append("")
         tp = paired[paired.task == task]
         if not tp.empty:
@@ -440,12 +445,7 @@ def method_leaderboard(cfg: RunConfig, jobs, frame: pd.DataFrame, lb_dir: Path, 
                       "| model | method | " + " | ".join(f"Δ {LABELS[m]}" for m in metrics) + " | n |",
                       "|---|---|" + "---|" * (len(metrics) + 1)]
             for (model, method), g in tp.groupby(["model", "method"], sort=False):
-                cells = []
-                for m in metrics:
-                    r = g[g.metric == m]
-                    cells.append("n/a" if r.empty or np.isnan(r.iloc[0]["mean"]) else
-                                 f"{fmt(r.iloc[0]['mean'])} [{fmt(r.iloc[0]['ci_low'])}, {fmt(r.iloc[0]['ci_high'])}]")
-                lines.append(f"| {model} | {method} | " + " | ".join(cells) + f" | {int(g['n'].max())} |")
+                lines.append(f"| {model} | {method} | " + " | ".join(_ci_cells(g, metrics)) + f" | {int(g['n'].max())} |")
             lines.append("")
         for (t, model), maps in examples.items():
             if t != task:
