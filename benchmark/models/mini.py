@@ -146,14 +146,18 @@ def save_tiny_random_model(folder, conditions, reference_tokens: str = "patch", 
 
 
 def save_tiny_random_dit(folder, conditions, seed: int = 0, num_inference_steps: int = 4,
-                         reference_size: int = 48) -> None:
-    """A randomly initialised mini DiT in the reference_dit folder format (vae included): for tests and smoke runs."""
+                         reference_size: int | None = None) -> None:
+    """A randomly initialised mini DiT in the reference_dit folder format (vae included): for tests and smoke runs.
+
+    ``reference_size``: side of the square reference input; None keeps the pipeline's default.
+    """
     folder = Path(folder)
     torch.manual_seed(seed)
+    extra = {"label": "tiny random model", "architecture": "dit"}
+    if reference_size is not None:
+        extra["reference_size"] = [reference_size, reference_size]
     spec = I2IModelSpec(conditions=tuple(tuple(c) for c in conditions), reference_tokens="latent",
-                        guidance_scale=3.0, num_inference_steps=num_inference_steps,
-                        extra={"label": "tiny random model", "architecture": "dit",
-                               "reference_size": [reference_size, reference_size]})
+                        guidance_scale=3.0, num_inference_steps=num_inference_steps, extra=extra)
     build_vae().save_pretrained(folder / "vae")
     build_dit(spec.condition_channels()).save_pretrained(folder / "transformer")
     spec.save(folder)

@@ -26,6 +26,7 @@ from benchmark.models.mini import I2IModelSpec
 from benchmark.pipelines.reference_i2i import encode_conditions, encode_image
 
 TEXT_TOKENS = 1  # the null text token
+DEFAULT_REFERENCE_SIZE = 48  # reference image side: 12x12 latent tokens at f=4
 
 
 def pack(latents: torch.Tensor) -> torch.Tensor:
@@ -45,7 +46,16 @@ def position_ids(h: int, w: int, image_index: int) -> torch.Tensor:
 
 
 def reference_size(spec: I2IModelSpec) -> tuple[int, int]:
-    return tuple(spec.extra.get("reference_size", (48, 48)))
+    return tuple(spec.extra.get("reference_size", (DEFAULT_REFERENCE_SIZE, DEFAULT_REFERENCE_SIZE)))
+
+
+def encode_reference_latent(vae: AutoencoderKL, reference: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, 3, Hr, Wr) in [0, 1] -> the reference latent at the model's fixed reference size.
+
+    Shared by sampling and training, so both see the same reference tokens.
+    """
+    pixels = F.interpolate(reference, size=size, mode="bilinear", align_corners=False, antialias=True)
+    return encode_image(vae, pixels)
 
 
 def dit_inputs(transformer: FluxTransformer2DModel, noisy: torch.Tensor, cond: torch.Tensor,
@@ -84,9 +94,7 @@ class ReferenceDiTPipeline(DiffusionPipeline):
 
     def encode_reference(self, reference: torch.Tensor) -> torch.Tensor:
         """(B, 3, Hr, Wr) in [0, 1] -> reference latent at the model's fixed reference size."""
-        pixels = F.interpolate(reference, size=reference_size(self.spec), mode="bilinear", align_corners=False,
-                               antialias=True)
-        return encode_image(self.vae, pixels)
+        return encode_reference_latent(self.vae, reference, reference_size(self.spec))
 
     def joint_layout(self, image_size: tuple[int, int]) -> JointLayout:
         h, w = self.latent_size(image_size)

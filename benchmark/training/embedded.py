@@ -25,9 +25,6 @@ class VAERecipe:
     latent_channels: int
     steps: int
     lr: float
-    decode: str  # "sample": decode a posterior sample; "mode": decode the posterior mode (trains faster)
-    l2: bool  # add an L2 term to the L1 reconstruction loss
-    cufed_levels: tuple[int, ...]  # super-resolution reference levels in its training pool
 
     @property
     def folder(self) -> Path:
@@ -35,7 +32,7 @@ class VAERecipe:
 
 
 VAES = {
-    "vae": VAERecipe("vae", latent_channels=4, steps=1500, lr=5e-4, decode="sample", l2=False, cufed_levels=(1, 2, 3)),
+    "vae": VAERecipe("vae", latent_channels=4, steps=1500, lr=5e-4),
 }
 
 

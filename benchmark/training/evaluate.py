@@ -124,8 +124,7 @@ def _vae_summary(task) -> str:
     r = task.vae_recipe
     p = task.vae_dir / "train_summary.json"
     seconds = f", {json.loads(p.read_text())['seconds']:.0f} s on CPU" if p.is_file() else ""
-    return (f"{r.steps} steps at batch 16, lr {r.lr:g}, posterior {r.decode} decoded, "
-            f"L1{' + L2' if r.l2 else ''} + 1e-6 KL{seconds}")
+    return f"{r.steps} steps at batch 16, lr {r.lr:g}, posterior sample decoded, L1 + 1e-6 KL{seconds}"
 
 
 def model_card(task_name: str, ev: dict) -> str:

@@ -24,7 +24,8 @@ from tqdm.auto import tqdm
 from benchmark.api.sample import I2ISample
 from benchmark.datasets import CocoeeDataset, Cufed5Dataset, VitonHDDataset
 from benchmark.models.mini import I2IModelSpec, build_dit, build_image_encoder, build_unet, build_vae
-from benchmark.pipelines.reference_dit import dit_inputs, unpack
+from benchmark.pipelines.reference_dit import (DEFAULT_REFERENCE_SIZE, dit_inputs, encode_reference_latent,
+                                               reference_size, unpack)
 from benchmark.pipelines.reference_i2i import encode_conditions, encode_image, encode_reference
 from benchmark.training.embedded import EMBEDDED_TASKS, EmbeddedTask, VAERecipe, cache_dir, ensure_data
 
@@ -82,7 +83,8 @@ def _lr_at(step: int, total: int, base: float, warmup: int = 100) -> float:
 # --- VAE --------------------------------------------------------------------------------------
 def train_vae(plan: TrainPlan, recipe: VAERecipe, out_dir: Path | None = None,
               tasks: list[EmbeddedTask] | None = None) -> AutoencoderKL:
-    """Train a shared f=4 VAE (``recipe``) on every image of every task's train split; L1 (+ L2) + tiny KL."""
+    """Train a shared f=4 VAE (``recipe``) on every image of every task's train split; L1 + tiny KL, decoding a
+    posterior sample."""
     out_dir = recipe.folder if out_dir is None else out_dir
     if (out_dir / "config.json").is_file():
         return AutoencoderKL.from_pretrained(out_dir, torch_dtype=torch.float32)
@@ -90,7 +92,7 @@ def train_vae(plan: TrainPlan, recipe: VAERecipe, out_dir: Path | None = None,
     steps = plan.vae_steps or recipe.steps
     pools = []
     for task in tasks:
-        samples = load_split(task, "train", recipe.cufed_levels)
+        samples = load_split(task, "train")
         imgs = [s.target for s in samples] + [s.reference for s in samples]
         imgs += [v for s in samples for k, v in s.conditions.items() if v.shape[0] == 3]
         pools.append(torch.stack(imgs))
@@ -112,12 +114,8 @@ def train_vae(plan: TrainPlan, recipe: VAERecipe, out_dir: Path | None = None,
         pool = pools[step % len(pools)]
         x = pool[torch.randint(len(pool), (bs,))] * 2 - 1
         post = vae.encode(x).latent_dist
-        # Decoding the posterior mode (not a sample) trains the reconstruction several times faster at
-        # this size; the tiny KL term only keeps the latent scale bounded.
-        rec = vae.decode(post.mode() if recipe.decode == "mode" else post.sample()).sample
+        rec = vae.decode(post.sample()).sample
         loss = (rec - x).abs().mean() + 1e-6 * post.kl().mean()
-        if recipe.l2:
-            loss = loss + F.mse_loss(rec, x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -130,8 +128,7 @@ def train_vae(plan: TrainPlan, recipe: VAERecipe, out_dir: Path | None = None,
         vae.register_to_config(scaling_factor=float(1.0 / z.std()))
     vae.to(torch.float16).save_pretrained(out_dir, safe_serialization=True)
     _write_json(out_dir / "train_summary.json", {"recipe": recipe.name, "latent_channels": recipe.latent_channels,
-                                                 "steps": steps, "lr": recipe.lr, "decode": recipe.decode,
-                                                 "l2": recipe.l2, "seconds": time.time() - t0,
+                                                 "steps": steps, "lr": recipe.lr, "seconds": time.time() - t0,
                                                  "scaling_factor": vae.config.scaling_factor})
     return vae.to(torch.float32)
 
@@ -241,7 +238,6 @@ def train_task(task: EmbeddedTask, tokens: str, plan: TrainPlan, vae: Autoencode
 
 
 DIT_NAME = "dit"
-DIT_REFERENCE_SIZE = 48  # the reference image's latent tokens: 12x12 at f=4
 
 
 def train_dit(task: EmbeddedTask, plan: TrainPlan, vae: AutoencoderKL) -> None:
@@ -249,13 +245,10 @@ def train_dit(task: EmbeddedTask, plan: TrainPlan, vae: AutoencoderKL) -> None:
     if (task.models_dir / DIT_NAME / "train_summary.json").is_file():
         return
     spec = I2IModelSpec(conditions=task.conditions, reference_tokens="latent",
-                        extra={"architecture": "dit", "reference_size": [DIT_REFERENCE_SIZE] * 2})
-    samples = load_split(task, "train")
-    data = encode_split(vae, spec, samples)
+                        extra={"architecture": "dit", "reference_size": [DEFAULT_REFERENCE_SIZE] * 2})
+    data = encode_split(vae, spec, load_split(task, "train"))
     with torch.no_grad():
-        size = (DIT_REFERENCE_SIZE,) * 2
-        ref_latent = torch.cat([encode_image(vae, F.interpolate(data.reference[i : i + 128], size=size, mode="bilinear",
-                                                                align_corners=False, antialias=True))
+        ref_latent = torch.cat([encode_reference_latent(vae, data.reference[i : i + 128], reference_size(spec))
                                 for i in range(0, len(data.reference), 128)])
     torch.manual_seed(plan.seed)
     transformer = build_dit(data.cond.shape[1], latent_channels=vae.config.latent_channels)

@@ -97,14 +97,9 @@ def build_reference_unet(folder: Path) -> ModelSpec:
 
 def build_reference_dit(folder: Path) -> ModelSpec:
     """Tiny random mini-DiT folder (FLUX architecture, reference latent tokens in the joint sequence)."""
-    from benchmark.models.mini import build_dit
+    from benchmark.models.mini import save_tiny_random_dit
 
-    torch.manual_seed(0)
-    spec = I2IModelSpec(conditions=tuple(tuple(c) for c in CONDITIONS), reference_tokens="latent",
-                        extra={"architecture": "dit", "reference_size": [IMAGE, IMAGE]})
-    spec.save(folder)
-    build_vae().save_pretrained(folder / "vae")
-    build_dit(spec.condition_channels()).save_pretrained(folder / "transformer")
+    save_tiny_random_dit(folder, CONDITIONS, reference_size=IMAGE)
     return ModelSpec("tiny-dit", "reference_dit", str(folder))
 
 
