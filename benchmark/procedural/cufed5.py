@@ -45,8 +45,11 @@ def canvas(rng: np.random.Generator, size: int) -> np.ndarray:
     return img
 
 
-def _write_sample(out: Path, masks: Path, sid: int, rng: np.random.Generator, size: int, digits: int = 3) -> None:
-    big = canvas(rng, size * 2)
+def _write_sample(out: Path, masks: Path, sid: int, rng: np.random.Generator, size: int, digits: int = 3,
+                  texture_scale: int = 1) -> None:
+    big = canvas(rng, size * 2 // texture_scale)
+    if texture_scale > 1:  # coarser detail: the canvas drawn small, then each pixel repeated
+        big = np.kron(big, np.ones((texture_scale, texture_scale, 1), dtype=big.dtype))
     oy, ox = (int(v) for v in rng.integers(0, size, size=2))
     hr = big[oy : oy + size, ox : ox + size]
     stem = f"{sid:0{digits}d}"
@@ -75,15 +78,22 @@ def _write_sample(out: Path, masks: Path, sid: int, rng: np.random.Generator, si
 
 
 def generate_cufed5(root: str | Path, n_train: int = 2000, n_test: int = 128, seed: int = 0,
-                    size: int = 48) -> Path:
-    """Write a procedural CUFED5 tree under ``root``; returns ``root``. ``size`` must divide by 4."""
+                    size: int = 48, texture_scale: int = 1) -> Path:
+    """Write a procedural CUFED5 tree under ``root``; returns ``root``. ``size`` must divide by 4.
+
+    ``texture_scale`` s > 1 draws the canvas at 1/s resolution and repeats each pixel s x s times: stripe
+    periods, dots and glyphs grow s-fold, so the detail the x1/4 LR input loses is coarse enough for an
+    f=4 latent to hold (scale 1 is the finest, mostly below the latent grid).
+    """
     if size % 4:
         raise ValueError(f"HR size must be a multiple of 4 for x4 super-resolution, got {size}")
+    if texture_scale < 1 or (2 * size) % texture_scale:
+        raise ValueError(f"texture_scale must be a positive divisor of 2 * size = {2 * size}, got {texture_scale}")
     root = Path(root)
     ids = {"train": range(n_train), "test": range(n_train, n_train + n_test)}
     digits = max(3, len(str(n_train + n_test - 1)))  # CUFED5's 3 digits; wider only when needed, same width for all
     for (split, split_ids), split_ss in zip(ids.items(), np.random.SeedSequence(seed).spawn(2)):
         for sid, child in zip(split_ids, split_ss.spawn(len(split_ids))):
             _write_sample(root / split / "CUFED5", root / split / "CUFED5_masks", sid,
-                          np.random.default_rng(child), size, digits)
+                          np.random.default_rng(child), size, digits, texture_scale)
     return root

@@ -15,6 +15,20 @@ def root(tmp_path_factory):
     return generate_cufed5(tmp_path_factory.mktemp("f"), n_train=2, n_test=6, seed=3, size=SIZE)
 
 
+@pytest.fixture(scope="module")
+def coarse_root(tmp_path_factory):
+    return generate_cufed5(tmp_path_factory.mktemp("c"), n_train=2, n_test=6, seed=3, size=SIZE, texture_scale=2)
+
+
+def _interior_row_runs(img: np.ndarray) -> list[int]:
+    """Lengths of runs of identical pixels along each row, leaving out the runs that touch the image border."""
+    runs = []
+    for row in img:
+        change = np.flatnonzero(np.any(row[1:] != row[:-1], axis=-1)) + 1
+        runs += np.diff(change).tolist()
+    return runs
+
+
 def test_exact_layout(root) -> None:
     expected = set()
     for split, ids in {"train": range(2), "test": range(2, 8)}.items():
@@ -39,8 +53,34 @@ def test_masks_are_binary_and_level_one_overlaps(root, load) -> None:
         assert load(p).shape == (SIZE, SIZE, 3)
 
 
-def test_hr_and_reference_masks_cover_the_same_content(root, load) -> None:
+def test_texture_scale_must_divide_the_canvas(tmp_path) -> None:
+    with pytest.raises(ValueError, match="texture_scale"):
+        generate_cufed5(tmp_path, n_train=1, n_test=1, size=48, texture_scale=5)
+    with pytest.raises(ValueError, match="texture_scale"):
+        generate_cufed5(tmp_path, n_train=1, n_test=1, size=48, texture_scale=0)
+
+
+def test_texture_scale_two_repeats_every_canvas_pixel_two_by_two(root, coarse_root, load) -> None:
+    """With scale 2 the canvas is drawn at half size and each pixel doubled: every run of equal pixels
+    inside a row has even length. Scale 1 has odd runs (stripes of period 3, 5, glyph strokes)."""
+    fine, coarse = [], []
+    for i in range(2, 8):
+        fine += _interior_row_runs(load(root / "test" / "CUFED5" / f"{i:03d}_0.png"))
+        coarse += _interior_row_runs(load(coarse_root / "test" / "CUFED5" / f"{i:03d}_0.png"))
+    assert coarse and all(r % 2 == 0 for r in coarse)
+    assert any(r % 2 for r in fine)
+
+
+def test_texture_scale_is_deterministic(coarse_root, tmp_path, load) -> None:
+    again = generate_cufed5(tmp_path, n_train=2, n_test=6, seed=3, size=SIZE, texture_scale=2)
+    for p in (coarse_root / "test").rglob("*.png"):
+        np.testing.assert_array_equal(load(p), load(again / p.relative_to(coarse_root)))
+
+
+@pytest.mark.parametrize("tree", ["root", "coarse_root"])
+def test_hr_and_reference_masks_cover_the_same_content(tree, request, load) -> None:
     """HR pixels under the HR mask show what the reference shows under its mask, up to the scale change."""
+    root = request.getfixturevalue(tree)
     out, masks = root / "test" / "CUFED5", root / "test" / "CUFED5_masks"
     for i in range(2, 8):
         hr = load(out / f"{i:03d}_0.png")
