@@ -9,10 +9,9 @@ from benchmark.datasets import CocoeeDataset, Cufed5Dataset, VitonHDDataset
 def dataset_root(task: TaskConfig):
     ds = task.dataset
     if ds.root == "embedded":
-        from benchmark.training.embedded import EMBEDDED_TASKS, ensure_data
+        from benchmark.training.embedded import EMBEDDED_TASKS
 
-        spec = next(t for t in EMBEDDED_TASKS.values() if t.generator == ds.format)
-        return ensure_data(spec.generator, spec.n_train, spec.n_test, spec.seed)
+        return next(t for t in EMBEDDED_TASKS.values() if t.generator == ds.format).data_root
     return resolve_path(ds.root)
 
 

@@ -27,6 +27,11 @@ class I2IModelSpec:
     ``mask`` is resized to the latent grid (1 channel). ``reference_tokens`` is
     ``patch`` (CLS + patch tokens, the paper's custom model) or ``cls`` (one
     pooled token, like Paint-by-Example).
+
+    ``residual_of`` names an image condition whose latent the model refines: the
+    UNet generates ``(z - z_cond) * residual_scale``, the detail over that latent
+    (as SR3/ResShift-style super-resolution models generate the detail over the
+    upsampled input), and sampling adds ``z_cond`` back before decoding.
     """
 
     conditions: tuple[tuple[str, str], ...]
@@ -34,6 +39,22 @@ class I2IModelSpec:
     guidance_scale: float = 3.0
     num_inference_steps: int = 20
     extra: dict = field(default_factory=dict)
+    residual_of: str | None = None
+    residual_scale: float = 1.0
+
+    def __post_init__(self):
+        if self.residual_of is not None and (self.residual_of, "image") not in self.conditions:
+            raise ValueError(f"residual_of={self.residual_of!r} must name an image condition of {self.conditions}")
+
+    def condition_slice(self, name: str, latent_channels: int = 4) -> slice:
+        """Channels of condition ``name`` in the stacked condition input."""
+        start = 0
+        for n, kind in self.conditions:
+            width = latent_channels if kind == "image" else 1
+            if n == name:
+                return slice(start, start + width)
+            start += width
+        raise KeyError(f"no condition {name!r} in {self.conditions}")
 
     def condition_channels(self, latent_channels: int = 4) -> int:
         return sum(latent_channels if kind == "image" else 1 for _, kind in self.conditions)
@@ -54,14 +75,17 @@ class I2IModelSpec:
         return cls(**data)
 
 
-def build_vae(latent_channels: int = 4) -> AutoencoderKL:
-    """An f=4 AutoencoderKL: (B, 3, H, W) in [-1, 1] <-> (B, latent_channels, H/4, W/4)."""
+def build_vae(latent_channels: int = 4, downsample: int = 4) -> AutoencoderKL:
+    """An AutoencoderKL: (B, 3, H, W) in [-1, 1] <-> (B, latent_channels, H/f, W/f), f = ``downsample`` (2 or 4)."""
+    levels = {2: 2, 4: 3}.get(downsample)
+    if levels is None:
+        raise ValueError(f"downsample must be 2 or 4, got {downsample}")
     return AutoencoderKL(
         in_channels=3,
         out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 3,
-        up_block_types=("UpDecoderBlock2D",) * 3,
-        block_out_channels=(32, 48, 64),
+        down_block_types=("DownEncoderBlock2D",) * levels,
+        up_block_types=("UpDecoderBlock2D",) * levels,
+        block_out_channels=(32, 48, 64)[:levels],
         layers_per_block=1,
         latent_channels=latent_channels,
         norm_num_groups=16,
@@ -83,14 +107,21 @@ def build_image_encoder(image_size: int = 32, patch_size: int = 4, hidden_size: 
     return CLIPVisionModel(config)
 
 
-def build_unet(condition_channels: int, cross_attention_dim: int = 64, latent_channels: int = 4) -> UNet2DConditionModel:
-    """A two-level cross-attention UNet taking ``latent_channels + condition_channels`` inputs."""
+def build_unet(condition_channels: int, cross_attention_dim: int = 64, latent_channels: int = 4,
+               attention_at_full_resolution: bool = True) -> UNet2DConditionModel:
+    """A two-level cross-attention UNet taking ``latent_channels + condition_channels`` inputs.
+
+    ``attention_at_full_resolution=False`` drops the attention blocks of the outer (full latent resolution)
+    level, as SDXL's UNet does at its outermost level: 4 cross-attention layers
+    instead of 7, all on the half-resolution grid.
+    """
+    outer = "CrossAttn" if attention_at_full_resolution else ""
     return UNet2DConditionModel(
         sample_size=16,
         in_channels=latent_channels + condition_channels,
         out_channels=latent_channels,
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        down_block_types=(f"{outer}DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", f"{outer}UpBlock2D"),
         block_out_channels=(32, 64),
         layers_per_block=1,
         cross_attention_dim=cross_attention_dim,

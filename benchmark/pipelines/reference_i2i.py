@@ -99,6 +99,8 @@ class ReferenceI2IPipeline(DiffusionPipeline):
         h, w = self.latent_size(image_size)
         context = self.encode_reference(reference)
         cond = self.encode_conditions(conditions, (h, w))
+        base = cond[:, self.spec.condition_slice(self.spec.residual_of, self.vae.config.latent_channels)] \
+            if self.spec.residual_of else None
         do_cfg = scale > 1.0
         if do_cfg:
             context = torch.cat([torch.zeros_like(context), context])
@@ -120,4 +122,6 @@ class ReferenceI2IPipeline(DiffusionPipeline):
             latents = self.scheduler.step(eps, t, latents, eta=eta, generator=generator).prev_sample
             if callback_on_step_end is not None:
                 callback_on_step_end(self, i, t, {})
+        if base is not None:  # the model generated the residual over the condition's latent
+            latents = latents / self.spec.residual_scale + base.to(latents.dtype)
         return self.decode(latents)

@@ -8,6 +8,7 @@ CLS-only model. Seeded, resumable from checkpoints, with progress bars.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -27,7 +28,7 @@ from benchmark.models.mini import I2IModelSpec, build_dit, build_image_encoder, 
 from benchmark.pipelines.reference_dit import (DEFAULT_REFERENCE_SIZE, dit_inputs, encode_reference_latent,
                                                reference_size, unpack)
 from benchmark.pipelines.reference_i2i import encode_conditions, encode_image, encode_reference
-from benchmark.training.embedded import EMBEDDED_TASKS, EmbeddedTask, VAERecipe, cache_dir, ensure_data
+from benchmark.training.embedded import EMBEDDED_TASKS, EmbeddedTask, VAERecipe, cache_dir
 
 REFERENCE_DROP = 0.1  # classifier-free guidance: fraction of steps trained without the reference
 
@@ -35,11 +36,11 @@ REFERENCE_DROP = 0.1  # classifier-free guidance: fraction of steps trained with
 @dataclass(frozen=True)
 class TrainPlan:
     vae_steps: int | None = None  # override every VAE recipe's steps (tests, smoke runs)
-    steps: int = 3000
+    steps: int | None = None  # override every task's patch-token run length (EmbeddedTask.steps)
     cls_steps: int = 1500
     dit_steps: int = 3000
     dit_tasks: tuple[str, ...] = ("object_inpainting",)
-    ladder: tuple[float, ...] = (0.125, 0.375)
+    ladder: tuple[int, ...] = (375, 1125)  # steps of the patch-token run exported as earlier checkpoints
     batch_size: int = 32
     lr: float = 5e-4
     seed: int = 0
@@ -49,7 +50,7 @@ class TrainPlan:
 def load_split(task: EmbeddedTask, split: str, levels: tuple[int, ...] | None = None) -> list[I2ISample]:
     """All samples of a split of the task's procedural data, in memory (CUFED5 train: ``levels`` or the task's)."""
     levels = task.train_levels if levels is None else levels
-    root = ensure_data(task.generator, task.n_train, task.n_test, task.seed)
+    root = task.data_root
     if task.generator == "viton_hd":
         datasets = [VitonHDDataset(root, split, "paired", size=None)]
     elif task.generator == "cocoee":
@@ -83,12 +84,11 @@ def _lr_at(step: int, total: int, base: float, warmup: int = 100) -> float:
 # --- VAE --------------------------------------------------------------------------------------
 def train_vae(plan: TrainPlan, recipe: VAERecipe, out_dir: Path | None = None,
               tasks: list[EmbeddedTask] | None = None) -> AutoencoderKL:
-    """Train a shared f=4 VAE (``recipe``) on every image of every task's train split; L1 + tiny KL, decoding a
-    posterior sample."""
+    """Train a VAE (``recipe``) on every image of the train splits of ``tasks`` (default: the recipe's data)."""
     out_dir = recipe.folder if out_dir is None else out_dir
     if (out_dir / "config.json").is_file():
         return AutoencoderKL.from_pretrained(out_dir, torch_dtype=torch.float32)
-    tasks = list(EMBEDDED_TASKS.values()) if tasks is None else tasks
+    tasks = list(recipe.data) if tasks is None else tasks
     steps = plan.vae_steps or recipe.steps
     pools = []
     for task in tasks:
@@ -97,9 +97,10 @@ def train_vae(plan: TrainPlan, recipe: VAERecipe, out_dir: Path | None = None,
         imgs += [v for s in samples for k, v in s.conditions.items() if v.shape[0] == 3]
         pools.append(torch.stack(imgs))
     torch.manual_seed(plan.seed)
-    vae = build_vae(recipe.latent_channels)
+    vae = build_vae(recipe.latent_channels, recipe.downsample)
     opt = torch.optim.AdamW(vae.parameters(), lr=recipe.lr)
-    state_path = _state_path("vae", plan, recipe, steps, [(t.generator, t.n_train, t.seed) for t in tasks])
+    state_path = _state_path("vae", plan, recipe, steps, [(t.generator, t.n_train, t.seed) + ((t.generator_options,) if t.generator_options else ())
+                                                     for t in tasks])
     start = 0
     if state_path.is_file():
         state = torch.load(state_path, weights_only=False)
@@ -114,8 +115,15 @@ def train_vae(plan: TrainPlan, recipe: VAERecipe, out_dir: Path | None = None,
         pool = pools[step % len(pools)]
         x = pool[torch.randint(len(pool), (bs,))] * 2 - 1
         post = vae.encode(x).latent_dist
-        rec = vae.decode(post.sample()).sample
-        loss = (rec - x).abs().mean() + 1e-6 * post.kl().mean()
+        if recipe.objective == "l1-sample":
+            rec = vae.decode(post.sample()).sample
+            loss = (rec - x).abs().mean()
+        elif recipe.objective == "l1l2-mode":
+            rec = vae.decode(post.mode()).sample
+            loss = (rec - x).abs().mean() + F.mse_loss(rec, x)
+        else:
+            raise ValueError(f"unknown VAE objective {recipe.objective!r}")
+        loss = loss + 1e-6 * post.kl().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -128,6 +136,7 @@ def train_vae(plan: TrainPlan, recipe: VAERecipe, out_dir: Path | None = None,
         vae.register_to_config(scaling_factor=float(1.0 / z.std()))
     vae.to(torch.float16).save_pretrained(out_dir, safe_serialization=True)
     _write_json(out_dir / "train_summary.json", {"recipe": recipe.name, "latent_channels": recipe.latent_channels,
+                                                 "downsample": recipe.downsample, "objective": recipe.objective,
                                                  "steps": steps, "lr": recipe.lr, "seconds": time.time() - t0,
                                                  "scaling_factor": vae.config.scaling_factor})
     return vae.to(torch.float32)
@@ -204,16 +213,22 @@ def _training_loop(run: str, state_path: Path, modules: dict[str, torch.nn.Modul
 
 def train_task(task: EmbeddedTask, tokens: str, plan: TrainPlan, vae: AutoencoderKL) -> None:
     """Train one (task, token mode) UNet run; exports the final model and, for patch tokens, the ladder."""
-    steps = plan.steps if tokens == "patch" else plan.cls_steps
+    steps = (plan.steps or task.steps) if tokens == "patch" else plan.cls_steps
     final_name = "full" if tokens == "patch" else "cls-only"
     if (task.models_dir / final_name / "train_summary.json").is_file():
         return
     spec = I2IModelSpec(conditions=task.conditions, reference_tokens=tokens)
     data = encode_split(vae, spec, load_split(task, "train"))
+    if task.residual_of:  # learn the detail over the condition's latent, rescaled to unit std
+        residual = data.target - data.cond[:, spec.condition_slice(task.residual_of, vae.config.latent_channels)]
+        scale = float(1.0 / residual.std())
+        spec = dataclasses.replace(spec, residual_of=task.residual_of, residual_scale=scale)
+        data = dataclasses.replace(data, target=residual * scale)
     torch.manual_seed(plan.seed)
     encoder = build_image_encoder(image_size=task.reference_size)
     unet = build_unet(data.cond.shape[1], cross_attention_dim=encoder.config.hidden_size,
-                      latent_channels=vae.config.latent_channels)
+                      latent_channels=vae.config.latent_channels,
+                      attention_at_full_resolution=task.attention_at_full_resolution)
     sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
     n = len(data.target)
 
@@ -231,7 +246,7 @@ def train_task(task: EmbeddedTask, tokens: str, plan: TrainPlan, vae: Autoencode
         export_model(task.models_dir / (name or final_name), {"unet": unet, "image_encoder": encoder}, spec,
                      _summary(task, tokens, step, steps, seconds, losses, plan))
 
-    ladder = {int(round(f * steps)): f"ckpt-{int(round(f * steps))}" for f in plan.ladder} if tokens == "patch" else {}
+    ladder = {s: f"ckpt-{s}" for s in plan.ladder if s < steps} if tokens == "patch" else {}
     state_path = _state_path(f"{task.name}-{tokens}", plan, task, vae.config.scaling_factor)
     _training_loop(f"{task.name}/{final_name}", state_path, {"unet": unet, "encoder": encoder}, steps, plan,
                    loss_fn, export, ladder)

@@ -1,22 +1,33 @@
 """A short training run lowers the loss; the shipped mini models load and generate."""
 
 import dataclasses
+import json
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from benchmark.adapters.reference_unet import ReferenceUNetAdapter
 from benchmark.api.model import ModelSpec, SamplingSettings
 from benchmark.api.sample import collate
-from benchmark.training.embedded import EMBEDDED_TASKS, VAES
+from benchmark.training.embedded import DATA_VERSION, EMBEDDED_TASKS, VAES, ensure_data
 from benchmark.training.train import TrainPlan, _state_path, load_split, train_task, train_vae
 
 
-def test_short_training_run_lowers_the_loss(tmp_path, monkeypatch):
+@pytest.mark.parametrize("task_name", ["object_inpainting", "super_resolution"])
+def test_short_training_run_lowers_the_loss(task_name, tmp_path, monkeypatch):
+    """Both VAE recipes (f=4 posterior samples; f=2 posterior mode, L1 + L2) and both UNet layouts train."""
     monkeypatch.setenv("I2AM_CACHE_DIR", str(tmp_path / "cache"))
-    task = dataclasses.replace(EMBEDDED_TASKS["object_inpainting"], n_train=64, n_test=4, output_root=tmp_path / "out")
-    plan = TrainPlan(vae_steps=10, steps=80, cls_steps=10, batch_size=16, lr=1e-3, checkpoint_every=40)
-    vae = train_vae(plan, VAES[task.vae], tmp_path / "vae", tasks=[task]).eval().requires_grad_(False)
+    task = dataclasses.replace(EMBEDDED_TASKS[task_name], n_train=64, n_test=4, output_root=tmp_path / "out")
+    plan = TrainPlan(vae_steps=10, steps=80, cls_steps=10, ladder=(10, 30), batch_size=16, lr=1e-3, checkpoint_every=40)
+    recipe = VAES[task.vae]
+    vae = train_vae(plan, recipe, tmp_path / "vae", tasks=[task]).eval().requires_grad_(False)
+    summary = json.loads((tmp_path / "vae" / "train_summary.json").read_text())
+    assert (summary["downsample"], summary["objective"]) == (recipe.downsample, recipe.objective)
+    with torch.no_grad():
+        z = vae.encode(torch.zeros(1, 3, 48, 48)).latent_dist.mode()
+    assert z.shape == (1, recipe.latent_channels, 48 // recipe.downsample, 48 // recipe.downsample)
     train_task(task, "patch", plan, vae)
     state = torch.load(_state_path(f"{task.name}-patch", plan, task, vae.config.scaling_factor), weights_only=False)
     losses = state["losses"]
@@ -24,6 +35,41 @@ def test_short_training_run_lowers_the_loss(tmp_path, monkeypatch):
     assert sum(losses[-20:]) / 20 < 0.7 * sum(losses[:20]) / 20
     assert (task.models_dir / "full" / "unet" / "config.json").is_file()
     assert (task.models_dir / "ckpt-10" / "unet").is_dir() and (task.models_dir / "ckpt-30" / "unet").is_dir()
+    unet_config = json.loads((task.models_dir / "full" / "unet" / "config.json").read_text())
+    assert unet_config["down_block_types"][0] == ("CrossAttnDownBlock2D" if task.attention_at_full_resolution
+                                                  else "DownBlock2D")
+
+
+def test_unet_without_full_resolution_attention_keeps_four_cross_attention_layers():
+    from benchmark.models.mini import build_unet
+
+    def cross(unet):
+        return sum(name.endswith("attn2") for name, _ in unet.named_modules())
+
+    assert cross(build_unet(4)) == 7
+    slim = build_unet(4, attention_at_full_resolution=False)
+    assert cross(slim) == 4
+    out = slim(torch.randn(2, 8, 24, 24), torch.tensor([10, 500]), encoder_hidden_states=torch.randn(2, 5, 64)).sample
+    assert out.shape == (2, 4, 24, 24)
+
+
+def test_generator_options_get_their_own_data_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("I2AM_CACHE_DIR", str(tmp_path))
+    plain = ensure_data("cufed5", 1, 1, 0)
+    coarse = ensure_data("cufed5", 1, 1, 0, texture_scale=2)
+    assert plain.name == f"cufed5-v{DATA_VERSION}-s0-1-1" and coarse.name == f"cufed5-v{DATA_VERSION}-texture_scale2-s0-1-1"
+    assert json.loads((coarse / "COMPLETE.json").read_text())["texture_scale"] == 2
+    a, b = (np.asarray(Image.open(r / "test" / "CUFED5" / "001_0.png")) for r in (plain, coarse))
+    assert a.shape == b.shape and not np.array_equal(a, b)
+
+
+def test_shared_vae_recipe_keeps_the_data_it_was_trained_on():
+    """The shipped shared VAE learnt the finest CUFED5 textures (scale 1, levels 1-3) beside the two inpainting
+    tasks; the super-resolution task itself moved to coarser textures and its own f=2 VAE."""
+    shared = VAES["vae"]
+    assert [t.generator for t in shared.data] == ["viton_hd", "cocoee", "cufed5"]
+    assert shared.data[2].generator_options == () and shared.data[2].train_levels == (1, 2, 3)
+    assert EMBEDDED_TASKS["super_resolution"].vae == "vae_sr" and VAES["vae_sr"].downsample == 2
 
 
 @pytest.mark.parametrize("task_name", sorted(EMBEDDED_TASKS))

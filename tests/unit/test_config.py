@@ -56,3 +56,19 @@ def test_validate_rejects_bad_file(tmp_path, capsys):
     p.write_text("name: x\ntasks: [{task: tasks/viton_hd, models: [], max_sample: 3}]\n")
     assert main(["validate", "--config", str(p)]) == 2
     assert "max_sample" in capsys.readouterr().err
+
+
+def test_embedded_default_models_use_the_vae_their_task_was_trained_with():
+    """A model decoded with another task's VAE would give plausible-looking garbage, not an error."""
+    from pathlib import Path
+
+    from benchmark.training.embedded import EMBEDDED_TASKS, REPO_ROOT
+
+    cfg = RunConfig.load(REPO_ROOT / "configs" / "embedded_default.yaml")
+    checked = 0
+    for entry in cfg.tasks:
+        task = EMBEDDED_TASKS[Path(entry.task).name]
+        for model in entry.models:
+            assert (REPO_ROOT / model.options["vae"]).resolve() == task.vae_dir.resolve(), (entry.task, model.name)
+            checked += 1
+    assert checked >= 15
