@@ -99,8 +99,9 @@ def train_vae(plan: TrainPlan, recipe: VAERecipe, out_dir: Path | None = None,
     torch.manual_seed(plan.seed)
     vae = build_vae(recipe.latent_channels, recipe.downsample)
     opt = torch.optim.AdamW(vae.parameters(), lr=recipe.lr)
-    state_path = _state_path("vae", plan, recipe, steps, [(t.generator, t.n_train, t.seed) + ((t.generator_options,) if t.generator_options else ())
-                                                     for t in tasks])
+    data_key = [(t.generator, t.n_train, t.seed) + ((t.generator_options,) if t.generator_options else ())
+                for t in tasks]
+    state_path = _state_path("vae", plan, recipe, steps, data_key)
     start = 0
     if state_path.is_file():
         state = torch.load(state_path, weights_only=False)

@@ -57,7 +57,8 @@ def test_generator_options_get_their_own_data_root(tmp_path, monkeypatch):
     monkeypatch.setenv("I2AM_CACHE_DIR", str(tmp_path))
     plain = ensure_data("cufed5", 1, 1, 0)
     coarse = ensure_data("cufed5", 1, 1, 0, texture_scale=2)
-    assert plain.name == f"cufed5-v{DATA_VERSION}-s0-1-1" and coarse.name == f"cufed5-v{DATA_VERSION}-texture_scale2-s0-1-1"
+    assert plain.name == f"cufed5-v{DATA_VERSION}-s0-1-1"
+    assert coarse.name == f"cufed5-v{DATA_VERSION}-texture_scale2-s0-1-1"
     assert json.loads((coarse / "COMPLETE.json").read_text())["texture_scale"] == 2
     a, b = (np.asarray(Image.open(r / "test" / "CUFED5" / "001_0.png")) for r in (plain, coarse))
     assert a.shape == b.shape and not np.array_equal(a, b)
