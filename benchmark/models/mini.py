@@ -18,6 +18,11 @@ from transformers import CLIPVisionConfig, CLIPVisionModel
 I2I_CONFIG_NAME = "i2i_config.json"
 
 
+def condition_width(kind: str, latent_channels: int = 4) -> int:
+    """UNet input channels of one condition: an ``image`` is VAE-encoded, a ``mask`` is one channel."""
+    return latent_channels if kind == "image" else 1
+
+
 @dataclass(frozen=True)
 class I2IModelSpec:
     """What a reference-conditioned UNet expects, saved beside its weights.
@@ -50,14 +55,14 @@ class I2IModelSpec:
         """Channels of condition ``name`` in the stacked condition input."""
         start = 0
         for n, kind in self.conditions:
-            width = latent_channels if kind == "image" else 1
+            width = condition_width(kind, latent_channels)
             if n == name:
                 return slice(start, start + width)
             start += width
         raise KeyError(f"no condition {name!r} in {self.conditions}")
 
     def condition_channels(self, latent_channels: int = 4) -> int:
-        return sum(latent_channels if kind == "image" else 1 for _, kind in self.conditions)
+        return sum(condition_width(kind, latent_channels) for _, kind in self.conditions)
 
     def save(self, folder: str | Path) -> None:
         Path(folder).mkdir(parents=True, exist_ok=True)

@@ -63,6 +63,9 @@ EMBEDDED_TASKS = {
 CUFED5_FINE = EmbeddedTask("cufed5_fine", "cufed5", (("lr_up", "image"),))
 
 
+VAE_OBJECTIVES = {"l1-sample": "posterior sample decoded, L1", "l1l2-mode": "posterior mode decoded, L1 + L2"}
+
+
 @dataclass(frozen=True)
 class VAERecipe:
     """How an embedded VAE is trained; its folder is ``tasks/_shared/<name>``.
@@ -79,13 +82,18 @@ class VAERecipe:
     objective: str = "l1-sample"
     downsample: int = 4
 
+    def __post_init__(self):
+        if self.objective not in VAE_OBJECTIVES:
+            raise ValueError(f"VAE recipe {self.name!r}: objective must be one of {sorted(VAE_OBJECTIVES)}, "
+                             f"got {self.objective!r}")
+
     @property
     def folder(self) -> Path:
         return REPO_ROOT / "tasks" / "_shared" / self.name
 
     def describe(self) -> str:
         names = ", ".join(t.name for t in self.data)
-        decoded = "posterior sample decoded, L1" if self.objective == "l1-sample" else "posterior mode decoded, L1 + L2"
+        decoded = VAE_OBJECTIVES[self.objective]
         return (f"f={self.downsample}, {self.latent_channels} latent channels, trained on the train images of "
                 f"{names}: {self.steps} steps at batch 16, lr {self.lr:g}, {decoded} + 1e-6 KL")
 

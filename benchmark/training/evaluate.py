@@ -26,6 +26,7 @@ from benchmark.api.sample import collate
 from benchmark.config import TaskConfig, resolve_path
 from benchmark.generation import CaptureSettings, generate_with_capture
 from benchmark.metrics import masked_psnr, masked_ssim
+from benchmark.models.mini import condition_width
 from benchmark.results.sample_maps import split_accumulator
 from benchmark.scoring import imacs_scores
 from benchmark.training.embedded import EMBEDDED_TASKS
@@ -149,7 +150,7 @@ def model_card(task_name: str, ev: dict) -> str:
               "4 cross-attention layers, all on the half-resolution grid (no attention blocks at the full latent "
               "resolution, like SDXL's outer level)") +
              f"; input = noisy latent ({c}) + " +
-             " + ".join(f"{n} ({c if k == 'image' else 1})" for n, k in spec.conditions) +
+             " + ".join(f"{n} ({condition_width(k, c)})" for n, k in spec.conditions) +
              " channels." +
              (f" It generates the latent residual over `{spec.residual_of}` (the HR latent minus the latent of "
               f"the condition image, rescaled to unit std; `residual_of` in `i2i_config.json`), as SR3/ResShift-"

@@ -130,3 +130,10 @@ def test_shipped_dit_loads_and_generates():
     out = adapter.generate(batch, SamplingSettings(2, 3.0), seeds=[1, 2])
     assert out.shape == batch["target"].shape
     assert 0 <= out.min() and out.max() <= 1 and out.flatten(1).std(1).min() > 0.01
+
+
+def test_vae_recipe_rejects_an_unknown_objective():
+    from benchmark.training.embedded import VAERecipe
+
+    with pytest.raises(ValueError, match="objective must be one of"):
+        VAERecipe("x", latent_channels=4, steps=1, lr=1e-3, data=(), objective="l2-sample")
