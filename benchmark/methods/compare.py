@@ -12,6 +12,7 @@ randomly initialised copy of the model (a run model with
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,23 @@ TOP_K = 0.25  # fraction of all (layer, head) pairs
 
 CONCEPT = "ConceptAttention-style (output space)"
 UNIFORM = "uniform map"
+
+
+@dataclass(frozen=True, eq=False)
+class Method:
+    """How one attribution method reads a stored sample.
+
+    ``kind``: ``"heads"`` (I2AM from the per-(layer, head) maps: ``heads`` None averages all of them, an
+    index array (k, 2) of (layer, head) pairs averages those), ``"concept"`` (the stored output-space maps)
+    or ``"uniform"`` (a constant map, the baseline every method must beat).
+    """
+
+    kind: str
+    heads: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.kind not in ("heads", "concept", "uniform"):
+            raise ValueError(f"unknown method kind {self.kind!r}")
 
 
 def _side_scores(raw: torch.Tensor | None, mask: torch.Tensor | None, side: str, lam: float, thr: float,
@@ -54,15 +72,14 @@ def _reference_key(m: SampleMaps, level: str) -> str:
     return f"rm/{level}" if f"rm/{level}" in m.arrays else f"r/{level}"
 
 
-def _method_maps(m: SampleMaps, heads: np.ndarray | None | str) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """(generated, reference) raw maps of one method on one sample; ``heads``: None (all heads),
-    an index array (top-k), or the name of a map-free method."""
-    if isinstance(heads, str) and heads == CONCEPT:
+def _method_maps(m: SampleMaps, method: Method) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(generated, reference) raw maps of a map-reading method (``concept`` or ``heads``) on one sample."""
+    if method.kind == "concept":
         return m.get("cg/concept"), m.get("cr/concept")
     lh_g, lh_r = m.get("g/layer_heads"), m.get(_reference_key(m, "layer_heads"))
-    if heads is None:
+    if method.heads is None:
         return lh_g.mean((0, 1)), (None if lh_r is None else lh_r.mean((0, 1)))
-    return aggregate_heads(lh_g, heads), (None if lh_r is None else aggregate_heads(lh_r, heads))
+    return aggregate_heads(lh_g, method.heads), (None if lh_r is None else aggregate_heads(lh_r, method.heads))
 
 
 def compare_methods(samples: dict[tuple[str, str], list[Path]], random_init_models: set[str], lam: float = 3.0,
@@ -82,28 +99,28 @@ def compare_methods(samples: dict[tuple[str, str], list[Path]], random_init_mode
             continue
         calib, evaluation = loaded[: len(loaded) // 2], loaded[len(loaded) // 2 :]
         random_init = model in random_init_models
-        methods: dict[str, np.ndarray | None | str] = {"I2AM all heads": None}
+        methods = {"I2AM all heads": Method("heads")}
         if "cg/concept" in calib[0].arrays:
-            methods[CONCEPT] = CONCEPT
+            methods[CONCEPT] = Method("concept")
         if not random_init:
             lh0 = calib[0].get("g/layer_heads")
             k = k_from(top_k, lh0.shape[0] * lh0.shape[1])
             for score in ("supervised", "label_free"):
                 ranking = head_relevance([m.get("g/layer_heads") for m in calib],
                                          [m.get("mask/region") for m in calib], score, lam, thr)
-                methods[f"I2AM top-{k} heads ({score.replace('_', '-')})"] = ranking.top(k)
-            methods[UNIFORM] = UNIFORM
+                methods[f"I2AM top-{k} heads ({score.replace('_', '-')})"] = Method("heads", ranking.top(k))
+            methods[UNIFORM] = Method("uniform")
         for m in evaluation:
             region, reference = m.get("mask/region"), m.get("mask/reference")
             if not m.meta.get("reference_side", True):
                 reference = None
-            for name, heads in methods.items():
-                if isinstance(heads, str) and heads == UNIFORM:
+            for name, method in methods.items():
+                if method.kind == "uniform":
                     g = r = None
                     vals = {**_side_scores(None, region, "g", lam, thr, True),
                             **_side_scores(None, reference, "r", lam, thr, True)}
                 else:
-                    g, r = _method_maps(m, heads)
+                    g, r = _method_maps(m, method)
                     vals = {**_side_scores(g, region, "g", lam, thr), **_side_scores(r, reference, "r", lam, thr)}
                 label = f"{name} (random-init copy)" if random_init else name
                 for metric, value in vals.items():
