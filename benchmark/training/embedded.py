@@ -53,7 +53,8 @@ class EmbeddedTask:
 
 EMBEDDED_TASKS = {
     "viton_hd": EmbeddedTask("viton_hd", "viton_hd", (("masked_image", "image"), ("mask", "mask"), ("pose", "image"))),
-    "object_inpainting": EmbeddedTask("object_inpainting", "cocoee", (("masked_image", "image"), ("mask", "mask"))),
+    "object_inpainting": EmbeddedTask("object_inpainting", "cocoee", (("masked_image", "image"), ("mask", "mask")),
+                                      steps=12000),
     "super_resolution": EmbeddedTask("super_resolution", "cufed5", (("lr_up", "image"),), vae="vae_sr", steps=6000,
                                      reference_size=48, train_levels=(1, 2), attention_at_full_resolution=False,
                                      residual_of="lr_up",
