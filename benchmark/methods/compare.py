@@ -73,7 +73,9 @@ def _reference_key(m: SampleMaps, level: str) -> str:
 
 
 def _method_maps(m: SampleMaps, method: Method) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """(generated, reference) raw maps of a map-reading method (``concept`` or ``heads``) on one sample."""
+    """(generated, reference) raw maps of one method on one sample; (None, None) for the uniform map."""
+    if method.kind == "uniform":
+        return None, None
     if method.kind == "concept":
         return m.get("cg/concept"), m.get("cr/concept")
     lh_g, lh_r = m.get("g/layer_heads"), m.get(_reference_key(m, "layer_heads"))
@@ -115,13 +117,10 @@ def compare_methods(samples: dict[tuple[str, str], list[Path]], random_init_mode
             if not m.meta.get("reference_side", True):
                 reference = None
             for name, method in methods.items():
-                if method.kind == "uniform":
-                    g = r = None
-                    vals = {**_side_scores(None, region, "g", lam, thr, True),
-                            **_side_scores(None, reference, "r", lam, thr, True)}
-                else:
-                    g, r = _method_maps(m, method)
-                    vals = {**_side_scores(g, region, "g", lam, thr), **_side_scores(r, reference, "r", lam, thr)}
+                g, r = _method_maps(m, method)
+                uniform = method.kind == "uniform"
+                vals = {**_side_scores(g, region, "g", lam, thr, uniform),
+                        **_side_scores(r, reference, "r", lam, thr, uniform)}
                 label = f"{name} (random-init copy)" if random_init else name
                 for metric, value in vals.items():
                     rows.append({"task": task, "model": model, "method": label, "sample_id": m.meta["sample_id"],

@@ -67,8 +67,12 @@ def baselines(task: str, batch: dict) -> dict[str, torch.Tensor]:
 def _ci(values) -> dict:
     values = np.asarray(values, dtype=float)
     c = bootstrap_mean(values, n_boot=2000, seed=0)
-    return {"mean": c.mean, "ci_low": c.ci_low, "ci_high": c.ci_high, "n": c.n,
-            "median": float(np.nanmedian(values)), "n_exact": int(np.sum(values > EXACT_DB))}
+    return {"mean": c.mean, "ci_low": c.ci_low, "ci_high": c.ci_high, "n": c.n, "median": float(np.nanmedian(values))}
+
+
+def _psnr_ci(values) -> dict:
+    """:func:`_ci` of per-sample PSNR (dB), plus how many samples are exact to float precision."""
+    return {**_ci(values), "n_exact": int(np.sum(np.asarray(values, dtype=float) > EXACT_DB))}
 
 
 def _paired(diff: np.ndarray) -> dict:
@@ -98,8 +102,9 @@ def evaluate_task(task_name: str, n_samples: int = 64, batch_size: int = 32) -> 
     with torch.no_grad():
         recon = [masked_psnr(vae.decode(vae.encode_image(b["target"].to(device))).cpu(), b["target"], b["region_mask"]).values
                  for b in batches]
-    out["vae_reconstruction_masked_psnr"] = _ci(torch.cat(recon).tolist())
-    out["baselines"] = {name: {k: _ci(v) for k, v in scores.items()} for name, scores in base.items()}
+    out["vae_reconstruction_masked_psnr"] = _psnr_ci(torch.cat(recon).tolist())
+    out["baselines"] = {name: {"masked_psnr": _psnr_ci(scores["masked_psnr"]), "masked_ssim": _ci(scores["masked_ssim"])}
+                        for name, scores in base.items()}
     for model in MODEL_ORDER:
         folder = EMBEDDED_TASKS[task_name].models_dir / model
         if not (folder / "i2i_config.json").is_file():
@@ -121,7 +126,7 @@ def evaluate_task(task_name: str, n_samples: int = 64, batch_size: int = 32) -> 
                 res["imacs_r"].append(s["imacs_r"].as_float())
         gap = np.asarray(res["psnr_true"]) - np.asarray(res["psnr_swap"])
         out["models"][model] = {
-            "masked_psnr": _ci(res["psnr_true"]), "masked_psnr_swapped": _ci(res["psnr_swap"]),
+            "masked_psnr": _psnr_ci(res["psnr_true"]), "masked_psnr_swapped": _psnr_ci(res["psnr_swap"]),
             "swap_gap_db": _ci(gap), "masked_ssim": _ci(res["ssim_true"]),
             "masked_ssim_swapped": _ci(res["ssim_swap"]),
             "imacs_g": _ci(res["imacs_g"]) if np.isfinite(res["imacs_g"]).any() else None,

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from benchmark.training.evaluate import EXACT_DB, ORACLE_FILL, _ci, _paired, model_card
+from benchmark.training.evaluate import EXACT_DB, ORACLE_FILL, _f, _paired, _psnr_ci, model_card
 
 
 def _c(mean):
@@ -33,26 +33,21 @@ def test_super_resolution_card_describes_its_own_vae_unet_and_residual():
 
 
 def test_ci_reports_median_and_samples_exact_to_float_precision():
-    c = _ci([10.0, 12.0, 14.0, 142.0])
+    c = _psnr_ci([10.0, 12.0, 14.0, 142.0])
     assert np.isclose(c["mean"], 44.5) and c["median"] == 13.0 and c["n_exact"] == 1 and c["n"] == 4
-    assert _ci([EXACT_DB, 20.0])["n_exact"] == 0  # strictly above the threshold
+    assert _psnr_ci([EXACT_DB, 20.0])["n_exact"] == 0  # strictly above the threshold
 
 
 def test_inpainting_card_flags_an_oracle_whose_mean_no_model_can_reach():
     values = [12.0, 13.0, 14.0, 142.0]
-    oracle = {"masked_psnr": _ci(values), "masked_ssim": _c(0.3)}
-    model = {"masked_psnr": _ci([13.0, 14.0, 15.0, 20.0]), "masked_psnr_swapped": _c(10.0), "swap_gap_db": _c(2.0),
+    oracle = {"masked_psnr": _psnr_ci(values), "masked_ssim": _c(0.3)}
+    model = {"masked_psnr": _psnr_ci([13.0, 14.0, 15.0, 20.0]), "masked_psnr_swapped": _c(10.0), "swap_gap_db": _c(2.0),
              "masked_ssim": _c(0.2), "masked_ssim_swapped": _c(0.1), "imacs_g": _c(0.1), "imacs_r": _c(0.2),
              "minus_baseline_db": {ORACLE_FILL: _paired(np.array([1.0, 1.0, 1.0, -122.0]))}}
     ev = {"n_samples": 4, "models": {"full": model}, "baselines": {ORACLE_FILL: oracle},
           "vae_reconstruction_masked_psnr": _c(15.6)}
     card = model_card("object_inpainting", ev)
-    assert f"| baseline: {ORACLE_FILL} | {_f_mean(values)} | 13.50 |" in card
+    assert f"| baseline: {ORACLE_FILL} | {_f(_psnr_ci(values))} | 13.50 |" in card
     assert "exact to float precision (above 100 dB) on 1 of 4 samples" in card
     assert "no model that decodes through this VAE can reach it on the mean" in card
     assert "| full | -29.75" in card and "; 1.00; above in 75% |" in card
-
-
-def _f_mean(values):
-    c = _ci(values)
-    return f"{c['mean']:.2f} [{c['ci_low']:.2f}, {c['ci_high']:.2f}]"
