@@ -1,7 +1,8 @@
 """``python -m benchmark``: the harness's command line.
 
-    run --config C       generate + capture + score every (task, model, shard); then report
-    report --config C    rebuild frames, analyses and leaderboards from the store only
+    run --config C       generate + capture every (task, model, shard) not yet stored; then report
+                         [--tasks a,b] [--models x,y] [--limit N] [--device cuda:0] [--output-dir D]
+    report --config C    scores, analyses and leaderboards from the store alone
     ls [--config C]      list tasks, adapters, configs (and a run's stored jobs)
     validate --config C  parse and check a config without running it
     train                (re)train the embedded-default mini models
@@ -17,7 +18,13 @@ import sys
 import yaml
 
 
+def _split(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
 def _load_config(args):
+    """The config file with the command line's overrides (output places; task, model, sample and device
+    selection), as lm-evaluation-harness users expect: nothing needs editing the file."""
     from benchmark.config import RunConfig
 
     overrides = {}
@@ -25,41 +32,53 @@ def _load_config(args):
         overrides["output_dir"] = args.output_dir
     if getattr(args, "leaderboard_dir", None):
         overrides["leaderboard_dir"] = args.leaderboard_dir
-    return RunConfig.load(args.config, overrides)
+    cfg = RunConfig.load(args.config, overrides)
+    tasks, models = _split(getattr(args, "tasks", None)), _split(getattr(args, "models", None))
+    limit, device = getattr(args, "limit", None), getattr(args, "device", None)
+    if tasks or models or limit is not None or device:
+        cfg = cfg.select(tasks, models, limit, device)
+    return cfg
 
 
 def _cmd_run(args) -> int:
     from benchmark.runner import execute, write_run_metadata
 
     cfg = _load_config(args)
-    print("# resolved config (hash %s)" % cfg.hash())
+    print("# resolved config")
     print(yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip())
     out = cfg.out_dir
     out.mkdir(parents=True, exist_ok=True)
     (out / "resolved_config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     summary = execute(cfg, scheduler=args.scheduler, workers=args.workers)
     write_run_metadata(cfg, summary)
-    print(f"jobs: {summary.jobs} ({summary.skipped} already done, {summary.finished} run, "
+    print(f"jobs: {summary.jobs} ({summary.skipped} already stored, {summary.finished} run, "
           f"{len(summary.failed)} failed) in {summary.seconds:.1f}s")
+    for f in summary.plan_failures:
+        print(f"FAILED task {f['task']} model {f['model']} ({f['where']}): {f['error']}", file=sys.stderr)
     for f in summary.failed:
         print(f"FAILED {f['job']}: {f['error']}", file=sys.stderr)
     if not args.no_report:
         from benchmark.report import build_report
 
-        paths = build_report(cfg)
+        paths = build_report(cfg, executed_run_id=summary.run_id if summary.finished else None)
         print(f"leaderboards: {paths['index']}")
-    return 1 if summary.failed else 0
+    return 0 if summary.ok else 1
 
 
 def _cmd_report(args) -> int:
+    import time
+
     from benchmark.report import build_report
 
-    paths = build_report(_load_config(args), record_history=args.record_history)
-    print(f"leaderboards: {paths['index']}")
+    t = time.perf_counter()
+    paths = build_report(_load_config(args))
+    print(f"leaderboards: {paths['index']} ({time.perf_counter() - t:.1f}s)")
     return 0
 
 
 def _cmd_validate(args) -> int:
+    """Parse and check a config, then check what a run needs: dataset roots that hold samples, local model
+    folders, hub ids in the local cache. Exit 2 for a bad config, 1 when something a run needs is missing."""
     from benchmark.config import ConfigError
 
     try:
@@ -67,37 +86,38 @@ def _cmd_validate(args) -> int:
     except (ConfigError, FileNotFoundError, KeyError) as err:
         print(f"invalid: {err}", file=sys.stderr)
         return 2
-    n_models = sum(len(t.models) for t in cfg.tasks)
-    from benchmark.config import resolve_path
+    from benchmark.runner import check_run
 
-    missing = [m.path for t in cfg.tasks for m in t.models if not resolve_path(m.path).exists()]
-    print(f"ok: {cfg.name} ({len(cfg.tasks)} tasks, {n_models} models, config hash {cfg.hash()})")
-    for p in missing:
-        print(f"note: model path {p} is not a local folder; it will be tried as a hub id")
-    return 0
+    n_models = sum(len(t.models) for t in cfg.tasks)
+    problems = check_run(cfg)
+    print(f"config ok: {cfg.name} ({len(cfg.tasks)} task entries, {n_models} models)")
+    for p in problems:
+        print(f"missing: {p}", file=sys.stderr)
+    print("ready to run" if not problems else f"{len(problems)} problem(s): a run would report these as failures")
+    return 1 if problems else 0
 
 
 def _cmd_ls(args) -> int:
-    from benchmark import adapters  # noqa: F401
     from benchmark.config import REPO_ROOT, TaskConfig
-    from benchmark.registry import ADAPTERS
+    from benchmark.registry import ADAPTERS, DATASET_FORMATS, METHODS, SAMPLE_METRICS, SET_METRICS
 
     print("tasks:")
     for p in sorted((REPO_ROOT / "tasks").glob("*/*.yaml")):
         t = TaskConfig.load(p)
         print(f"  {t.name:<22} v{t.version}  {p.relative_to(REPO_ROOT)}  {t.description}")
-    print("adapters:", ", ".join(ADAPTERS.names()))
+    for title, reg in (("dataset formats", DATASET_FORMATS), ("adapters", ADAPTERS), ("per-sample metrics", SAMPLE_METRICS),
+                       ("set metrics", SET_METRICS), ("attribution methods", METHODS)):
+        print(f"{title}:", ", ".join(reg.names()))
     print("configs:", ", ".join(str(p.relative_to(REPO_ROOT)) for p in sorted((REPO_ROOT / "configs").glob("*.yaml"))))
     if args.config:
-        from benchmark.jobs import is_done
-        from benchmark.runner import plan_jobs
+        from benchmark.report.store_view import load_view
 
         cfg = _load_config(args)
-        jobs = plan_jobs(cfg)
-        done = sum(is_done(cfg, j) for j in jobs)
-        print(f"run {cfg.name}: {done}/{len(jobs)} jobs stored under {cfg.out_dir / 'store'}")
-        for j in jobs:
-            print(f"  [{'x' if is_done(cfg, j) else ' '}] {j.key}")
+        view = load_view(cfg)
+        print(f"run {cfg.name}: stored under {cfg.out_dir / 'store'}")
+        for sm in view.models:
+            fails = f", {len(sm.job_failures)} failed job(s)" if sm.job_failures else ""
+            print(f"  {sm.task}/{sm.model}: {len(sm.sample_ids)} samples stored in {len(sm.records)} job(s){fails}")
     return 0
 
 
@@ -124,17 +144,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     def with_config(p, required=True):
         p.add_argument("--config", required=required, help="run config YAML (see configs/)")
-        p.add_argument("--output-dir", help="override output_dir")
-        p.add_argument("--leaderboard-dir", help="override leaderboard_dir")
+        p.add_argument("--output-dir", help="override output_dir (default runs/<name>)")
+        p.add_argument("--leaderboard-dir", help="override leaderboard_dir (default <output dir>/leaderboards)")
+        p.add_argument("--tasks", help="comma-separated task names (or task paths) of the config to keep")
+        p.add_argument("--models", help="comma-separated model names of the config to keep")
+        p.add_argument("--limit", type=int, help="the first N samples of every task (stored shards are reused)")
         return p
 
     p = with_config(sub.add_parser("run", help="run a config"))
     p.add_argument("--scheduler", help="inline | local | tcp://host:port | path to a scheduler file")
     p.add_argument("--workers", type=int, help="local cluster workers (default: cluster.workers)")
     p.add_argument("--no-report", action="store_true", help="skip the report step")
+    p.add_argument("--device", help="cuda, cuda:0, cpu ... (default: the config's device)")
     p.set_defaults(func=_cmd_run)
-    p = with_config(sub.add_parser("report", help="rebuild leaderboards from the store"))
-    p.add_argument("--record-history", action="store_true", help="also append to history.csv (a run always does)")
+    p = with_config(sub.add_parser("report", help="rebuild leaderboards from the store alone (scores at the config's "
+                                                   "lambda / threshold; never generates)"))
     p.set_defaults(func=_cmd_report)
     with_config(sub.add_parser("validate", help="check a config")).set_defaults(func=_cmd_validate)
     with_config(sub.add_parser("ls", help="list tasks, adapters, configs, stored jobs"), required=False).set_defaults(func=_cmd_ls)
@@ -157,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--out", help="write the table (markdown) here too")
+    p.add_argument("--scale", choices=["mini", "sd15"], default="mini",
+                   help="mini: a shipped mini model; sd15: a random-init SD-1.5-shaped UNet (64x48 latent, 257 tokens)")
     p.set_defaults(func=_cmd_perf)
     return parser
 

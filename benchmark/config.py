@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from benchmark.api.model import ModelSpec
+from benchmark.api.spec import ModelSpec
+from benchmark.defaults import DEFAULT_LAMBDA, DEFAULT_THRESHOLD, THRESHOLD_GRID
+from benchmark.store import short_hash
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,8 +66,12 @@ class DatasetConfig:
     reference_size: tuple[int, ...] | None = None
 
     def __post_init__(self):
-        if self.format not in ("viton_hd", "cocoee", "cufed5"):
-            raise ConfigError(f"dataset.format must be viton_hd, cocoee or cufed5, got {self.format!r}")
+        from benchmark.registry import DATASET_FORMATS
+
+        if self.format not in DATASET_FORMATS:
+            close = difflib.get_close_matches(str(self.format), DATASET_FORMATS.names(), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"dataset.format must be one of {DATASET_FORMATS.names()}, got {self.format!r}{hint}")
 
 
 @dataclass(frozen=True)
@@ -108,16 +113,21 @@ class TaskConfig:
 
 
 # --- run -------------------------------------------------------------------------------------
+MAP_LEVELS = ("ulam", "tlam", "hlam", "llam", "sram")
+
+
 @dataclass(frozen=True)
 class CaptureConfig:
-    levels: tuple = ("ulam", "tlam", "hlam", "llam", "sram")
+    levels: tuple = MAP_LEVELS
     time_groups: int = 5
 
 
 @dataclass(frozen=True)
 class ScoringConfig:
-    threshold: float = 0.4
-    lam: float = 3.0
+    """Report-time settings: changing any of them re-scores the stored maps, never regenerates."""
+
+    threshold: float = DEFAULT_THRESHOLD
+    lam: float = DEFAULT_LAMBDA
     sweep_lambdas: tuple = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0)
     sweep_thresholds: tuple = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6)
     n_boot: int = 1000
@@ -170,22 +180,60 @@ class RunConfig:
     scoring: ScoringConfig = ScoringConfig()
     cluster: ClusterConfig = ClusterConfig()
     metrics: MetricsConfig = MetricsConfig()
-    leaderboard_dir: str = "leaderboards"
+    leaderboard_dir: str | None = None  # default: <output dir>/leaderboards
     label: str = ""  # e.g. "tiny random model": shown in every output
 
     @property
     def out_dir(self) -> Path:
         return resolve_path(self.output_dir or f"runs/{self.name}")
 
+    @property
+    def leaderboard_path(self) -> Path:
+        return resolve_path(self.leaderboard_dir) if self.leaderboard_dir else self.out_dir / "leaderboards"
+
     def to_dict(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self), default=list))
 
-    def hash(self) -> str:
-        """Hash of everything that changes numbers (not cluster layout or output places)."""
-        d = self.to_dict()
-        for k in ("cluster", "output_dir", "leaderboard_dir", "label", "batch_size", "shard_size"):
-            d.pop(k, None)
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+    def generation_key(self, task_run: "TaskRun") -> str:
+        """What, besides task, samples and model, changes a job's stored outputs: the sampling override, the
+        capture settings, the seed and the generation code's version (``docs/store.md``)."""
+        from benchmark.store import GENERATION_CODE_VERSION
+
+        sampling = {k: v for k, v in dataclasses.asdict(task_run.sampling).items() if v is not None}
+        return short_hash({"seed": self.seed, "sampling": sampling, "capture": dataclasses.asdict(self.capture),
+                           "code": GENERATION_CODE_VERSION})
+
+    def scoring_key(self) -> str:
+        """The report-time settings that change leaderboard numbers (history compares like with like)."""
+        s = self.scoring
+        return short_hash({"threshold": s.threshold, "lambda": s.lam, "metrics": dataclasses.asdict(self.metrics)})
+
+    def select(self, tasks: list[str] | None = None, models: list[str] | None = None, limit: int | None = None,
+               device: str | None = None) -> "RunConfig":
+        """This config narrowed from the command line: task names (or task paths), model names, the first
+        ``limit`` samples of every task, the device. An unknown name is an error that names the known ones."""
+        runs = []
+        known_tasks = {tr.task: task_name(tr) for tr in self.tasks}
+        for want in tasks or []:
+            if want not in known_tasks and want not in known_tasks.values():
+                close = difflib.get_close_matches(want, sorted(set(known_tasks.values())), n=1)
+                raise ConfigError(f"--tasks: {want!r} is not in {self.name}"
+                                  + (f"; did you mean {close[0]!r}?" if close else f"; tasks: {sorted(set(known_tasks.values()))}"))
+        known_models = {m.name for tr in self.tasks for m in tr.models}
+        for want in models or []:
+            if want not in known_models:
+                close = difflib.get_close_matches(want, sorted(known_models), n=1)
+                raise ConfigError(f"--models: {want!r} is not in {self.name}"
+                                  + (f"; did you mean {close[0]!r}?" if close else f"; models: {sorted(known_models)}"))
+        for tr in self.tasks:
+            if tasks and tr.task not in tasks and known_tasks[tr.task] not in tasks:
+                continue
+            ms = tuple(m for m in tr.models if not models or m.name in models)
+            if ms:
+                runs.append(dataclasses.replace(tr, models=ms, max_samples=limit if limit is not None else tr.max_samples))
+        if not runs:
+            raise ConfigError(f"{self.name}: nothing left to run after --tasks {tasks} --models {models}")
+        return dataclasses.replace(self, tasks=tuple(runs), device=device or self.device)
 
     @classmethod
     def load(cls, path: str | Path, overrides: dict | None = None) -> "RunConfig":
@@ -220,6 +268,10 @@ class RunConfig:
         return cfg
 
 
+def task_name(task_run: TaskRun) -> str:
+    return TaskConfig.load(resolve_path(task_run.task)).name
+
+
 def _model(m: dict, where: str) -> ModelSpec:
     _check_keys(m, ModelSpec, where)
     if "name" not in m or "adapter" not in m or "path" not in m:
@@ -233,9 +285,8 @@ def resolve_path(p: str | Path) -> Path:
 
 
 def validate(cfg: RunConfig, where: str) -> None:
-    """Semantic checks: adapters exist, task files load, levels are known, numbers are sane."""
-    from benchmark import adapters  # noqa: F401  (registers adapters)
-    from benchmark.capture.accumulator import MAP_LEVELS
+    """Semantic checks: adapters exist, task files load, levels are known, numbers are sane (no model or dataset
+    is opened: :func:`benchmark.tasks.check_run` checks those)."""
     from benchmark.registry import ADAPTERS
 
     if not cfg.tasks:
@@ -247,6 +298,14 @@ def validate(cfg: RunConfig, where: str) -> None:
         raise ConfigError(f"{where}: batch_size, shard_size and cluster.workers must be >= 1")
     if not 0 <= cfg.scoring.threshold < 1:
         raise ConfigError(f"{where}.scoring.threshold must be in [0, 1)")
+    off_grid = [t for t in (cfg.scoring.threshold, *cfg.scoring.sweep_thresholds)
+                if not any(abs(t - g) < 1e-9 for g in THRESHOLD_GRID)]
+    if off_grid:
+        raise ConfigError(f"{where}.scoring: thresholds {off_grid} are not on the stored grid "
+                          f"{list(THRESHOLD_GRID)} (multiples of 0.05 below 1)")
+    for i, tr in enumerate(cfg.tasks):
+        if tr.max_samples is not None and tr.max_samples < 1:
+            raise ConfigError(f"{where}.tasks[{i}].max_samples must be >= 1, got {tr.max_samples}")
     for i, tr in enumerate(cfg.tasks):
         TaskConfig.load(resolve_path(tr.task))
         names = [m.name for m in tr.models]
@@ -254,6 +313,6 @@ def validate(cfg: RunConfig, where: str) -> None:
             raise ConfigError(f"{where}.tasks[{i}]: model names must be unique, got {names}")
         for m in tr.models:
             try:
-                ADAPTERS.get(m.adapter)
+                ADAPTERS.entry(m.adapter)
             except KeyError as err:
                 raise ConfigError(f"{where}.tasks[{i}] model {m.name!r}: {err.args[0]}") from err

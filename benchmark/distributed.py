@@ -6,8 +6,8 @@
   device through ``CUDA_VISIBLE_DEVICES``;
 * ``--scheduler tcp://host:port`` or a scheduler file: an existing cluster.
 
-Models load once per worker (a per-process cache in :mod:`benchmark.jobs`); a
-worker plugin sets torch's thread count so workers do not oversubscribe cores.
+Models load once per worker (a per-process cache in :mod:`benchmark.jobs`); each
+job sets its own torch thread count (``benchmark.jobs.JOB_TORCH_THREADS``).
 A run never waits silently: if no job finishes within ``cluster.job_timeout_s``
 the run stops with the names and states of the jobs still waiting.
 """
@@ -19,31 +19,18 @@ import os
 from concurrent.futures import CancelledError
 from pathlib import Path
 
-from distributed.diagnostics.plugin import WorkerPlugin
+from typing import Callable
+
 from tqdm.auto import tqdm
 
 from benchmark.config import RunConfig
 from benchmark.jobs import Job, run_job
-from benchmark.runner import RunError
 
 log = logging.getLogger("benchmark")
 
 
-class TorchThreads(WorkerPlugin):
-    """Worker plugin: bound torch's intra-op threads per worker.
-
-    A subclass of ``WorkerPlugin`` because ``Client.register_plugin`` refuses duck-typed plugins."""
-
-    idempotent = True
-    name = "i2am-torch-threads"
-
-    def __init__(self, threads: int):
-        self.threads = threads
-
-    def setup(self, worker):
-        import torch
-
-        torch.set_num_threads(self.threads)
+class RunError(RuntimeError):
+    """The cluster cannot make progress (no worker offers what the jobs need, or nothing finishes in time)."""
 
 
 def _gpu_count() -> int:
@@ -80,12 +67,9 @@ def make_client(cfg: RunConfig, scheduler: str, workers: int):
             for index, address in enumerate(sorted(client.scheduler_info()["workers"])):
                 client.run(_pin_device, index, workers=[address])
             return client, True
-    cpus = os.cpu_count() or 1
     cluster = LocalCluster(n_workers=workers, threads_per_worker=cfg.cluster.threads_per_worker, processes=True,
                            dashboard_address=None)
-    client = Client(cluster)
-    client.register_plugin(TorchThreads(max(1, cpus // workers)))
-    return client, False
+    return Client(cluster), False
 
 
 def _pin_device(index: int) -> int:
@@ -96,7 +80,9 @@ def _pin_device(index: int) -> int:
     return index
 
 
-def run_on_dask(cfg: RunConfig, pending: list[Job], summary, scheduler: str, workers: int) -> None:
+def run_on_dask(cfg: RunConfig, pending: list[Job], summary, scheduler: str, workers: int,
+                on_failure: Callable[[Job, str], None]) -> None:
+    """Submit every pending job; count finished ones in ``summary``; hand each failure to ``on_failure``."""
     from distributed import wait
 
     client, gpu = make_client(cfg, scheduler, workers)
@@ -121,11 +107,9 @@ def run_on_dask(cfg: RunConfig, pending: list[Job], summary, scheduler: str, wor
                         summary.finished += 1
                     elif fut.status == "error":
                         err = fut.exception()
-                        log.error("job %s failed after %d retries: %s", job.key, cfg.cluster.retries, err)
-                        summary.failed.append({"job": job.key, "error": f"{type(err).__name__}: {err}"})
+                        on_failure(job, f"{type(err).__name__}: {err} (after {cfg.cluster.retries} retries)")
                     else:  # cancelled (e.g. by the scheduler): not finished, and said so
-                        log.error("job %s ended as %s", job.key, fut.status)
-                        summary.failed.append({"job": job.key, "error": f"future {fut.status} on the cluster"})
+                        on_failure(job, f"future {fut.status} on the cluster")
     finally:
         cluster = getattr(client, "cluster", None)
         client.close()

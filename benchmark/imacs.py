@@ -14,9 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-from benchmark.maps import DEFAULT_THRESHOLD, prepare_map
-
-DEFAULT_LAMBDA = 3.0
+from benchmark.defaults import DEFAULT_LAMBDA, DEFAULT_THRESHOLD
+from benchmark.maps import prepare_map
 
 
 @dataclass(frozen=True)
@@ -53,6 +52,20 @@ def imacs_terms(m_hat: torch.Tensor, mask: torch.Tensor) -> tuple[float, float]:
     sweep over lambda needs these two numbers only. The mask must be neither empty nor full."""
     m, x = m_hat.double(), (mask.reshape(m_hat.shape[-2:]) > 0.5).double()
     return float((m * x).mean() / x.mean()), float((m * (1 - x)).mean() / (1 - x).mean())
+
+
+def imacs_term_grid(raw_map: torch.Tensor, mask: torch.Tensor, thresholds) -> tuple[list[list[float]] | None, str | None]:
+    """The two IMACS terms of a raw map (h, w) against a mask (H, W) at every threshold of ``thresholds``:
+    ``([a_0..a_T], [b_0..b_T])`` with IMACS(lambda, t) = a_t - lambda * b_t, or ``(None, reason)`` when the
+    score is undefined (empty or full mask, constant map). The map is normalised and resized once."""
+    size = tuple(mask.shape[-2:])
+    base = prepare_map(raw_map, size, threshold=-1.0)
+    x = mask.reshape(size)
+    undefined = imacs_from_prepared(base, x, 0.0).undefined
+    if undefined:
+        return None, undefined
+    terms = [imacs_terms(torch.where(base > t, base, torch.zeros_like(base)), x) for t in thresholds]
+    return [[a for a, _ in terms], [b for _, b in terms]], None
 
 
 def imacs(raw_map: torch.Tensor, mask: torch.Tensor, lam: float = DEFAULT_LAMBDA,

@@ -1,35 +1,26 @@
 """A job: one (task, model, shard of samples). Pure function of its inputs; writes its results atomically.
 
-Store layout (under the run's output dir)::
-
-    store/<task>-v<version>/<model>-<weights hash>/<config hash>/shard-<k>-samples-<first>-<last>/
-        result.json                 rows, failures, timings (written last: its presence = job done)
-        samples/<id>/generated.png  the output
-        samples/<id>/maps.npz       maps + masks + metadata (benchmark.results.sample_maps)
-        samples/<id>/overlay.png    ULAM_r on the reference, ULAM_g on the output (eq. 9)
+What a job stores and how it is keyed: :mod:`benchmark.store` (``docs/store.md``). A job records what does not
+depend on report-time settings: per sample the quality metrics, segmentation scores, mask areas and the two
+IMACS terms at every threshold of the stored grid; ``report`` forms IMACS at any (lambda, threshold) from them.
 """
 
 from __future__ import annotations
 
-import hashlib
+import datetime as dt
 import json
-import os
 import time
-import traceback
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
-from benchmark.api.model import ModelSpec, SamplingSettings
 from benchmark.api.sample import SampleError, collate
-from benchmark.config import RunConfig, TaskConfig, resolve_path
-from benchmark.figures import sample_overlay, save_png, to_uint8
-from benchmark.capture.joint_capture import OutputSpaceAccumulator
-from benchmark.generation import CaptureSettings, generate_with_capture
-from benchmark.results.sample_maps import split_accumulator
-from benchmark.scoring import imacs_scores, segmentation_rows
+from benchmark.api.spec import ModelSpec, SamplingSettings
+from benchmark.config import REPO_ROOT, RunConfig, TaskConfig, resolve_path
+from benchmark.defaults import DEFAULT_THRESHOLD, THRESHOLD_GRID
+from benchmark.store import FAILED, RESULT, DigestCache, shard_name, short_hash, write_atomic
 
 _MODELS: dict = {}  # per-process (per-worker) model cache: models load once per worker
 
@@ -46,45 +37,42 @@ class Job:
     task_version: int
     model: ModelSpec
     model_hash: str
-    config_hash: str
-    shard: int
+    generation_key: str
     indices: tuple[int, ...]
+    sample_ids: tuple[str, ...]
+    samples_hash: str  # digest of the shard's sample ids and files
     sampling: dict = field(default_factory=dict)
+    digests: tuple[str, ...] = field(default=(), compare=False)  # per sample, behind samples_hash
+    run_id: str = field(default="", compare=False)  # the run that executes it: recorded, never part of the key
 
     @property
     def key(self) -> str:
-        """Deterministic key: task version, model identity (incl. weights hash), config hash, shard.
-
-        The shard part names its sample range too: ``shard_size`` is not in the config hash, so the
-        shard number alone would let a run with another shard size take a stored shard for its own."""
-        span = f"{self.indices[0]}-{self.indices[-1]}" if self.indices else "none"
+        """Deterministic key: task version, model identity, generation key, the shard's samples (``docs/store.md``)."""
         return (f"{self.task_name}-v{self.task_version}/{self.model.name}-{self.model_hash}/"
-                f"{self.config_hash}/shard-{self.shard:04d}-samples-{span}")
+                f"{self.generation_key}/{shard_name(self.indices, self.samples_hash)}")
 
     @property
     def dask_key(self) -> str:
         return "job-" + self.key.replace("/", "--")
 
 
-def model_files_hash(spec: ModelSpec) -> str:
-    """SHA-256 (16 hex) of the model's files on disk (folder + option paths such as ``vae``); hub ids hash by name."""
-    h = hashlib.sha256(spec.adapter.encode())
-    paths = [resolve_path(spec.path)] + [resolve_path(v) for k, v in sorted(spec.options.items())
-                                         if isinstance(v, str) and resolve_path(v).exists()]
-    for root in paths:
-        if not root.exists():
-            h.update(str(spec.path).encode())
-            continue
-        files = sorted(p for p in (root.rglob("*") if root.is_dir() else [root]) if p.is_file())
-        for p in files:
-            if p.name == "train_summary.json":
-                continue
-            h.update(str(p.relative_to(root)).encode())
-            size = p.stat().st_size
-            with open(p, "rb") as f:
-                h.update(f.read() if size < 256 << 20 else f.read(1 << 20) + str(size).encode())
-    h.update(json.dumps(spec.options, sort_keys=True, default=str).encode())
-    return h.hexdigest()[:16]
+def model_files_hash(spec: ModelSpec, digests: DigestCache | None = None) -> str:
+    """SHA-256 (16 hex) of the model's identity: adapter, options and the contents of its files (the model's
+    folder, and option values that name a folder or a cached hub id, such as ``vae``). File digests are
+    remembered by (path, size, mtime), so a re-plan only stats files. A model that cannot be found hashes by
+    name (its job then fails with the reason, as a row of the leaderboard)."""
+    from benchmark.api.sources import ModelSourceError, resolve_model_source
+
+    digests = digests or DigestCache()
+    parts = [spec.adapter, json.dumps(spec.options, sort_keys=True, default=str)]
+    for i, p in enumerate([spec.path] + [v for _, v in sorted(spec.options.items()) if isinstance(v, str)]):
+        try:
+            parts.append(digests.tree(resolve_model_source(p, REPO_ROOT), skip=("train_summary.json",)))
+        except ModelSourceError:
+            if i == 0:
+                parts.append(f"missing:{p}")
+    digests.save()
+    return short_hash(parts, 16)
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -97,16 +85,20 @@ def load_adapter(spec: ModelSpec, device: torch.device, files_hash: str = ""):
     """The adapter for ``spec`` on ``device``, loaded once per process.
 
     ``files_hash`` (:func:`model_files_hash`) is part of the cache key so that a long-lived worker
-    reloads a model whose files changed at the same path instead of serving the old weights."""
-    from benchmark import adapters  # noqa: F401
+    reloads a model whose files changed at the same path instead of serving the old weights. Each adapter
+    finds its files through :func:`benchmark.api.sources.resolve_model_source` (a local folder, else the local
+    hub cache; never a download)."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
     from benchmark.registry import ADAPTERS
 
+    # Loading is done once per worker; per-file progress bars would drown the run's own.
+    transformers_logging.disable_progress_bar()
+    diffusers_logging.disable_progress_bar()
     key = (spec.adapter, spec.path, json.dumps(spec.options, sort_keys=True, default=str), str(device), files_hash)
     if key not in _MODELS:
-        resolved = ModelSpec(spec.name, spec.adapter, str(resolve_path(spec.path)),
-                             {k: (str(resolve_path(v)) if isinstance(v, str) and resolve_path(v).exists() else v)
-                              for k, v in spec.options.items()})
-        _MODELS[key] = ADAPTERS.get(spec.adapter)(resolved, device)
+        _MODELS[key] = ADAPTERS.get(spec.adapter)(spec, device)
     return _MODELS[key]
 
 
@@ -116,7 +108,15 @@ def job_dir(cfg: RunConfig, job: Job) -> Path:
 
 def is_done(cfg: RunConfig, job: Job) -> bool:
     """Only ``result.json`` counts: it is written last and atomically, never a ``*.tmp`` or sample files."""
-    return (job_dir(cfg, job) / "result.json").is_file()
+    return (job_dir(cfg, job) / RESULT).is_file()
+
+
+def record_failure(cfg: RunConfig, job: Job, error: BaseException | str) -> None:
+    """Keep a failed job's reason in the store (``failed.json``), so the report shows it as a row."""
+    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    write_atomic(job_dir(cfg, job) / FAILED, json.dumps({
+        "key": job.key, "task": job.task_name, "task_version": job.task_version, "model": job.model.name,
+        "model_hash": job.model_hash, "n_samples": len(job.indices), "error": text, "run_id": job.run_id}))
 
 
 @contextmanager
@@ -129,7 +129,8 @@ def _torch_threads(n: int):
         torch.set_num_threads(before)
 
 
-def _downstream(images: torch.Tensor, batch: dict, i: int) -> dict[str, float]:
+def _quality(images: torch.Tensor, batch: dict, i: int) -> dict[str, float]:
+    """PSNR/SSIM of sample ``i`` against its target, and the masked ones inside its region (when it has them)."""
     from benchmark.metrics import masked_psnr, masked_ssim, psnr, ssim
 
     if batch.get("target") is None:
@@ -138,9 +139,8 @@ def _downstream(images: torch.Tensor, batch: dict, i: int) -> dict[str, float]:
     rows = {"psnr": float(psnr(pred, tgt)[0]), "ssim": float(ssim(pred, tgt)[0])}
     if batch.get("region_mask") is not None:
         mask = batch["region_mask"][i : i + 1]
-        mp, ms = masked_psnr(pred, tgt, mask), masked_ssim(pred, tgt, mask)
-        rows["masked_psnr"] = float(mp.values[0])
-        rows["masked_ssim"] = float(ms.values[0])
+        rows["masked_psnr"] = float(masked_psnr(pred, tgt, mask).values[0])
+        rows["masked_ssim"] = float(masked_ssim(pred, tgt, mask).values[0])
     return rows
 
 
@@ -149,7 +149,7 @@ def run_job(cfg: RunConfig, job: Job, progress=None) -> dict:
 
     Runs with :data:`JOB_TORCH_THREADS` torch threads (restored afterwards) so that its numbers do not
     depend on where it runs."""
-    done = job_dir(cfg, job) / "result.json"
+    done = job_dir(cfg, job) / RESULT
     if done.is_file():
         return json.loads(done.read_text())
     with _torch_threads(JOB_TORCH_THREADS):
@@ -157,10 +157,14 @@ def run_job(cfg: RunConfig, job: Job, progress=None) -> dict:
 
 
 def _run_job(cfg: RunConfig, job: Job, progress) -> dict:
+    from benchmark.capture.joint_capture import OutputSpaceAccumulator
+    from benchmark.figures import sample_overlay, save_png, to_uint8
+    from benchmark.generation import CaptureSettings, generate_with_capture
+    from benchmark.results.sample_maps import split_accumulator
+    from benchmark.scoring import mask_areas, sample_terms, segmentation_rows, side_map
     from benchmark.tasks import build_dataset
 
     out = job_dir(cfg, job)
-    done = out / "result.json"
     timings = {"load": 0.0, "generate_capture": 0.0, "maps_store": 0.0, "metrics": 0.0}
     t = time.perf_counter()
     task = TaskConfig.load(resolve_path(job.task_path))
@@ -172,14 +176,17 @@ def _run_job(cfg: RunConfig, job: Job, progress) -> dict:
                                 job.sampling.get("guidance_scale") if job.sampling.get("guidance_scale") is not None
                                 else defaults.guidance_scale, defaults.eta)
     capture = CaptureSettings(tuple(cfg.capture.levels), cfg.capture.time_groups)
-    samples, failures, rows = [], [], []
+    samples, failures, rows, terms, index_of = [], [], [], {}, {}
     for idx in job.indices:
         try:
-            samples.append(dataset[idx])
+            sample = dataset[idx]
+            samples.append(sample)
+            index_of[sample.sample_id] = idx
         except SampleError as err:
             failures.append({"sample_id": err.sample_id, "file": err.path, "error": err.reason})
     timings["load"] += time.perf_counter() - t
     sample_dir = out / "samples"
+    set_images = {"generated": [], "target": [], "reference_set": []}
     for start in range(0, len(samples), cfg.batch_size):
         chunk = samples[start : start + cfg.batch_size]
         batch = collate(chunk)
@@ -194,41 +201,50 @@ def _run_job(cfg: RunConfig, job: Job, progress) -> dict:
             d = sample_dir / sample.sample_id
             d.mkdir(parents=True, exist_ok=True)
             save_png(to_uint8(images[i]), d / "generated.png")
+            save_png(to_uint8(sample.reference), d / "reference.png")
             maps.save(d / "maps.npz")
-            r_key = "rm/ulam" if "rm/ulam" in maps.arrays else "r/ulam"
-            save_png(sample_overlay(images[i], sample.reference, maps.get("g/ulam"), maps.get(r_key),
-                                    cfg.scoring.threshold), d / "overlay.png")
+            # The stored overlay is drawn at the default threshold; the report draws its figures at the run's.
+            save_png(sample_overlay(images[i], sample.reference, maps.get("g/ulam"), side_map(maps, "r"),
+                                    DEFAULT_THRESHOLD), d / "overlay.png")
         timings["maps_store"] += time.perf_counter() - t
         t = time.perf_counter()
         for i, (sample, maps) in enumerate(zip(chunk, per_sample)):
-            values: dict[str, float] = {}
-            notes: dict[str, str] = {}
-            for name, res in imacs_scores(maps, cfg.scoring.lam, cfg.scoring.threshold).items():
-                values[name] = res.as_float()
-                if res.undefined:
-                    notes[name] = res.undefined
-            values.update(segmentation_rows(maps))
-            values.update(_downstream(images, batch, i))
-            for metric, value in values.items():
-                rows.append({"sample_id": sample.sample_id, "metric": metric, "value": value,
-                             "note": notes.get(metric, "")})
+            values = {**segmentation_rows(maps), **mask_areas(maps), **_quality(images, batch, i)}
+            rows += [{"sample_id": sample.sample_id, "metric": k, "value": v, "note": ""} for k, v in values.items()]
+            terms[sample.sample_id] = sample_terms(maps)
+        set_images["generated"].append(images)
+        set_images["target"] += [s.target for s in chunk]
+        set_images["reference_set"] += [s.meta.get("photo", s.target) for s in chunk]
         timings["metrics"] += time.perf_counter() - t
         if progress is not None:
             progress(len(chunk))
+    t = time.perf_counter()
+    _store_set_inputs(cfg, out, set_images, device)
+    timings["metrics"] += time.perf_counter() - t
     record = {"key": job.key, "task": job.task_name, "task_version": job.task_version, "model": job.model.name,
-              "adapter": job.model.adapter, "model_hash": job.model_hash, "config_hash": job.config_hash,
-              "shard": job.shard, "n_samples": len(samples), "failures": failures, "rows": rows,
+              "adapter": job.model.adapter, "model_hash": job.model_hash, "generation_key": job.generation_key,
+              "run_id": job.run_id, "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+              "samples": [{"sample_id": s.sample_id, "index": index_of[s.sample_id]} for s in samples],
+              "sample_ids": list(job.sample_ids), "indices": list(job.indices), "samples_hash": job.samples_hash,
+              "sample_digests": dict(zip(job.sample_ids, job.digests)),
+              "n_samples": len(samples), "failures": failures, "rows": rows,
+              "imacs_terms": {"thresholds": list(THRESHOLD_GRID), "samples": terms},
               "sampling": asdict(sampling), "device": str(device), "timings": timings}
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f"result.json.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(record))
-    os.replace(tmp, done)
+    write_atomic(out / RESULT, json.dumps(record))
+    (out / FAILED).unlink(missing_ok=True)
     return record
 
 
-def run_job_safely(cfg: RunConfig, job: Job) -> dict:
-    """For the inline runner: a failing job becomes a record with its traceback instead of an exception."""
-    try:
-        return run_job(cfg, job)
-    except Exception as err:  # noqa: BLE001 - reported per job, the run goes on
-        return {"key": job.key, "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
+def _store_set_inputs(cfg: RunConfig, out: Path, images: dict, device: torch.device) -> None:
+    """Inception features (FID/KID) and LPIPS per sample of this job, next to its result (``set_inputs.npz``)."""
+    if not images["generated"]:
+        return
+    from benchmark.metrics import extract_set_inputs
+
+    def stack(values):
+        return None if not values or any(v is None for v in values) else torch.stack(values)
+
+    generated = torch.cat(images["generated"])
+    inputs = extract_set_inputs(generated, stack(images["target"]), stack(images["reference_set"]),
+                                cfg.metrics.weights_dir, device)
+    inputs.save(out / "set_inputs.npz")

@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 
 from benchmark.capture.accumulator import resize_maps
-
-DEFAULT_THRESHOLD = 0.4
+from benchmark.defaults import DEFAULT_THRESHOLD
 
 
 def minmax(m: torch.Tensor) -> torch.Tensor:

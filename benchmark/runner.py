@@ -1,10 +1,15 @@
-"""Plan jobs from a run config and execute them: in-process, or on Dask (local cluster, GPUs, or a scheduler)."""
+"""Plan jobs from a run config and execute them: in-process, or on Dask (local cluster, GPUs, or a scheduler).
+
+Planning is where datasets are opened and model files hashed (``report`` does neither). A task entry whose
+dataset cannot be opened, or a model whose files cannot be hashed, becomes a plan failure: a row of the
+leaderboard with its reason; the other tasks and models still run.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,51 +17,118 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from benchmark.config import RunConfig, TaskConfig, resolve_path
-from benchmark.jobs import Job, is_done, model_files_hash, run_job
+from benchmark.jobs import Job, is_done, model_files_hash, record_failure, run_job
+from benchmark.store import RESULT, DigestCache, model_dir, short_hash, write_atomic
 
 log = logging.getLogger("benchmark")
 
-
-class RunError(RuntimeError):
-    pass
+PLAN_FAILURES = "plan_failures.json"
 
 
 @dataclass
 class RunSummary:
+    run_id: str
     jobs: int
     skipped: int
     finished: int
     failed: list[dict] = field(default_factory=list)
+    plan_failures: list[dict] = field(default_factory=list)
     seconds: float = 0.0
 
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.plan_failures
 
-def plan_jobs(cfg: RunConfig) -> list[Job]:
-    """Every (task, model, shard) of the config, with deterministic keys."""
+
+@dataclass
+class Plan:
+    jobs: list[Job]
+    failures: list[dict]  # {task, model, where, error}: task entries or models that could not be planned
+
+
+def new_run_id() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def sample_digest(dataset, i: int, digests: DigestCache) -> str:
+    """Digest of sample ``i``: its id and the contents of the files it reads (``dataset.files(i)``, a mapping of
+    role to path). A missing file is part of the digest, not an error: the job reports it for that sample."""
+    files = dataset.files(i) if hasattr(dataset, "files") else {}
+    return short_hash([dataset.ids[i], {role: digests.digest(p) if Path(p).is_file() else "missing"
+                                        for role, p in sorted(files.items())}], 16)
+
+
+def plan_jobs(cfg: RunConfig, run_id: str = "") -> Plan:
+    """Every (task, model, shard) of the config, with deterministic keys; what could not be planned, with why."""
     from benchmark.tasks import build_dataset
 
-    jobs = []
+    jobs, failures, digests = [], [], DigestCache()
     for tr in cfg.tasks:
         task = TaskConfig.load(resolve_path(tr.task))
-        n = len(build_dataset(task))
-        if tr.max_samples is not None:
-            n = min(n, tr.max_samples)
+        try:
+            dataset = build_dataset(task)
+            n = len(dataset) if tr.max_samples is None else min(len(dataset), tr.max_samples)
+            if n == 0:
+                raise FileNotFoundError(f"no samples in dataset {task.dataset.format!r} at {task.dataset.root}")
+            ids = dataset.ids[:n]
+            sample_digests = [sample_digest(dataset, i, digests) for i in range(n)]
+        except Exception as err:  # noqa: BLE001 - one task's data problem never stops the others
+            failures += [{"task": task.name, "task_version": task.version, "model": m.name, "where": tr.task,
+                          "error": f"{type(err).__name__}: {err}"} for m in tr.models]
+            log.error("task %s (%s): %s", task.name, tr.task, err)
+            continue
+        gen_key = cfg.generation_key(tr)
         sampling = {k: v for k, v in vars(tr.sampling).items() if v is not None}
         for model in tr.models:
-            mhash = model_files_hash(model)
-            for shard, start in enumerate(range(0, n, cfg.shard_size)):
-                jobs.append(Job(tr.task, task.name, task.version, model, mhash, cfg.hash(), shard,
-                                tuple(range(start, min(start + cfg.shard_size, n))), sampling))
-    return jobs
+            mhash = model_files_hash(model, digests)
+            for start in range(0, n, cfg.shard_size):
+                idx = tuple(range(start, min(start + cfg.shard_size, n)))
+                shard_ids = tuple(ids[i] for i in idx)
+                jobs.append(Job(tr.task, task.name, task.version, model, mhash, gen_key, idx, shard_ids,
+                                short_hash([[ids[i], sample_digests[i]] for i in idx], 12), sampling,
+                                tuple(sample_digests[i] for i in idx), run_id))
+    digests.save()
+    return Plan(jobs, failures)
 
 
-def execute(cfg: RunConfig, jobs: list[Job] | None = None, scheduler: str | None = None,
+def covered(cfg: RunConfig, job: Job) -> bool:
+    """True when a stored shard of the same model and generation key holds every sample of ``job`` with the
+    same digests (e.g. ``--limit 10`` after a run of 64): its results are reused, nothing is generated."""
+    gen_dir = model_dir(cfg.out_dir / "store", job.task_name, job.task_version, job.model.name, job.model_hash) / job.generation_key
+    if not gen_dir.is_dir():
+        return False
+    for shard in gen_dir.glob(f"shard-*/{RESULT}"):
+        try:
+            first, last = (int(x) for x in shard.parent.name.split("-")[1:3])
+        except ValueError:
+            continue
+        if first <= job.indices[0] and last >= job.indices[-1]:
+            rec = json.loads(shard.read_text())
+            if rec.get("sample_ids", [])[job.indices[0] - first : job.indices[-1] - first + 1] == list(job.sample_ids) \
+                    and _digest_of(rec, job) == job.samples_hash:
+                return True
+    return False
+
+
+def _digest_of(record: dict, job: Job) -> str | None:
+    """The samples hash the stored shard would have had for exactly ``job``'s samples (None if unknown)."""
+    digests = record.get("sample_digests")
+    if not digests:
+        return None
+    return short_hash([[sid, digests.get(sid)] for sid in job.sample_ids], 12)
+
+
+def execute(cfg: RunConfig, plan: Plan | None = None, scheduler: str | None = None,
             workers: int | None = None) -> RunSummary:
     """Run every unfinished job. ``scheduler``: None/"local" (LocalCluster), "inline" (this process),
     ``tcp://host:port`` or a scheduler-file path. Finished jobs are skipped (their result file exists)."""
     t0 = time.perf_counter()
-    jobs = plan_jobs(cfg) if jobs is None else jobs
-    pending = [j for j in jobs if not is_done(cfg, j)]
-    summary = RunSummary(len(jobs), len(jobs) - len(pending), 0)
+    run_id = new_run_id()
+    plan = plan_jobs(cfg, run_id) if plan is None else plan
+    jobs = plan.jobs
+    pending = [j for j in jobs if not is_done(cfg, j) and not covered(cfg, j)]
+    summary = RunSummary(run_id, len(jobs), len(jobs) - len(pending), 0, plan_failures=plan.failures)
+    write_atomic(cfg.out_dir / PLAN_FAILURES, json.dumps(plan.failures, indent=1))
     log.info("%d jobs, %d already done, %d to run", len(jobs), summary.skipped, len(pending))
     if pending:
         scheduler = scheduler or cfg.cluster.scheduler or "local"
@@ -65,29 +137,52 @@ def execute(cfg: RunConfig, jobs: list[Job] | None = None, scheduler: str | None
         else:
             from benchmark.distributed import run_on_dask
 
-            run_on_dask(cfg, pending, summary, scheduler, workers or cfg.cluster.workers)
+            run_on_dask(cfg, pending, summary, scheduler, workers or cfg.cluster.workers,
+                        lambda job, err: job_failed(cfg, job, err, summary))
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def job_failed(cfg: RunConfig, job: Job, err: BaseException | str, summary: RunSummary) -> None:
+    """Count a failed job in the summary and keep its reason in the store for the report."""
+    text = err if isinstance(err, str) else f"{type(err).__name__}: {err}"
+    log.error("job %s failed: %s", job.key, text)
+    summary.failed.append({"job": job.key, "task": job.task_name, "model": job.model.name, "error": text})
+    record_failure(cfg, job, text)
 
 
 def _run_inline(cfg: RunConfig, pending: list[Job], summary: RunSummary) -> None:
     total = sum(len(j.indices) for j in pending)
     with tqdm(total=total, desc="samples", unit="sample") as bar:
         for job in pending:
-            bar.set_postfix_str(f"{job.task_name}/{job.model.name}/shard {job.shard}")
+            bar.set_postfix_str(f"{job.task_name}/{job.model.name}/{job.indices[0]}-{job.indices[-1]}")
             try:
                 run_job(cfg, job, progress=bar.update)
                 summary.finished += 1
             except Exception as err:  # noqa: BLE001 - counted and reported, the run goes on
-                log.error("job %s failed: %s", job.key, err)
-                summary.failed.append({"job": job.key, "error": f"{type(err).__name__}: {err}"})
+                job_failed(cfg, job, err, summary)
 
 
 def write_run_metadata(cfg: RunConfig, summary: RunSummary) -> Path:
-    out = cfg.out_dir
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "run_summary.json"
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(vars(summary), indent=2, default=str))
-    os.replace(tmp, path)
-    return path
+    return write_atomic(cfg.out_dir / "run_summary.json", json.dumps(vars(summary), indent=2, default=str))
+
+
+def check_run(cfg: RunConfig) -> list[str]:
+    """What a run of ``cfg`` would miss, one line each (empty: ready): dataset roots that do not exist or hold no
+    samples, model folders that are not local and hub ids that are not in the local cache, each with what was
+    looked for and where to put it. Opens no model."""
+    from benchmark.api.sources import model_source_problem
+    from benchmark.config import REPO_ROOT
+    from benchmark.tasks import check_dataset
+
+    problems = []
+    for tr in cfg.tasks:
+        task = TaskConfig.load(resolve_path(tr.task))
+        _, problem = check_dataset(task)
+        if problem:
+            problems.append(f"task {task.name} ({tr.task}): {problem}")
+        for m in tr.models:
+            problem = model_source_problem(m.path, REPO_ROOT, what=f"model {m.name!r} ({m.adapter})")
+            if problem:
+                problems.append(f"task {task.name}, model {m.name}: {problem}")
+    return problems

@@ -1,31 +1,86 @@
-"""Attribution scores of stored maps: IMACS_g / IMACS_r at any (lambda, threshold), segmentation scores."""
+"""Attribution scores of stored maps: what a job records per sample, and IMACS at report time.
+
+A job records, per sample and side, the two IMACS terms at every threshold of
+:data:`benchmark.defaults.THRESHOLD_GRID` (or why the score is undefined), the
+segmentation scores and the areas of the masks. ``report`` turns the terms into
+IMACS at any lambda and grid threshold without loading a map (``docs/maps.md``).
+"""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from benchmark.analysis.segmentation import SegmentationScores, segmentation_scores
-from benchmark.imacs import IMACSResult, imacs
-from benchmark.maps import minmax
 from benchmark.capture.accumulator import resize_maps
+from benchmark.defaults import DEFAULT_LAMBDA, DEFAULT_THRESHOLD, THRESHOLD_GRID
+from benchmark.imacs import imacs_term_grid
+from benchmark.maps import minmax
 from benchmark.results.sample_maps import SampleMaps
 
+SIDES = {"g": "mask/region", "r": "mask/reference"}
 
-def imacs_scores(maps: SampleMaps, lam: float = 3.0, threshold: float = 0.4) -> dict[str, IMACSResult]:
-    """IMACS_g (ULAM_g vs the region mask) and IMACS_r (eq. 17 ULAM_r vs the reference mask)."""
+
+def side_map(maps: SampleMaps, side: str, level: str = "ulam") -> torch.Tensor | None:
+    """The raw map a side is scored on: ``g/<level>``; for ``r`` the eq.-17 map (restricted to the region,
+    ``rm/<level>``) when stored, else ``r/<level>``."""
+    if side == "r" and f"rm/{level}" in maps.arrays:
+        return maps.get(f"rm/{level}")
+    return maps.get(f"{side}/{level}")
+
+
+def undefined_reason(maps: SampleMaps, side: str) -> str | None:
+    """Why a side has no score on this sample before looking at the map (None: it may have one)."""
+    if side == "r" and not maps.meta.get("reference_side", True):
+        return "not applicable: single reference token"
+    if maps.get(SIDES[side]) is None:
+        return "no region mask" if side == "g" else "no reference mask"
+    return None
+
+
+def sample_terms(maps: SampleMaps, thresholds=THRESHOLD_GRID) -> dict[str, dict]:
+    """Per side: ``{"a": [...], "b": [...]}`` (IMACS = a - lambda * b per threshold) or ``{"undefined": reason}``."""
     out = {}
-    region, reference = maps.get("mask/region"), maps.get("mask/reference")
-    g = maps.get("g/ulam")
-    out["imacs_g"] = IMACSResult(None, "no region mask") if region is None else imacs(g, region, lam, threshold)
-    if not maps.meta.get("reference_side", True):
-        out["imacs_r"] = IMACSResult(None, "not applicable: single reference token")
-    elif reference is None:
-        out["imacs_r"] = IMACSResult(None, "no reference mask")
-    else:
-        r = maps.get("rm/ulam") if "rm/ulam" in maps.arrays else maps.get("r/ulam")
-        out["imacs_r"] = imacs(r, reference, lam, threshold)
+    for side, mask_key in SIDES.items():
+        reason = undefined_reason(maps, side)
+        terms = None
+        if reason is None:
+            terms, reason = imacs_term_grid(side_map(maps, side), maps.get(mask_key), thresholds)
+        out[side] = {"undefined": reason} if terms is None else {"a": terms[0], "b": terms[1]}
+    return out
+
+
+def imacs_from_terms(terms: dict, lam: float, threshold: float, thresholds=THRESHOLD_GRID) -> tuple[float, str]:
+    """(IMACS, note) of one side from :func:`sample_terms`; NaN with the reason when undefined.
+    ``threshold`` must be one of ``thresholds`` (the stored grid)."""
+    if "undefined" in terms:
+        return math.nan, terms["undefined"]
+    i = grid_index(threshold, thresholds)
+    return terms["a"][i] - lam * terms["b"][i], ""
+
+
+def imacs_scores(maps: SampleMaps, lam: float = DEFAULT_LAMBDA, threshold: float = DEFAULT_THRESHOLD) -> dict[str, float]:
+    """``{"imacs_g": value, "imacs_r": value}`` of one sample at one (lambda, threshold); NaN when undefined."""
+    terms = sample_terms(maps, (threshold,))
+    return {f"imacs_{side}": imacs_from_terms(t, lam, threshold, (threshold,))[0] for side, t in terms.items()}
+
+
+def grid_index(threshold: float, thresholds=THRESHOLD_GRID) -> int:
+    hits = [i for i, t in enumerate(thresholds) if abs(t - threshold) < 1e-9]
+    if not hits:
+        raise ValueError(f"threshold {threshold} is not on the stored grid {list(thresholds)}")
+    return hits[0]
+
+
+def mask_areas(maps: SampleMaps) -> dict[str, float]:
+    """``area_g``: share of the image inside x_g; ``area_r``: share of the reference inside x_r (in [0, 1])."""
+    out = {}
+    for side, key in SIDES.items():
+        mask = maps.arrays.get(key)
+        if mask is not None:
+            out[f"area_{side}"] = float(np.mean(mask > 0.5))
     return out
 
 
@@ -42,8 +97,8 @@ def map_segmentation(raw: torch.Tensor, mask: torch.Tensor) -> SegmentationScore
 def segmentation_rows(maps: SampleMaps) -> dict[str, float]:
     """Pixel accuracy, mIoU and AP of ULAM_g vs x_g and ULAM_r vs x_r (binarised at the map mean)."""
     rows = {}
-    for side, key, mask_key in (("g", "g/ulam", "mask/region"), ("r", "rm/ulam" if "rm/ulam" in maps.arrays else "r/ulam", "mask/reference")):
-        m, mask = maps.get(key), maps.get(mask_key)
+    for side, mask_key in SIDES.items():
+        m, mask = side_map(maps, side), maps.get(mask_key)
         if m is None or mask is None or mask.sum() == 0 or mask.sum() == mask.numel():
             continue
         s = map_segmentation(m, mask)

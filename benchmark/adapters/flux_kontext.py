@@ -76,15 +76,16 @@ import torch
 import torch.nn.functional as F
 from diffusers import (AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxKontextInpaintPipeline,
                        FluxKontextPipeline, FluxTransformer2DModel)
-from huggingface_hub import snapshot_download
-from huggingface_hub.constants import HF_HUB_CACHE
 
-from benchmark.api.model import ModelAdapter, ModelSpec, SamplingSettings, initial_noise, weights_hash
+from benchmark.api.model import (ModelAdapter, ModelSpec, SamplingSettings, check_timesteps, initial_noise,
+                                 one_pass_noise, one_pass_target, weights_hash)
+from benchmark.api.sources import resolve_model_source
 from benchmark.capture.joint_capture import JointLayout
 from benchmark.capture.tokens import TokenLayout
-from benchmark.config import ConfigError, _build
+from benchmark.config import REPO_ROOT, ConfigError, _build
 from benchmark.registry import ADAPTERS
 
+HUB_ID = "black-forest-labs/FLUX.1-Kontext-dev"
 TEXT_PARTS = ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2")
 INPAINT_CONDITIONS = ("masked_image", "mask")
 
@@ -107,21 +108,6 @@ class FluxKontextOptions:
             raise ConfigError(f"flux_kontext option reference_size must be [height, width], got {self.reference_size}")
         if not isinstance(getattr(torch, self.dtype, None), torch.dtype):
             raise ConfigError(f"flux_kontext option dtype {self.dtype!r} is not a torch dtype")
-
-
-def model_folder(path: str) -> Path:
-    """``path`` as a local folder, or a hub id's snapshot in the local cache (never downloaded)."""
-    local = Path(path).expanduser()
-    if local.is_dir():
-        return local
-    try:
-        return Path(snapshot_download(path, local_files_only=True))
-    except (OSError, ValueError) as err:
-        raise FileNotFoundError(
-            f"FLUX Kontext model not found: {local.resolve()} is not a folder and {path!r} is not a hub id in the "
-            f"local Hugging Face cache ({HF_HUB_CACHE}); nothing is downloaded here. Put a diffusers folder "
-            f"(transformer/, vae/, scheduler/, optionally text encoders) there and set this model's path to it."
-        ) from err
 
 
 def _part(folder: Path, name: str) -> Path:
@@ -178,7 +164,8 @@ class FluxKontextAdapter(ModelAdapter):
         super().__init__(spec, device)
         self.options = opts = _build(FluxKontextOptions, spec.options, f"model {spec.name!r} options")
         self.dtype = getattr(torch, opts.dtype)
-        folder = model_folder(spec.path)
+        folder = resolve_model_source(spec.path, REPO_ROOT, what="FLUX Kontext model (a diffusers folder with "
+                                      "transformer/, vae/, scheduler/)", suggest=HUB_ID)
         # the prompt first: a missing one fails before the weights load, and T5 is released before they do
         self.prompt_embeds, self.pooled_prompt_embeds = self._prompt(
             folder, FluxTransformer2DModel.load_config(_part(folder, "transformer")))
@@ -325,3 +312,54 @@ class FluxKontextAdapter(ModelAdapter):
             h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
         ident["weights"] += "-" + weights_hash(self.pipe.vae)[:8] + h.hexdigest()[:8]
         return ident
+
+    @torch.no_grad()
+    def one_pass(self, batch: dict, timesteps: tuple[int, ...], seeds: list[int],
+                 callback_on_step_end: Callable | None = None) -> int:
+        """See :meth:`ModelAdapter.one_pass`.
+
+        The transformer call is the one both Kontext pipelines make: hidden
+        states [packed x_t; packed reference latents], ids [generated (first
+        coordinate 0); reference (1)], the run's prompt embeddings, timestep
+        sigma = t / 1000 and the distilled guidance embedding of the default
+        sampling; the reference goes through the pipeline's own
+        ``image_processor`` and ``prepare_latents``. x_0 is the target's latent
+        (mode, FLUX shift and scale), x_t = (1 - sigma) x_0 + sigma noise, the
+        flow-matching path. The inpainting pipeline uses its mask and masked
+        image only to blend latents between steps, never as model input, so
+        both modes make this same call.
+        """
+        who = f"model {self.spec.name!r}"
+        target = one_pass_target(batch, who)
+        pipe, dev, dtype = self.pipe, self.device, self.dtype
+        num_train = pipe.scheduler.config.num_train_timesteps
+        steps = check_timesteps(timesteps, num_train, who)
+        size = tuple(target.shape[-2:])
+        gh, gw = self.latent_grid(size)
+        b, channels = len(seeds), pipe.transformer.config.in_channels // 4
+        vae = pipe.vae
+        x0 = torch.cat([vae.encode(x[None]).latent_dist.mode() for x in  # one sample at a time, as generate
+                        (target.float().clamp(0, 1) * 2 - 1).to(dev, dtype)])
+        x0 = (x0 - vae.config.shift_factor) * vae.config.scaling_factor  # (B, C, 2gh, 2gw)
+        reference = pipe.image_processor.preprocess(self.reference_pixels(batch["reference"]),
+                                                    *self.options.reference_size).to(dev, dtype)
+        _, ref_latents, latent_ids, ref_ids = pipe.prepare_latents(
+            reference, b, channels, size[0], size[1], dtype, dev,
+            [torch.Generator().manual_seed(int(s)) for s in seeds], latents=x0)
+        guidance = (torch.full((b,), self.options.guidance_scale, device=dev, dtype=torch.float32)
+                    if pipe.transformer.config.guidance_embeds else None)
+        text_ids = torch.zeros(self.prompt_embeds.shape[1], 3, device=dev, dtype=dtype)
+        noise = one_pass_noise(seeds, steps, tuple(x0.shape[1:]))
+        for k, step in enumerate(steps):
+            sigma = step / num_train
+            x = pipe._pack_latents((1 - sigma) * x0 + sigma * noise[k].to(x0), b, channels, 2 * gh, 2 * gw)
+            pipe.transformer(
+                hidden_states=torch.cat([x, ref_latents], dim=1),
+                timestep=torch.full((b,), sigma, device=dev, dtype=dtype),
+                guidance=guidance,
+                pooled_projections=self.pooled_prompt_embeds.expand(b, -1),
+                encoder_hidden_states=self.prompt_embeds.expand(b, -1, -1),
+                txt_ids=text_ids, img_ids=torch.cat([latent_ids, ref_ids], dim=0), return_dict=False)
+            if callback_on_step_end is not None:
+                callback_on_step_end(pipe, k, torch.tensor(float(step)), {})
+        return len(steps)

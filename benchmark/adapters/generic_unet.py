@@ -18,6 +18,12 @@ config entry, not code::
       num_inference_steps: 50
       guidance_scale: 5.0
 
+Where the files are: ``path`` through
+:func:`~benchmark.api.sources.resolve_model_source` (a local folder, relative
+paths from the repository root, or a hub id in the local Hugging Face cache);
+each component option is a folder under that root, or else a source of its
+own (a local folder or a cached hub id, ``owner/name/vae`` for a subfolder).
+
 Conditions: kind ``image`` is VAE-encoded (posterior mode, scaled), kind
 ``mask`` is area-resized to the latent grid; they are concatenated after the
 noisy latent in the listed order, so UNet ``in_channels`` must equal the
@@ -46,8 +52,9 @@ from transformers import CLIPVisionModel, CLIPVisionModelWithProjection
 
 from benchmark.adapters.pipeline_adapter import ReferencePipelineAdapter, ddim_scheduler
 from benchmark.api.model import ModelSpec, SamplingSettings
+from benchmark.api.sources import resolve_model_source
 from benchmark.capture.tokens import TokenLayout
-from benchmark.config import ConfigError, _build
+from benchmark.config import REPO_ROOT, ConfigError, _build
 from benchmark.models.mini import I2IModelSpec
 from benchmark.pipelines.reference_i2i import ReferenceI2IPipeline
 from benchmark.registry import ADAPTERS
@@ -87,14 +94,14 @@ class GenericUNetOptions:
 
 
 def component_dir(root: Path, value: str, what: str, cls) -> Path:
-    """``value`` under the model root, or as a path of its own; an error names every place looked at."""
-    p = Path(value).expanduser()
-    candidates = [p] if p.is_absolute() else [root / p, p]
-    for c in candidates:
-        if c.is_dir():
-            return c
-    raise FileNotFoundError(f"{what} not found: looked in {', '.join(str(c.resolve()) for c in candidates)}; "
-                            f"put a {cls.__name__} folder (from save_pretrained) there or set the option to it")
+    """``value`` under the model root, else a source of its own (:func:`resolve_model_source`, relative
+    paths from the repository root); an error names every place looked at."""
+    if Path(value).expanduser().is_absolute():
+        return resolve_model_source(value, REPO_ROOT, what=f"{what} ({cls.__name__} folder from save_pretrained)")
+    if (root / value).is_dir():
+        return root / value
+    return resolve_model_source(value, REPO_ROOT, what=f"{what} ({cls.__name__} folder from save_pretrained, "
+                                                       f"looked for first at {root / value})")
 
 
 class ImageTokenI2IPipeline(ReferenceI2IPipeline):
@@ -130,7 +137,7 @@ class GenericUNetAdapter(ReferencePipelineAdapter):
         if "conditions" not in spec.options:
             raise ConfigError(f"{where}: 'conditions' is required (list of [name, image|mask], in UNet channel order)")
         self.options = opts = _build(GenericUNetOptions, spec.options, where)
-        root = Path(spec.path).expanduser()
+        root = resolve_model_source(spec.path, REPO_ROOT, what="generic_unet model root")
         dtype = getattr(torch, opts.dtype)
         encoder_cls = CLIPVisionModelWithProjection if opts.use_projection else CLIPVisionModel
 

@@ -5,7 +5,7 @@ adapter does not import it. The user names a callable by import path; it
 builds the model on the user's machine::
 
     adapter: ldm_unet
-    path: /models/stableviton.ckpt       # handed to the factory as is
+    path: /models/stableviton.ckpt       # handed to the factory as a local path (below)
     options:
       factory: "mypkg.load:build_model"  # module:attribute
       factory_kwargs: {config: configs/VITONHD.yaml}
@@ -16,6 +16,10 @@ builds the model on the user's machine::
       num_inference_steps: 50
       guidance_scale: 1.0
 
+``path`` is found by :func:`~benchmark.api.sources.resolve_model_source` (a
+local file or folder, relative paths from the repository root, or a hub id in
+the local Hugging Face cache, ``owner/name/file.ckpt`` for a file inside it);
+the factory gets that local path as a string.
 ``factory(path, device=..., **factory_kwargs)`` returns an object with
 
 * ``model``: the ``nn.Module`` that holds the attention, e.g. the
@@ -30,6 +34,11 @@ builds the model on the user's machine::
   i, t, {})`` must be called after step i (wire it to the sampler's
   ``callback``);
 * optionally ``latent_grid(image_size) -> (h, w)``, used instead of ``latent_factor``.
+* optionally ``one_pass(batch, timesteps, seeds, callback_on_step_end)`` -> the
+  number of model calls: one conditional call per timestep on the noised
+  ground truth, as :meth:`benchmark.api.model.ModelAdapter.one_pass` states
+  (noise from :func:`benchmark.api.model.one_pass_noise`, model batch B, the
+  callback after each call). Without it the model has no one-pass attribution.
 
 Which modules are captured: the ldm attention modules (``to_q``, ``to_k``,
 ``to_v``, ``to_out``, ``heads``; ``forward(x, context=None, mask=None)``) whose
@@ -56,10 +65,11 @@ from typing import Callable
 
 import torch
 
-from benchmark.api.model import ModelAdapter, ModelSpec, SamplingSettings
+from benchmark.api.model import ModelAdapter, ModelSpec, OnePassUnsupported, SamplingSettings, one_pass_target
+from benchmark.api.sources import resolve_model_source
 from benchmark.capture.ldm_capture import REQUIRED, ldm_attention_modules
 from benchmark.capture.tokens import TokenLayout
-from benchmark.config import ConfigError, _build
+from benchmark.config import REPO_ROOT, ConfigError, _build
 from benchmark.registry import ADAPTERS
 
 
@@ -116,7 +126,9 @@ class LdmUNetAdapter(ModelAdapter):
         if missing:
             raise ConfigError(f"{where}: {missing[0]!r} is required (see benchmark/adapters/ldm_unet.py)")
         self.options = opts = _build(LdmUNetOptions, spec.options, where)
-        self.wrapped = import_factory(opts.factory)(spec.path, device=self.device, **opts.factory_kwargs)
+        factory = import_factory(opts.factory)
+        path = resolve_model_source(spec.path, REPO_ROOT, what="ldm_unet model (the factory's checkpoint)")
+        self.wrapped = factory(str(path), device=self.device, **opts.factory_kwargs)
         model = getattr(self.wrapped, "model", None)
         if not isinstance(model, torch.nn.Module) or not callable(getattr(self.wrapped, "sample", None)):
             raise TypeError(f"ldm_unet factory {opts.factory!r} must return an object with .model (nn.Module) and "
@@ -162,3 +174,21 @@ class LdmUNetAdapter(ModelAdapter):
         if images.ndim != 4 or images.shape[:2] != (b, 3):
             raise ValueError(f"ldm_unet factory's sample() must return (B={b}, 3, H, W), got {tuple(images.shape)}")
         return images.float().cpu()
+
+    @torch.no_grad()
+    def one_pass(self, batch: dict, timesteps: tuple[int, ...], seeds: list[int],
+                 callback_on_step_end: Callable | None = None) -> int:
+        """See :meth:`ModelAdapter.one_pass`: the factory's object runs it, if it offers ``one_pass``."""
+        run = getattr(self.wrapped, "one_pass", None)
+        if not callable(run):
+            raise OnePassUnsupported(
+                f"adapter 'ldm_unet' (model {self.spec.name!r}) cannot be called on a given noisy latent: the object "
+                f"that factory {self.options.factory!r} returns ({type(self.wrapped).__name__}) has no "
+                "one_pass(batch, timesteps, seeds, callback_on_step_end); the ldm sampler code is the user's, so "
+                "only it knows how to encode the target and noise it (see benchmark/adapters/ldm_unet.py)")
+        one_pass_target(batch, f"model {self.spec.name!r}")
+        calls = run(batch, tuple(int(t) for t in timesteps), list(seeds), callback_on_step_end)
+        if calls != len(timesteps):
+            raise ValueError(f"ldm_unet factory's one_pass() must return the number of model calls, "
+                             f"{len(timesteps)} here; got {calls!r}")
+        return calls

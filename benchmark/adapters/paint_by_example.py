@@ -39,18 +39,21 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 import diffusers
-from diffusers import AutoencoderKL, DDIMScheduler, PaintByExamplePipeline, UNet2DConditionModel
+from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, PaintByExamplePipeline, UNet2DConditionModel
 from diffusers.pipelines.deprecated.paint_by_example import PaintByExampleImageEncoder
-from huggingface_hub import snapshot_download
-from huggingface_hub.constants import HF_HUB_CACHE
+from diffusers.pipelines.deprecated.paint_by_example.pipeline_paint_by_example import (
+    prepare_mask_and_masked_image)
 from transformers import CLIPImageProcessor, CLIPVisionConfig
 
-from benchmark.api.model import ModelAdapter, ModelSpec, SamplingSettings, initial_noise, weights_hash
+from benchmark.api.model import (ModelAdapter, ModelSpec, SamplingSettings, check_timesteps, initial_noise,
+                                 one_pass_noise, one_pass_target, weights_hash)
+from benchmark.api.sources import resolve_model_source
 from benchmark.capture.tokens import TokenLayout
-from benchmark.config import ConfigError, _build
+from benchmark.config import REPO_ROOT, ConfigError, _build
 from benchmark.registry import ADAPTERS
 
 HUB_ID = "Fantasy-Studio/Paint-by-Example"
+LAYOUT = "a diffusers folder with model_index.json, unet/, vae/, image_encoder/, scheduler/, feature_extractor/"
 # OpenAI CLIP statistics, used only when the folder has no feature extractor.
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 
@@ -70,31 +73,13 @@ class PaintByExampleOptions:
             raise ConfigError(f"paint_by_example option dtype {self.dtype!r} is not a torch dtype")
 
 
-def missing_model_message(path: str, reason: str = "") -> str:
-    local = Path(path).expanduser().resolve()
-    return (
-        f"Paint-by-Example model not found: looked for a local diffusers folder {local} (with model_index.json, "
-        f"unet/, vae/, image_encoder/, scheduler/, feature_extractor/) and for the hub id {path!r} in the local "
-        f"Hugging Face cache ({HF_HUB_CACHE}); nothing is downloaded here. On a machine with internet run "
-        f"`huggingface-cli download {HUB_ID} --local-dir <folder>`, copy <folder> here and set this model's "
-        f"path to it." + (f" ({reason})" if reason else ""))
-
-
 def model_folder(path: str) -> Path:
-    """The local folder of ``path``: itself, or a hub id's snapshot in the local cache (never downloaded)."""
-    local = Path(path).expanduser()
-    if not local.is_dir():
-        looks_like_hub_id = not local.is_absolute() and len(path.split("/")) == 2 and not path.startswith((".", "~"))
-        if not looks_like_hub_id:
-            raise FileNotFoundError(missing_model_message(path))
-        try:
-            local = Path(snapshot_download(path, local_files_only=True))
-        except (OSError, ValueError) as err:
-            reason = f"{type(err).__name__}: {str(err).splitlines()[0]}"
-            raise FileNotFoundError(missing_model_message(path, reason)) from err
-    if not (local / "model_index.json").is_file():
-        raise FileNotFoundError(missing_model_message(path, f"{local} has no model_index.json"))
-    return local
+    """The PBE diffusers folder of ``path`` (local, or a cached hub id: :func:`resolve_model_source`)."""
+    folder = resolve_model_source(path, REPO_ROOT, what=f"Paint-by-Example model ({LAYOUT})", suggest=HUB_ID)
+    if not (folder / "model_index.json").is_file():
+        raise FileNotFoundError(f"Paint-by-Example model {path!r}: {folder} has no model_index.json; "
+                                f"expected {LAYOUT}")
+    return folder
 
 
 def load_pipeline(path: str, scheduler: str = "ddim", dtype: torch.dtype = torch.float32) -> PaintByExamplePipeline:
@@ -110,7 +95,8 @@ def load_pipeline(path: str, scheduler: str = "ddim", dtype: torch.dtype = torch
 
     def part(name: str) -> Path:
         if not (folder / name).is_dir():
-            raise FileNotFoundError(missing_model_message(path, f"{folder} has no {name}/ folder"))
+            raise FileNotFoundError(f"Paint-by-Example model {path!r}: {folder} has no {name}/ folder; "
+                                    f"expected {LAYOUT}")
         return folder / name
 
     enc_dir = part("image_encoder")
@@ -188,7 +174,7 @@ class PaintByExampleAdapter(ModelAdapter):
         dtype = self.pipe.unet.dtype
         latents = initial_noise(seeds, (self.pipe.vae.config.latent_channels, *self.latent_grid(size)))
         # The masked-image latent is a posterior sample: one generator per sample, apart from the noise seed.
-        generators = [torch.Generator().manual_seed(int(s) + 0x9E3779B9) for s in seeds]
+        generators = self.masked_image_generators(seeds)
 
         def callback(i, t, latents_now):  # the pipeline only has the legacy per-step callback
             callback_on_step_end(self.pipe, i, t, {"latents": latents_now})
@@ -212,3 +198,47 @@ class PaintByExampleAdapter(ModelAdapter):
         ident = super().identity()
         ident["weights"] += "-" + "".join(weights_hash(m)[:8] for m in (self.pipe.image_encoder, self.pipe.vae))
         return ident
+
+    @staticmethod
+    def masked_image_generators(seeds: list[int]) -> list[torch.Generator]:
+        """One generator per sample for the masked-image posterior draw, apart from the noise seed."""
+        return [torch.Generator().manual_seed(int(s) + 0x9E3779B9) for s in seeds]
+
+    @torch.no_grad()
+    def one_pass(self, batch: dict, timesteps: tuple[int, ...], seeds: list[int],
+                 callback_on_step_end: Callable | None = None) -> int:
+        """See :meth:`ModelAdapter.one_pass`.
+
+        The UNet input is the pipeline's own 9 channels, [x_t; masked-image
+        latent; mask], prepared by the pipeline's ``prepare_mask_and_masked_image``
+        and ``prepare_mask_latents`` with the same per-sample generators as
+        :meth:`generate`; the context is the example embedding alone (no
+        unconditional vector). x_0 is the target's latent (posterior mode), noised
+        by the DDPM forward process of the folder's noise schedule (whatever
+        sampler the option ``scheduler`` picks, the UNet was trained on that process).
+        """
+        who = f"model {self.spec.name!r}"
+        target = one_pass_target(batch, who)
+        conditions = batch["conditions"]
+        if "mask" not in conditions:
+            raise KeyError(f"paint_by_example needs the condition 'mask' (1 = region to fill); got {sorted(conditions)}")
+        pipe, dev, dtype = self.pipe, self.device, self.pipe.unet.dtype
+        noiser = DDPMScheduler.from_config(pipe.scheduler.config)
+        steps = check_timesteps(timesteps, noiser.config.num_train_timesteps, who)
+        image = conditions.get("masked_image", target)
+        b, (height, width) = len(seeds), tuple(target.shape[-2:])
+        mask, masked = prepare_mask_and_masked_image((image.float() * 2 - 1).clamp(-1, 1),
+                                                     conditions["mask"].float().clamp(0, 1))
+        mask, masked_latent = pipe.prepare_mask_latents(mask, masked, b, height, width, dtype, dev,
+                                                        self.masked_image_generators(seeds), False)
+        context = pipe.image_encoder(self.example_pixels(batch["reference"]).to(dev, dtype))  # (B, 1, D)
+        x0 = pipe.vae.encode((target.float() * 2 - 1).clamp(-1, 1).to(dev, dtype)).latent_dist.mode()
+        x0 = x0 * pipe.vae.config.scaling_factor
+        noise = one_pass_noise(seeds, steps, tuple(x0.shape[1:]))
+        for k, step in enumerate(steps):
+            t = torch.full((b,), step, device=dev, dtype=torch.long)
+            x = noiser.add_noise(x0, noise[k].to(x0), t)
+            pipe.unet(torch.cat([x, masked_latent, mask], dim=1), t, encoder_hidden_states=context)
+            if callback_on_step_end is not None:
+                callback_on_step_end(pipe, k, t[0], {})
+        return len(steps)

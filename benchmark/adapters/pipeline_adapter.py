@@ -7,7 +7,8 @@ from typing import Callable
 import torch
 from diffusers import DDIMScheduler
 
-from benchmark.api.model import ModelAdapter, SamplingSettings, initial_noise, weights_hash
+from benchmark.api.model import (ModelAdapter, SamplingSettings, check_timesteps, initial_noise, one_pass_noise,
+                                 one_pass_target, weights_hash)
 
 
 def ddim_scheduler() -> DDIMScheduler:
@@ -39,3 +40,13 @@ class ReferencePipelineAdapter(ModelAdapter):
         ident = super().identity()
         ident["weights"] += "-" + "".join(weights_hash(m)[:8] for m in (self.pipe.image_encoder, self.pipe.vae))
         return ident
+
+    def one_pass(self, batch: dict, timesteps: tuple[int, ...], seeds: list[int],
+                 callback_on_step_end: Callable | None = None) -> int:
+        """See :meth:`ModelAdapter.one_pass`; the pipeline's :meth:`~ReferenceI2IPipeline.one_pass` runs the calls."""
+        who = f"model {self.spec.name!r}"
+        target = one_pass_target(batch, who)
+        steps = check_timesteps(timesteps, self.pipe.scheduler.config.num_train_timesteps, who)
+        noise = one_pass_noise(seeds, steps, (self.pipe.unet.config.out_channels,
+                                              *self.latent_grid(tuple(target.shape[-2:]))))
+        return self.pipe.one_pass(batch["reference"], batch["conditions"], target, steps, noise, callback_on_step_end)

@@ -6,6 +6,8 @@ Folder layout (what :func:`benchmark.training.train.train_dit` exports)::
     <path>/i2i_config.json  conditions, reference size, sampling defaults
     <vae>/                  AutoencoderKL (option ``vae``; default <path>/vae)
 
+``path`` and the option ``vae`` are found as in :mod:`benchmark.adapters.reference_unet`.
+
 Options: ``vae`` (folder), ``random_init`` (a seed: a freshly initialised
 transformer of the same config, the attribution-method baseline).
 Capture path ``joint``: I2AM reads the generated x reference block of every
@@ -15,14 +17,14 @@ attention layer (dual- and single-stream blocks); output-space
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable
 
 import torch
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
 
-from benchmark.adapters.reference_unet import _load
-from benchmark.api.model import ModelAdapter, ModelSpec, SamplingSettings, initial_noise, weights_hash
+from benchmark.adapters.reference_unet import load_component, model_and_vae
+from benchmark.api.model import (ModelAdapter, ModelSpec, SamplingSettings, check_timesteps, initial_noise,
+                                 one_pass_noise, one_pass_target, weights_hash)
 from benchmark.capture.joint_capture import JointLayout
 from benchmark.capture.tokens import TokenLayout
 from benchmark.models.mini import I2IModelSpec
@@ -36,11 +38,11 @@ class ReferenceDiTAdapter(ModelAdapter):
 
     def __init__(self, spec: ModelSpec, device="cpu"):
         super().__init__(spec, device)
-        root = Path(spec.path)
+        root, vae_dir = model_and_vae(spec, "a folder with transformer/, i2i_config.json")
         self.i2i = I2IModelSpec.load(root)
         self.pipe = ReferenceDiTPipeline(
-            vae=_load(AutoencoderKL, Path(spec.options.get("vae", root / "vae")), "VAE"),
-            transformer=_load(FluxTransformer2DModel, root / "transformer", "transformer"),
+            vae=load_component(AutoencoderKL, vae_dir, "VAE"),
+            transformer=load_component(FluxTransformer2DModel, root / "transformer", "transformer"),
             scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0),
             spec=self.i2i,
         ).to(self.device)
@@ -79,3 +81,14 @@ class ReferenceDiTAdapter(ModelAdapter):
         ident = super().identity()
         ident["weights"] += "-" + weights_hash(self.pipe.vae)[:8]
         return ident
+
+    def one_pass(self, batch: dict, timesteps: tuple[int, ...], seeds: list[int],
+                 callback_on_step_end: Callable | None = None) -> int:
+        """See :meth:`ModelAdapter.one_pass`; t / 1000 is the flow time sigma. A
+        :class:`~benchmark.capture.joint_capture.OutputSpaceAccumulator` in the capture fills from the same calls."""
+        who = f"model {self.spec.name!r}"
+        target = one_pass_target(batch, who)
+        steps = check_timesteps(timesteps, self.pipe.scheduler.config.num_train_timesteps, who)
+        noise = one_pass_noise(seeds, steps, (self.pipe.transformer.config.out_channels,
+                                              *self.latent_grid(tuple(target.shape[-2:]))))
+        return self.pipe.one_pass(batch["reference"], batch["conditions"], target, steps, noise, callback_on_step_end)

@@ -1,50 +1,62 @@
-"""Statistics over stored results: correlations, bootstrap CIs, segmentation scores, sweeps."""
+"""Statistics over stored results: correlations with permutation p-values and BCa CIs,
+within- vs between-model correlations, area confounds, held-out sweeps, segmentation scores."""
 
-from benchmark.analysis.bootstrap import MeanCI, bootstrap_indices, bootstrap_mean, drop_nan, percentile_interval
+from benchmark.analysis.bootstrap import Interval, MeanCI, bootstrap_ci, bootstrap_mean
+from benchmark.analysis.confounds import AREAS, confounds, partial_correlation, render_confounds
 from benchmark.analysis.correlation import (
+    EXACT_MAX_N,
     METHODS,
+    MIN_MODELS_FOR_CI,
     MIN_PAIRS,
+    TOO_FEW_MODELS,
     CorrelationResult,
     correlation,
-    model_level_correlation,
     pearson,
-    sample_level_correlations,
     spearman,
 )
-from benchmark.analysis.segmentation import (
-    MeanAP,
-    SegmentationScores,
-    average_precision,
-    binarize,
-    mean_average_precision,
-    score_samples,
-    segmentation_scores,
+from benchmark.analysis.landmarks import imacs_landmarks, render_imacs_landmarks
+from benchmark.analysis.segmentation import SegmentationScores, average_precision, binarize, segmentation_scores
+from benchmark.analysis.sweep import DEFAULT_CELL, correlation_sweep, plot_sweep_heatmap, render_sweep, split_halves
+from benchmark.analysis.validity import (
+    WITHIN_BETWEEN_NOTE,
+    combined_within_groups,
+    render_within_between,
+    within_between,
+    within_combined,
 )
-from benchmark.analysis.sweep import DEFAULT_CELL, best_cell, correlation_sweep, plot_sweep_heatmap
 
 __all__ = [
+    "AREAS",
     "DEFAULT_CELL",
+    "EXACT_MAX_N",
     "METHODS",
+    "MIN_MODELS_FOR_CI",
     "MIN_PAIRS",
+    "TOO_FEW_MODELS",
+    "WITHIN_BETWEEN_NOTE",
     "CorrelationResult",
-    "MeanAP",
+    "Interval",
     "MeanCI",
     "SegmentationScores",
     "average_precision",
-    "best_cell",
     "binarize",
-    "bootstrap_indices",
+    "bootstrap_ci",
     "bootstrap_mean",
+    "combined_within_groups",
+    "confounds",
     "correlation",
     "correlation_sweep",
-    "drop_nan",
-    "mean_average_precision",
-    "model_level_correlation",
+    "imacs_landmarks",
+    "partial_correlation",
     "pearson",
-    "percentile_interval",
     "plot_sweep_heatmap",
-    "sample_level_correlations",
-    "score_samples",
+    "render_confounds",
+    "render_imacs_landmarks",
+    "render_sweep",
+    "render_within_between",
     "segmentation_scores",
     "spearman",
+    "split_halves",
+    "within_between",
+    "within_combined",
 ]

@@ -1,15 +1,116 @@
-"""Percentile-bootstrap confidence intervals with seeded resampling."""
+"""Bootstrap confidence intervals with seeded resampling.
+
+Two tools live here:
+
+* :func:`bootstrap_ci`: a BCa interval for any vectorised statistic, drawn by
+  ``scipy.stats.bootstrap`` with a fixed seed, that falls back to the
+  percentile interval of the same resamples (and says so) when BCa is not
+  defined: a degenerate bootstrap distribution (every resample gives the same
+  value, e.g. a perfect rank order) or resamples whose statistic is undefined
+  (e.g. a resample with a constant coordinate);
+* :func:`bootstrap_mean`: the mean of one sample with a percentile interval
+  (the leaderboard cells).
+"""
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
+from scipy import stats
 
-__all__ = ["MeanCI", "bootstrap_indices", "percentile_interval", "bootstrap_mean", "drop_nan"]
+__all__ = [
+    "Interval",
+    "MeanCI",
+    "bootstrap_ci",
+    "bootstrap_indices",
+    "bootstrap_mean",
+    "drop_nan",
+    "percentile_interval",
+]
 
 
+@dataclass(frozen=True)
+class Interval:
+    """A bootstrap confidence interval.
+
+    Attributes:
+        low, high: bounds; NaN when no interval could be formed.
+        method: ``"BCa"``, ``"percentile"`` (BCa was not defined) or ``"none"``.
+        n_resamples: resamples drawn.
+        n_undefined: resamples whose statistic was undefined (NaN), left out of a percentile interval.
+        note: why the interval is not BCa or is missing; empty otherwise.
+    """
+
+    low: float
+    high: float
+    method: str
+    n_resamples: int
+    n_undefined: int
+    note: str = ""
+
+
+def bootstrap_ci(
+    data: Sequence[np.ndarray],
+    statistic: Callable[..., np.ndarray],
+    *,
+    paired: bool,
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    batch: int | None = None,
+) -> Interval:
+    """BCa bootstrap interval of ``statistic(*data)``, percentile when BCa is not defined.
+
+    Args:
+        data: the samples, 1-D arrays. With ``paired=True`` they have equal
+            length and are resampled together (rows); with ``paired=False`` each
+            is resampled on its own (a stratified bootstrap when each sample is
+            one stratum).
+        statistic: vectorised ``statistic(*samples, axis=-1)`` returning NaN
+            where it is undefined for a resample.
+        paired: see ``data``.
+        n_resamples: bootstrap resamples.
+        confidence: interval coverage in (0, 1).
+        seed: seed of the resampling generator (same seed, same interval).
+        batch: resamples evaluated at once (bounds memory for heavy statistics).
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    with warnings.catch_warnings():
+        # BCa's failures are detected from the result below and reported in ``note``.
+        warnings.simplefilter("ignore")
+        with np.errstate(all="ignore"):
+            res = stats.bootstrap(
+                tuple(data), statistic, paired=paired, vectorized=True, n_resamples=n_resamples,
+                confidence_level=confidence, method="BCa", batch=batch, rng=np.random.default_rng(seed),
+            )
+    dist = np.asarray(res.bootstrap_distribution, dtype=np.float64)
+    n_undefined = int(np.isnan(dist).sum())
+    low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    if n_undefined == 0 and np.isfinite(low) and np.isfinite(high):
+        return Interval(low, high, "BCa", n_resamples, 0)
+
+    finite = dist[np.isfinite(dist)]
+    if finite.size == 0:
+        return Interval(np.nan, np.nan, "none", n_resamples, n_undefined,
+                        f"the statistic is undefined in all {n_resamples} bootstrap resamples")
+    if n_undefined:
+        why = f"{n_undefined} of {n_resamples} resamples undefined, left out"
+    elif np.ptp(finite) == 0:
+        why = f"every resample gives {finite[0]:.3g}"
+    else:
+        why = "BCa acceleration undefined"
+    alpha = (1.0 - confidence) / 2.0
+    plow, phigh = np.quantile(finite, [alpha, 1.0 - alpha])
+    return Interval(float(plow), float(phigh), "percentile", n_resamples, n_undefined,
+                    f"BCa not defined ({why}); percentile interval")
+
+
+# --- percentile bootstrap of a mean (leaderboard cells) --------------------------------------
 @dataclass(frozen=True)
 class MeanCI:
     """Mean of a sample with a percentile-bootstrap confidence interval.

@@ -1,150 +1,225 @@
-"""Spearman / Pearson correlation with p-values and paired percentile-bootstrap CIs.
+"""Spearman / Pearson correlation with permutation p-values and BCa bootstrap CIs.
 
-Point estimates and p-values come from ``scipy.stats`` (``spearmanr``,
-``pearsonr``; two-sided). Confidence intervals resample (x, y) *pairs* with a
-seeded ``numpy.random.Generator`` and take equal-tailed percentiles of the
-replicate statistics; replicates that are undefined because a resample has a
-constant coordinate are ignored (their number is reported). Pairs with a NaN
-in either coordinate are dropped before anything else, and counted.
+For paired samples (x, y), after dropping pairs with a NaN in either:
 
-Frame helpers take the benchmark's tidy layout: model level (one row per
-model and metric: columns ``model, metric, value``) and sample level
-(``task, model, sample_id, metric, value``).
+* the statistic is Pearson's r of (x, y), or of their average ranks
+  (Spearman's rho, as ``scipy.stats.spearmanr`` computes it);
+* the p-value is two-sided, from a permutation test of the pairing
+  (``scipy.stats.permutation_test``, ``permutation_type="pairings"``): every
+  one of the n! pairings when n <= :data:`EXACT_MAX_N` (so a perfect order of
+  4 models has p = 2/24, not the asymptotic ~0), otherwise a seeded Monte-Carlo
+  draw of ``n_permutations`` pairings. Two-sided is scipy's convention:
+  twice the smaller one-sided p, at most 1;
+* the confidence interval is a paired BCa bootstrap (``scipy.stats.bootstrap``),
+  falling back to the percentile interval with a ``note`` when BCa is not defined
+  (see :func:`benchmark.analysis.bootstrap.bootstrap_ci`). A correlation across
+  models with fewer than :data:`MIN_MODELS_FOR_CI` models gets no interval:
+  resampling 3 or 4 points cannot give a meaningful one.
+
+Nothing here raises on data: fewer than :data:`MIN_PAIRS` complete pairs or a
+constant coordinate give NaN values with the reason in ``note``.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
 from numpy.typing import ArrayLike
 from scipy import stats
 
-from benchmark.analysis.bootstrap import bootstrap_indices, drop_nan, percentile_interval
+from benchmark.analysis.bootstrap import bootstrap_ci, drop_nan
 
 Method = Literal["spearman", "pearson"]
+Level = Literal["sample", "model"]
 METHODS: tuple[Method, ...] = ("spearman", "pearson")
 MIN_PAIRS = 3
+MIN_MODELS_FOR_CI = 5
+EXACT_MAX_N = 8  # 8! = 40,320 pairings: all of them are enumerated up to here
+TOO_FEW_MODELS = "too few models for a CI"
 
 __all__ = [
+    "EXACT_MAX_N",
     "METHODS",
+    "MIN_MODELS_FOR_CI",
     "MIN_PAIRS",
+    "TOO_FEW_MODELS",
     "CorrelationResult",
     "correlation",
-    "spearman",
     "pearson",
-    "model_level_correlation",
-    "sample_level_correlations",
+    "pearson_along",
+    "permutation_pvalue",
+    "spearman",
+    "statistic_along",
 ]
 
 
 @dataclass(frozen=True)
 class CorrelationResult:
-    """A correlation coefficient with its p-value and bootstrap CI.
+    """A correlation coefficient with its permutation p-value and bootstrap CI.
 
     Attributes:
         method: ``"spearman"`` or ``"pearson"``.
-        statistic: coefficient in [-1, 1]; NaN if either input is constant.
-        p_value: two-sided p-value from scipy; NaN if either input is constant.
-        ci_low, ci_high: percentile-bootstrap interval bounds.
-        n: number of complete pairs used.
-        n_dropped: number of pairs dropped for containing NaN.
-        n_boot: number of bootstrap resamples drawn.
-        n_boot_valid: resamples whose statistic was defined (non-constant).
+        statistic: coefficient in [-1, 1]; NaN when undefined (see ``note``).
+        p_value: two-sided permutation p-value in (0, 1]; NaN when undefined.
+        ci_low, ci_high: interval bounds; NaN when there is none (see ``note``).
+        n: complete pairs used.
+        n_dropped: pairs dropped for containing NaN.
+        p_method: how ``p_value`` was obtained, e.g. ``"exact (24 permutations)"``.
+        ci_method: ``"BCa"``, ``"percentile"`` or ``"none"``.
+        n_boot: bootstrap resamples requested.
         confidence: interval coverage, e.g. 0.95.
-        constant_input: True when x or y is constant (nothing is defined).
+        note: why a value is missing or the interval is not BCa; empty otherwise.
     """
 
-    method: Method
+    method: str
     statistic: float
     p_value: float
     ci_low: float
     ci_high: float
     n: int
     n_dropped: int
+    p_method: str
+    ci_method: str
     n_boot: int
-    n_boot_valid: int
     confidence: float
-    constant_input: bool
+    note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _rowwise_pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Pearson r of each row pair of (k, n) arrays; NaN where a row is constant."""
-    xc = x - x.mean(axis=1, keepdims=True)
-    yc = y - y.mean(axis=1, keepdims=True)
-    denom = np.sqrt((xc * xc).sum(axis=1) * (yc * yc).sum(axis=1))
-    num = (xc * yc).sum(axis=1)
+# --- vectorised statistics (the last axis holds the pairs) ----------------------------------
+def pearson_along(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Pearson r along ``axis`` of broadcastable arrays; NaN where either side is constant. Range [-1, 1]."""
+    xc = x - x.mean(axis=axis, keepdims=True)
+    yc = y - y.mean(axis=axis, keepdims=True)
+    num = (xc * yc).sum(axis=axis)
+    denom = np.sqrt((xc * xc).sum(axis=axis) * (yc * yc).sum(axis=axis))
+    # Exactly constant inputs give 0/0; relative round-off guards near-constant ones.
+    scale = np.sqrt((x * x).sum(axis=axis) * (y * y).sum(axis=axis))
+    ok = denom > 1e-12 * np.maximum(scale, np.finfo(np.float64).tiny)
     with np.errstate(invalid="ignore", divide="ignore"):
-        r = np.where(denom > 0, num / np.where(denom > 0, denom, 1.0), np.nan)
+        r = np.where(ok, num / np.where(ok, denom, 1.0), np.nan)
     return np.clip(r, -1.0, 1.0)
 
 
-def _rowwise_statistic(method: Method, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def statistic_along(method: Method, x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Spearman (Pearson of average ranks along ``axis``) or Pearson r, vectorised; NaN where undefined."""
     if method == "spearman":
-        # Average ranks per row, as spearmanr does; Spearman = Pearson of ranks.
-        return _rowwise_pearson(stats.rankdata(x, axis=1), stats.rankdata(y, axis=1))
-    return _rowwise_pearson(x, y)
+        return pearson_along(stats.rankdata(x, axis=axis), stats.rankdata(y, axis=axis), axis=axis)
+    if method == "pearson":
+        return pearson_along(x, y, axis=axis)
+    raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+
+
+def permutation_pvalue(
+    u: np.ndarray, v: np.ndarray, n_permutations: int = 9999, seed: int = 0
+) -> tuple[float, str]:
+    """Two-sided permutation p-value of Pearson r(u, v) under random pairing.
+
+    Spearman's test is this test on average ranks (ranking commutes with permuting).
+
+    Args:
+        u, v: 1-D float arrays of equal length n >= 2, neither constant.
+        n_permutations: Monte-Carlo pairings when n > :data:`EXACT_MAX_N`.
+        seed: seed of the Monte-Carlo draw.
+
+    Returns:
+        (p in (0, 1], a description such as ``"exact (24 permutations)"``).
+    """
+    n = int(u.size)
+    exact = n <= EXACT_MAX_N
+    n_resamples = math.factorial(n) if exact else int(n_permutations)
+
+    def stat(u_perm: np.ndarray, axis: int = -1) -> np.ndarray:
+        return pearson_along(u_perm, v, axis=axis)
+
+    res = stats.permutation_test(
+        (u,), stat, permutation_type="pairings", vectorized=True, n_resamples=n_resamples,
+        alternative="two-sided", rng=np.random.default_rng(seed),
+    )
+    how = f"exact ({n_resamples} permutations)" if exact else f"Monte Carlo ({n_resamples} permutations)"
+    return float(res.pvalue), how
+
+
+def _undefined(method: str, n: int, n_dropped: int, n_boot: int, confidence: float, note: str) -> CorrelationResult:
+    nan = float("nan")
+    return CorrelationResult(method, nan, nan, nan, nan, n, n_dropped, "none", "none", n_boot, confidence, note)
 
 
 def correlation(
     x: ArrayLike,
     y: ArrayLike,
     method: Method = "spearman",
+    *,
+    level: Level = "sample",
     n_boot: int = 2000,
+    n_permutations: int = 9999,
     confidence: float = 0.95,
-    seed: int | np.random.Generator = 0,
+    seed: int = 0,
 ) -> CorrelationResult:
-    """Correlation of paired samples with a p-value and a paired percentile-bootstrap CI.
+    """Correlation of paired samples with a permutation p-value and a paired BCa bootstrap CI.
 
     Args:
-        x, y: 1-D arrays of equal length; pairs with NaN in either are dropped and counted.
+        x, y: 1-D arrays of equal length, any real values; pairs with NaN in
+            either are dropped and counted.
         method: ``"spearman"`` (rank) or ``"pearson"`` (linear).
+        level: ``"model"`` when each pair is one model (means over its samples):
+            then fewer than :data:`MIN_MODELS_FOR_CI` pairs get no interval,
+            with ``note`` = :data:`TOO_FEW_MODELS`.
         n_boot: bootstrap resamples of the pairs.
+        n_permutations: Monte-Carlo pairings for the p-value when n > :data:`EXACT_MAX_N`.
         confidence: interval coverage in (0, 1).
-        seed: seed or Generator; the same seed gives the same resamples for
-            both methods, so their intervals are paired.
+        seed: seed of the permutation draw and of the resampling (fixed: the
+            same inputs give the same result).
 
     Raises:
-        ValueError: unknown method or fewer than :data:`MIN_PAIRS` complete pairs.
+        ValueError: unknown ``method`` or ``level``, or x and y of different shapes.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+    if level not in ("sample", "model"):
+        raise ValueError(f"unknown level {level!r}; expected 'sample' or 'model'")
     (xs, ys), n_dropped = drop_nan(x, y)
     n = int(xs.size)
     if n < MIN_PAIRS:
-        raise ValueError(
-            f"{method} correlation needs at least {MIN_PAIRS} complete pairs, got {n} ({n_dropped} dropped)"
-        )
-    constant = bool(np.ptp(xs) == 0 or np.ptp(ys) == 0)
+        return _undefined(method, n, n_dropped, n_boot, confidence,
+                          f"fewer than {MIN_PAIRS} complete pairs (n={n}, {n_dropped} dropped)")
+    constant = [name for name, a in (("x", xs), ("y", ys)) if np.ptp(a) == 0]
     if constant:
-        nan = float("nan")
-        return CorrelationResult(method, nan, nan, nan, nan, n, n_dropped, n_boot, 0, confidence, True)
+        return _undefined(method, n, n_dropped, n_boot, confidence,
+                          f"{' and '.join(constant)} constant over the {n} pairs: no correlation defined")
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", stats.ConstantInputWarning)
-        res = stats.spearmanr(xs, ys) if method == "spearman" else stats.pearsonr(xs, ys)
-    rng = np.random.default_rng(seed)
-    idx = bootstrap_indices(n, n_boot, rng)
-    replicates = _rowwise_statistic(method, xs[idx], ys[idx])
-    low, high = percentile_interval(replicates, confidence)
+    u, v = (stats.rankdata(xs), stats.rankdata(ys)) if method == "spearman" else (xs, ys)
+    statistic = float(pearson_along(u, v))
+    p_value, p_method = permutation_pvalue(u, v, n_permutations=n_permutations, seed=seed)
+
+    if level == "model" and n < MIN_MODELS_FOR_CI:
+        low = high = float("nan")
+        ci_method, note = "none", TOO_FEW_MODELS
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ci = bootstrap_ci((xs, ys), lambda a, b, axis=-1: statistic_along(method, a, b, axis=axis),
+                              paired=True, n_resamples=n_boot, confidence=confidence, seed=seed)
+        low, high, ci_method, note = ci.low, ci.high, ci.method, ci.note
     return CorrelationResult(
         method=method,
-        statistic=float(res.statistic),
-        p_value=float(res.pvalue),
+        statistic=statistic,
+        p_value=p_value,
         ci_low=low,
         ci_high=high,
         n=n,
         n_dropped=n_dropped,
+        p_method=p_method,
+        ci_method=ci_method,
         n_boot=n_boot,
-        n_boot_valid=int((~np.isnan(replicates)).sum()),
         confidence=confidence,
-        constant_input=False,
+        note=note,
     )
 
 
@@ -156,80 +231,3 @@ def spearman(x: ArrayLike, y: ArrayLike, **kwargs: Any) -> CorrelationResult:
 def pearson(x: ArrayLike, y: ArrayLike, **kwargs: Any) -> CorrelationResult:
     """:func:`correlation` with ``method="pearson"``."""
     return correlation(x, y, method="pearson", **kwargs)
-
-
-def _require_columns(frame: pd.DataFrame, columns: list[str]) -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise ValueError(f"frame lacks columns {missing}; has {list(frame.columns)}")
-
-
-def _paired_metrics(frame: pd.DataFrame, index: list[str], x_metric: str, y_metric: str) -> pd.DataFrame:
-    """Wide frame (one row per ``index`` combination) with columns x_metric, y_metric."""
-    _require_columns(frame, [*index, "metric", "value"])
-    if x_metric == y_metric:
-        raise ValueError(f"x_metric and y_metric are both {x_metric!r}")
-    sub = frame[frame["metric"].isin([x_metric, y_metric])]
-    for metric in (x_metric, y_metric):
-        if not (sub["metric"] == metric).any():
-            raise ValueError(f"metric {metric!r} not in frame; available: {sorted(frame['metric'].unique())}")
-    dup = sub.duplicated([*index, "metric"], keep=False)
-    if dup.any():
-        example = sub.loc[dup, [*index, "metric"]].head(3).to_dict("records")
-        raise ValueError(
-            f"{int(dup.sum())} duplicated rows per ({', '.join(index)}, metric); aggregate first, e.g. {example}"
-        )
-    wide = sub.pivot(index=index, columns="metric", values="value")
-    # Pairs with one metric missing become NaN here and are dropped/counted by correlation().
-    return wide.reindex(columns=[x_metric, y_metric]).astype(np.float64)
-
-
-def model_level_correlation(
-    frame: pd.DataFrame,
-    x_metric: str,
-    y_metric: str,
-    method: Method = "spearman",
-    **kwargs: Any,
-) -> CorrelationResult:
-    """Correlation across models, one point per model.
-
-    Args:
-        frame: aggregated tidy frame with columns ``model, metric, value``
-            (exactly one row per model and metric).
-        x_metric, y_metric: metric names to correlate.
-        method, **kwargs: see :func:`correlation`.
-    """
-    wide = _paired_metrics(frame, ["model"], x_metric, y_metric)
-    return correlation(wide[x_metric].to_numpy(), wide[y_metric].to_numpy(), method=method, **kwargs)
-
-
-def sample_level_correlations(
-    frame: pd.DataFrame,
-    x_metric: str,
-    y_metric: str,
-    method: Method = "spearman",
-    **kwargs: Any,
-) -> pd.DataFrame:
-    """Per-sample correlation, pooled over all models and per model.
-
-    Args:
-        frame: tidy frame with columns ``task, model, sample_id, metric, value``
-            (one row per task, model, sample and metric).
-        x_metric, y_metric: metric names to correlate.
-        method, **kwargs: see :func:`correlation`.
-
-    Returns:
-        One row for ``scope="pooled"`` (``model`` None) followed by one row per
-        model (``scope="model"``), with the :class:`CorrelationResult` fields as columns.
-    """
-    wide = _paired_metrics(frame, ["task", "model", "sample_id"], x_metric, y_metric)
-    rows: list[dict[str, Any]] = []
-    pooled = correlation(wide[x_metric].to_numpy(), wide[y_metric].to_numpy(), method=method, **kwargs)
-    rows.append({"scope": "pooled", "model": None, **pooled.to_dict()})
-    for model, group in wide.groupby(level="model", sort=True):
-        try:
-            res = correlation(group[x_metric].to_numpy(), group[y_metric].to_numpy(), method=method, **kwargs)
-        except ValueError as err:
-            raise ValueError(f"model {model!r}: {err}") from err
-        rows.append({"scope": "model", "model": model, **res.to_dict()})
-    return pd.DataFrame(rows)

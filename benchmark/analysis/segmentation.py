@@ -14,29 +14,21 @@ Per sample, for a soft map ``s`` (H, W, any real range) and a mask ``g``
   thresholds in decreasing order (tied pixels enter together), the step-wise
   definition used by scikit-learn's ``average_precision_score``. AP is NaN
   when the mask has no foreground pixel.
-
-mAP over a set of samples is the mean of the per-sample APs, with undefined
-(empty-mask) APs left out and counted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from numpy.typing import ArrayLike
 
 __all__ = [
     "SegmentationScores",
-    "MeanAP",
     "binarize",
     "average_precision",
     "segmentation_scores",
-    "score_samples",
-    "mean_average_precision",
 ]
 
 
@@ -62,15 +54,6 @@ class SegmentationScores:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class MeanAP:
-    """mAP over samples: ``value`` is the mean of ``n`` defined APs; ``n_undefined`` were NaN."""
-
-    value: float
-    n: int
-    n_undefined: int
 
 
 def _check_pair(soft_map: ArrayLike, mask: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -152,39 +135,3 @@ def segmentation_scores(soft_map: ArrayLike, mask: ArrayLike, threshold: float |
         average_precision=average_precision(s, g),
         threshold=t,
     )
-
-
-def score_samples(
-    soft_maps: ArrayLike | Iterable[ArrayLike],
-    masks: ArrayLike | Iterable[ArrayLike],
-    threshold: float | None = None,
-    sample_ids: Iterable[Any] | None = None,
-) -> pd.DataFrame:
-    """Per-sample :class:`SegmentationScores` as a frame.
-
-    Args:
-        soft_maps: (N, H, W) array or an iterable of (H, W) maps (sizes may differ per sample).
-        masks: matching (N, H, W) array or iterable of (H, W) masks.
-        threshold: see :func:`segmentation_scores`.
-        sample_ids: optional ids; defaults to 0..N-1.
-
-    Returns:
-        Frame with columns ``sample_id`` and the :class:`SegmentationScores` fields.
-    """
-    maps, gts = list(soft_maps), list(masks)
-    if len(maps) != len(gts):
-        raise ValueError(f"{len(maps)} soft maps but {len(gts)} masks")
-    ids = list(range(len(maps))) if sample_ids is None else list(sample_ids)
-    if len(ids) != len(maps):
-        raise ValueError(f"{len(ids)} sample ids for {len(maps)} samples")
-    rows = [{"sample_id": i, **segmentation_scores(m, g, threshold).to_dict()} for i, m, g in zip(ids, maps, gts)]
-    return pd.DataFrame(rows)
-
-
-def mean_average_precision(ap_values: ArrayLike) -> MeanAP:
-    """Mean of per-sample APs (1-D); NaN (undefined, empty-mask) APs are left out and counted."""
-    ap = np.asarray(ap_values, dtype=np.float64).ravel()
-    defined = ap[~np.isnan(ap)]
-    if defined.size == 0:
-        raise ValueError(f"all {ap.size} APs are undefined (empty masks)")
-    return MeanAP(value=float(defined.mean()), n=int(defined.size), n_undefined=int(ap.size - defined.size))

@@ -1,16 +1,26 @@
-"""Sensitivity of a score-quality correlation to two hyper-parameters (lambda x threshold).
+"""Lambda x threshold sweep of a score-quality correlation, with the best cell chosen on held-out data.
 
-:func:`correlation_sweep` evaluates a per-sample score at every grid point
-and correlates it with a fixed per-sample quality array (Spearman and
-Pearson, both with bootstrap CIs drawn from the same resamples);
-:func:`plot_sweep_heatmap` renders one column of the result as a heat map
-with the best cell and the default cell (lambda = 3, threshold = 0.4) marked.
+Picking the best of many (lambda, threshold) cells and reporting its
+correlation on the same samples overstates it. :func:`correlation_sweep`
+therefore splits the samples in two halves with a fixed seed
+(:func:`split_halves`: stratified by model, or by whole input when ``units``
+is given), computes every cell's correlation on the *selection* half only,
+chooses the best cell there, and reports that cell's correlation with its
+permutation p-value and BCa CI on the *held-out* half, together with the
+default cell's held-out value (not chosen from data, so also honest).
+:func:`plot_sweep_heatmap` draws the selection-half grid with the chosen and
+default cells marked and the held-out values written on the figure;
+:func:`render_sweep` gives the Markdown sentence.
+
+IMACS at (lambda, threshold index t) is ``a[:, t] - lambda * b[:, t]`` with
+``a``/``b`` the inside/outside terms stored per sample
+(:func:`benchmark.imacs.imacs_terms`), so the grid costs no map recomputation.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,90 +28,194 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from benchmark.analysis.correlation import correlation
+from benchmark.analysis.bootstrap import drop_nan
+from benchmark.analysis.correlation import METHODS, MIN_PAIRS, Method, correlation, statistic_along
+from benchmark.analysis.format import format_ci, format_p, format_value
+from benchmark.analysis.validity import combined_statistic, group_pairs, within_combined
+from benchmark.defaults import DEFAULT_LAMBDA, DEFAULT_THRESHOLD
 
-DEFAULT_CELL: tuple[float, float] = (3.0, 0.4)
+DEFAULT_CELL: tuple[float, float] = (DEFAULT_LAMBDA, DEFAULT_THRESHOLD)
 Best = Literal["max", "min", "abs"]
+Scope = Literal["pooled", "within"]
 
-__all__ = ["DEFAULT_CELL", "correlation_sweep", "best_cell", "plot_sweep_heatmap"]
+__all__ = ["DEFAULT_CELL", "correlation_sweep", "plot_sweep_heatmap", "render_sweep", "split_halves"]
+
+
+def split_halves(groups: ArrayLike, seed: int = 0, units: ArrayLike | None = None) -> np.ndarray:
+    """Seeded split of samples into a selection half (True) and a held-out half (False).
+
+    Args:
+        groups: (S,) group label per sample (the model). Without ``units``,
+            each group is split in half on its own (stratified); odd groups
+            give their extra sample alternately to the held-out and the
+            selection half, so the halves differ by at most one sample.
+        seed: seed of the split.
+        units: optional (S,) unit per sample (e.g. the input's sample id):
+            all samples of one unit go to the same half, so the halves share
+            no input; the unique units are split in half. When every model
+            sees the same inputs this is balanced per model as well.
+
+    Returns:
+        (S,) bool, True for the selection half.
+    """
+    g = np.asarray(groups)
+    if g.ndim != 1:
+        raise ValueError(f"groups must be 1-D, got shape {g.shape}")
+    rng = np.random.default_rng(seed)
+    if units is not None:
+        u = np.asarray(units)
+        if u.shape != g.shape:
+            raise ValueError(f"units has shape {u.shape}, groups {g.shape}")
+        levels = np.unique(u)
+        chosen = rng.permutation(levels)[: levels.size // 2]
+        return np.isin(u, chosen)
+    selection = np.zeros(g.size, dtype=bool)
+    extra_to_selection = False
+    for level in np.unique(g):
+        idx = rng.permutation(np.flatnonzero(g == level))
+        k = idx.size // 2 + (idx.size % 2 if extra_to_selection else 0)
+        if idx.size % 2:
+            extra_to_selection = not extra_to_selection
+        selection[idx[:k]] = True
+    return selection
+
+
+def _choose(values: np.ndarray, best: Best) -> int | None:
+    """Flat index of the best finite value (first in grid order on ties), None if none is finite."""
+    finite = np.isfinite(values)
+    if not finite.any():
+        return None
+    key = {"max": values, "min": -values, "abs": np.abs(values)}[best]
+    return int(np.flatnonzero(finite & (key == np.max(key[finite])))[0])
 
 
 def correlation_sweep(
-    score: Callable[[float, float], ArrayLike],
+    a: ArrayLike,
+    b: ArrayLike,
     quality: ArrayLike,
+    groups: ArrayLike,
     lambdas: Sequence[float],
     thresholds: Sequence[float],
-    n_boot: int = 1000,
-    confidence: float = 0.95,
+    *,
+    default: tuple[float, float] | None = DEFAULT_CELL,
+    method: Method = "spearman",
+    scope: Scope = "pooled",
+    best: Best = "max",
+    units: ArrayLike | None = None,
     seed: int = 0,
+    n_boot: int = 1000,
+    n_permutations: int = 9999,
+    confidence: float = 0.95,
 ) -> pd.DataFrame:
-    """Correlation between ``score(lambda_, threshold)`` and ``quality`` at every grid point.
+    """Correlation of ``a - lambda * b`` with quality over a grid, best cell chosen on a held-out split.
 
     Args:
-        score: ``score(lambda_, threshold) -> (N,)`` per-sample scores.
-        quality: (N,) per-sample quality, aligned with the scores.
-        lambdas, thresholds: grid values (each non-empty, no duplicates).
-        n_boot, confidence: bootstrap settings (see :func:`benchmark.analysis.correlation.correlation`).
-        seed: resampling seed, the same at every grid point so that cells are
-            compared on identical resamples.
+        a, b: (S, T) inside / outside IMACS terms per sample at each of the
+            T = ``len(thresholds)`` thresholds; NaN where the score is undefined.
+        quality: (S,) per-sample quality (NaN allowed).
+        groups: (S,) model per sample (stratifies the split).
+        lambdas, thresholds: grid values (non-empty, no duplicates).
+        default: (lambda, threshold) of the default cell, which must be on
+            the grid; also evaluated on the held-out half. None skips it.
+        method: ``"spearman"`` or ``"pearson"``.
+        scope: ``"pooled"``: one correlation over all samples of all models;
+            ``"within"``: the combined within-model correlation
+            (:func:`benchmark.analysis.validity.within_combined`: Fisher-z mean
+            of per-model coefficients), which is blind to differences between
+            models. Selection and held-out evaluation use the same scope.
+        best: the chosen cell has the largest (``"max"``), smallest
+            (``"min"``, e.g. a lower-is-better quality) or largest-magnitude
+            (``"abs"``) selection-half correlation. NaN cells never win.
+        units: optional (S,) input id per sample; see :func:`split_halves`.
+        seed: seed of the split, the permutations and the resampling.
+        n_boot, n_permutations, confidence: held-out evaluation settings, see
+            :func:`benchmark.analysis.correlation.correlation`.
 
     Returns:
-        Tidy frame, one row per (lambda, threshold) in grid order, with columns
-        ``lambda, threshold, n, n_dropped, spearman, p, ci_low, ci_high,
-        pearson, pearson_p, pearson_ci_low, pearson_ci_high, constant_input``.
-        NaN pairs are dropped per cell and counted in ``n_dropped``.
+        Tidy frame, one row per (lambda, threshold) in grid order, columns
+        ``lambda, threshold, method, scope, n_selection, selection`` (correlation on
+        the selection half), ``chosen``, ``default`` (bools), ``n_held_out``
+        (the cell's complete pairs in the held-out half; on evaluated rows,
+        the pairs the held-out correlation used) and, on the chosen
+        and the default rows only, ``held_out, held_out_p, held_out_ci_low,
+        held_out_ci_high, held_out_note`` (NaN / "" elsewhere), plus
+        ``split_seed``.
     """
-    q = np.asarray(quality, dtype=np.float64)
-    if q.ndim != 1:
-        raise ValueError(f"quality must be 1-D, got shape {q.shape}")
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+    if scope not in ("pooled", "within"):
+        raise ValueError(f"scope must be 'pooled' or 'within', got {scope!r}")
+    if best not in ("max", "min", "abs"):
+        raise ValueError(f"best must be 'max', 'min' or 'abs', got {best!r}")
     for name, grid in (("lambdas", lambdas), ("thresholds", thresholds)):
         if len(grid) == 0 or len(set(grid)) != len(grid):
             raise ValueError(f"{name} must be non-empty without duplicates, got {list(grid)}")
+    av, bv = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    q = np.asarray(quality, dtype=np.float64)
+    if q.ndim != 1:
+        raise ValueError(f"quality must be 1-D, got shape {q.shape}")
+    expected = (q.size, len(thresholds))
+    if av.shape != expected or bv.shape != expected:
+        raise ValueError(f"a and b must have shape (samples, thresholds) = {expected}, got {av.shape} and {bv.shape}")
+    lam_grid, thr_grid = np.asarray(lambdas, dtype=np.float64), np.asarray(thresholds, dtype=np.float64)
+    default_ij = None
+    if default is not None:
+        default_ij = (_grid_index(lam_grid, default[0], "lambda"), _grid_index(thr_grid, default[1], "threshold"))
+
+    g = np.asarray(groups)
+    sel = split_halves(g, seed=seed, units=units)
+    if sel.size != q.size:
+        raise ValueError(f"groups has {sel.size} entries for {q.size} samples")
+
+    def score(i: int, j: int) -> np.ndarray:
+        return av[:, j] - lam_grid[i] * bv[:, j]
+
+    def selection_value(s: np.ndarray) -> tuple[int, float]:
+        """(pairs used, statistic) on the selection half."""
+        if scope == "within":
+            xs, ys, _, _ = group_pairs(s[sel], q[sel], g[sel])
+            return int(sum(x.size for x in xs)), combined_statistic(xs, ys, method)
+        (xs, ys), _ = drop_nan(s[sel], q[sel])
+        value = float(statistic_along(method, xs, ys)) if xs.size >= MIN_PAIRS else float("nan")
+        return int(xs.size), value
+
+    n_sel = np.zeros((lam_grid.size, thr_grid.size), dtype=int)
+    n_out = np.zeros_like(n_sel)
+    values = np.full(n_sel.shape, np.nan)
+    for i in range(lam_grid.size):
+        for j in range(thr_grid.size):
+            s = score(i, j)
+            n_sel[i, j], values[i, j] = selection_value(s)
+            n_out[i, j] = int((np.isfinite(s[~sel]) & np.isfinite(q[~sel])).sum())
+    flat = _choose(values.ravel(), best)
+    chosen_ij = None if flat is None else divmod(flat, thr_grid.size)
+
+    kw = {"n_boot": n_boot, "n_permutations": n_permutations, "confidence": confidence, "seed": seed}
+
+    def held_out(ij: tuple[int, int]) -> Any:
+        s = score(*ij)
+        if scope == "within":
+            return within_combined(s[~sel], q[~sel], g[~sel], method, **kw)
+        return correlation(s[~sel], q[~sel], method, **kw)
+
+    evaluated = {ij: held_out(ij) for ij in {chosen_ij, default_ij} if ij}
     rows: list[dict[str, Any]] = []
-    for lam in lambdas:
-        for thr in thresholds:
-            s = np.asarray(score(float(lam), float(thr)), dtype=np.float64)
-            if s.shape != q.shape:
-                raise ValueError(f"score({lam}, {thr}) returned shape {s.shape}; quality has shape {q.shape}")
-            sp = correlation(s, q, "spearman", n_boot=n_boot, confidence=confidence, seed=seed)
-            pe = correlation(s, q, "pearson", n_boot=n_boot, confidence=confidence, seed=seed)
-            rows.append(
-                {
-                    "lambda": float(lam),
-                    "threshold": float(thr),
-                    "n": sp.n,
-                    "n_dropped": sp.n_dropped,
-                    "spearman": sp.statistic,
-                    "p": sp.p_value,
-                    "ci_low": sp.ci_low,
-                    "ci_high": sp.ci_high,
-                    "pearson": pe.statistic,
-                    "pearson_p": pe.p_value,
-                    "pearson_ci_low": pe.ci_low,
-                    "pearson_ci_high": pe.ci_high,
-                    "constant_input": sp.constant_input,
-                }
-            )
+    for i in range(lam_grid.size):
+        for j in range(thr_grid.size):
+            res = evaluated.get((i, j))
+            rows.append({
+                "lambda": float(lam_grid[i]), "threshold": float(thr_grid[j]), "method": method, "scope": scope,
+                "n_selection": int(n_sel[i, j]), "selection": float(values[i, j]),
+                "chosen": (i, j) == chosen_ij, "default": (i, j) == default_ij,
+                "n_held_out": int(res.n) if res else int(n_out[i, j]),
+                "held_out": res.statistic if res else np.nan,
+                "held_out_p": res.p_value if res else np.nan,
+                "held_out_ci_low": res.ci_low if res else np.nan,
+                "held_out_ci_high": res.ci_high if res else np.nan,
+                "held_out_note": res.note if res else "",
+                "split_seed": seed,
+            })
     return pd.DataFrame(rows)
-
-
-def best_cell(frame: pd.DataFrame, value: str = "spearman", best: Best = "max") -> pd.Series:
-    """Row of the best grid cell by ``value``: largest (``"max"``), smallest (``"min"``,
-    e.g. when quality is lower-is-better) or largest magnitude (``"abs"``). NaN cells never win."""
-    if value not in frame.columns:
-        raise ValueError(f"column {value!r} not in sweep frame; has {list(frame.columns)}")
-    col = frame[value].astype(np.float64)
-    if col.isna().all():
-        raise ValueError(f"every cell of {value!r} is NaN")
-    if best == "max":
-        idx = col.idxmax()
-    elif best == "min":
-        idx = col.idxmin()
-    elif best == "abs":
-        idx = col.abs().idxmax()
-    else:
-        raise ValueError(f"best must be 'max', 'min' or 'abs', got {best!r}")
-    return frame.loc[idx]
 
 
 def _grid_index(values: np.ndarray, target: float, name: str) -> int:
@@ -111,24 +225,41 @@ def _grid_index(values: np.ndarray, target: float, name: str) -> int:
     return int(hits[0])
 
 
-def plot_sweep_heatmap(
-    frame: pd.DataFrame,
-    path: str | os.PathLike[str],
-    value: str = "spearman",
-    best: Best = "max",
-    default: tuple[float, float] | None = DEFAULT_CELL,
-    title: str | None = None,
-) -> Path:
-    """Save a heat map of ``frame[value]`` over (threshold, lambda) to a PNG.
+def _held_out_text(row: pd.Series) -> str:
+    return (f"{format_value(row['held_out'], 2)} {format_ci(row['held_out_ci_low'], row['held_out_ci_high'], 2)}, "
+            f"p {format_p(row['held_out_p'])}, n = {int(row['n_held_out'])}")
+
+
+def _scope_text(frame: pd.DataFrame) -> str:
+    scope = str(frame["scope"].iloc[0]) if "scope" in frame else "pooled"
+    return "combined within-model" if scope == "within" else "samples pooled over models"
+
+
+def _flagged(frame: pd.DataFrame, column: str) -> pd.Series | None:
+    hit = frame[frame[column].astype(bool)]
+    return None if hit.empty else hit.iloc[0]
+
+
+def _outline(ax: Any, col: int, row: int, linestyle: str, label: str) -> None:
+    """Outline one cell: black over a wider white stroke, visible on light and dark cells alike."""
+    from matplotlib.patches import Rectangle
+
+    xy = (col - 0.5, row - 0.5)
+    ax.add_patch(Rectangle(xy, 1, 1, fill=False, edgecolor="white", linewidth=4.5))
+    ax.add_patch(Rectangle(xy, 1, 1, fill=False, edgecolor="black", linewidth=2.2, linestyle=linestyle, label=label))
+
+
+def plot_sweep_heatmap(frame: pd.DataFrame, path: str | os.PathLike[str], title: str | None = None) -> Path:
+    """Save a heat map of the selection-half correlations over (threshold, lambda) to a PNG.
+
+    The chosen cell is outlined in solid black, the default cell dashed; the
+    chosen cell's held-out correlation (with CI, p and n) is written under the
+    title and both held-out values appear in the legend.
 
     Args:
         frame: output of :func:`correlation_sweep`.
         path: destination ``.png``; parent directories are created.
-        value: column to plot (e.g. ``"spearman"``, ``"pearson"``).
-        best: how the best cell is chosen (see :func:`best_cell`); outlined in solid black.
-        default: (lambda, threshold) of the default cell, outlined dashed; it
-            must lie on the grid. None skips it.
-        title: figure title; defaults to ``value``.
+        title: first title line; defaults to the method and "selection half".
 
     Returns:
         The path written.
@@ -136,19 +267,20 @@ def plot_sweep_heatmap(
     # A bare Figure renders through the Agg canvas without touching pyplot's
     # global backend or figure registry (safe headless and inside notebooks).
     from matplotlib.figure import Figure
-    from matplotlib.patches import Rectangle
 
-    grid = frame.pivot(index="lambda", columns="threshold", values=value).sort_index().sort_index(axis=1)
+    grid = frame.pivot(index="lambda", columns="threshold", values="selection").sort_index().sort_index(axis=1)
     lam_values = grid.index.to_numpy(dtype=np.float64)
     thr_values = grid.columns.to_numpy(dtype=np.float64)
     data = grid.to_numpy(dtype=np.float64)
+    method = str(frame["method"].iloc[0])
+    scope = _scope_text(frame)
 
-    fig = Figure(figsize=(1.1 * len(thr_values) + 2.5, 0.8 * len(lam_values) + 1.8))
+    fig = Figure(figsize=(1.1 * len(thr_values) + 2.8, 0.8 * len(lam_values) + 2.2))
     ax = fig.subplots()
     finite = data[np.isfinite(data)]
-    bound = float(np.max(np.abs(finite))) if finite.size else 1.0
+    bound = float(np.max(np.abs(finite))) if finite.size and np.max(np.abs(finite)) > 0 else 1.0
     image = ax.imshow(data, cmap="RdBu_r", vmin=-bound, vmax=bound, origin="lower", aspect="auto")
-    fig.colorbar(image, ax=ax, label=value)
+    fig.colorbar(image, ax=ax, label=f"{method} ({scope}), selection half")
     ax.set_xticks(range(len(thr_values)), [f"{t:g}" for t in thr_values])
     ax.set_yticks(range(len(lam_values)), [f"{lam:g}" for lam in lam_values])
     ax.set_xlabel("threshold")
@@ -156,24 +288,57 @@ def plot_sweep_heatmap(
     for i in range(data.shape[0]):
         for j in range(data.shape[1]):
             text = "nan" if np.isnan(data[i, j]) else f"{data[i, j]:.2f}"
-            ax.text(j, i, text, ha="center", va="center", fontsize=8)
+            dark = np.isfinite(data[i, j]) and abs(data[i, j]) > 0.6 * bound
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "black")
 
-    top = best_cell(frame, value, best)
-    bi = _grid_index(lam_values, float(top["lambda"]), "lambda")
-    bj = _grid_index(thr_values, float(top["threshold"]), "threshold")
-    ax.add_patch(Rectangle((bj - 0.5, bi - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=2.5, label="best"))
+    chosen, default = _flagged(frame, "chosen"), _flagged(frame, "default")
+    subtitle = "no cell defined on the selection half"
+    if chosen is not None:
+        ci = _grid_index(lam_values, float(chosen["lambda"]), "lambda")
+        cj = _grid_index(thr_values, float(chosen["threshold"]), "threshold")
+        _outline(ax, cj, ci, "solid", f"chosen on selection half; held-out {format_value(chosen['held_out'], 2)}")
+        subtitle = (f"chosen (lambda={chosen['lambda']:g}, threshold={chosen['threshold']:g}) on "
+                    f"{int(chosen['n_selection'])} samples; "
+                    f"held-out: {_held_out_text(chosen)}")
     if default is not None:
-        di = _grid_index(lam_values, default[0], "lambda")
-        dj = _grid_index(thr_values, default[1], "threshold")
-        ax.add_patch(
-            Rectangle(
-                (dj - 0.5, di - 0.5), 1, 1, fill=False, edgecolor="dimgray", linewidth=2.0, linestyle="--",
-                label=f"default (lambda={default[0]:g}, threshold={default[1]:g})",
-            )
-        )
-    ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.12), fontsize=8, frameon=False)
-    ax.set_title(title or value)
+        di = _grid_index(lam_values, float(default["lambda"]), "lambda")
+        dj = _grid_index(thr_values, float(default["threshold"]), "threshold")
+        _outline(ax, dj, di, "--", f"default (lambda={default['lambda']:g}, threshold={default['threshold']:g}); "
+                 f"held-out {format_value(default['held_out'], 2)}")
+    if chosen is not None or default is not None:
+        ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.12), fontsize=8, frameon=False)
+    ax.set_title(f"{title or f'{method} per sample ({scope}), selection half'}\n{subtitle}", fontsize=9)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120, bbox_inches="tight")
     return out
+
+
+def render_sweep(frame: pd.DataFrame, name: str = "the score") -> list[str]:
+    """Markdown lines stating the split, the chosen cell and its held-out correlation (and the default's).
+
+    Args:
+        frame: output of :func:`correlation_sweep` (one sweep).
+        name: what was swept, e.g. ``"IMACS_g vs masked PSNR"``.
+    """
+    if frame.empty:
+        return []
+    method = f"{frame['method'].iloc[0]}, {_scope_text(frame)}"
+    n_cells = len(frame)
+    chosen, default = _flagged(frame, "chosen"), _flagged(frame, "default")
+    seed = int(frame["split_seed"].iloc[0])
+    if chosen is None:
+        text = (f"Sweep of {name} ({method}): no (lambda, threshold) cell has a defined correlation on the "
+                f"selection half (split seed {seed}).")
+    else:
+        text = (f"Sweep of {name} ({method}) over {n_cells} (lambda, threshold) cells. The samples are split in "
+                f"two halves (seed {seed}); the best cell is chosen on the selection half "
+                f"(n = {int(chosen['n_selection'])}): lambda = {chosen['lambda']:g}, threshold = "
+                f"{chosen['threshold']:g}, {format_value(chosen['selection'], 2)} there. On the held-out half it is "
+                f"{_held_out_text(chosen)}.")
+        if chosen.get("held_out_note"):
+            text += f" ({chosen['held_out_note']})"
+    if default is not None:
+        text += (f" The default (lambda = {default['lambda']:g}, threshold = {default['threshold']:g}) on the "
+                 f"held-out half: {_held_out_text(default)}.")
+    return [text, ""]

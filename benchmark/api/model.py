@@ -9,31 +9,14 @@ see dataset paths: they get collated samples (:func:`benchmark.api.sample.collat
 from __future__ import annotations
 
 import hashlib
+import zlib
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import torch
 
+from benchmark.api.spec import ModelSpec, SamplingSettings  # noqa: F401  (part of the contract)
 from benchmark.capture.tokens import TokenLayout
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A model as a run config names it."""
-
-    name: str
-    adapter: str
-    path: str
-    options: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class SamplingSettings:
-    num_inference_steps: int = 50
-    guidance_scale: float = 5.0
-    eta: float = 0.0
 
 
 class ModelAdapter(ABC):
@@ -49,6 +32,9 @@ class ModelAdapter(ABC):
     * ``generate(batch, sampling, seeds, callback_on_step_end)``: (B, 3, H, W) in [0, 1];
       sample i starts from noise drawn with ``seeds[i]`` (so results do not depend on
       how samples are batched or sharded); under CFG the UNet batch is [unconditional; conditional].
+    * ``one_pass(batch, timesteps, seeds, callback_on_step_end)``: one conditional model call
+      per timestep on the noised ground truth (one-pass attribution); the default raises
+      :class:`OnePassUnsupported`.
     """
 
     capture_path: str = "diffusers"
@@ -84,6 +70,27 @@ class ModelAdapter(ABC):
         """Name, adapter and a hash of the weights: part of every result key."""
         return {"name": self.spec.name, "adapter": self.spec.adapter, "weights": weights_hash(self.capture_module())}
 
+    def one_pass(self, batch: dict, timesteps: tuple[int, ...], seeds: list[int],
+                 callback_on_step_end: Callable | None = None) -> int:
+        """One conditional model call per timestep on the noised ground truth; returns the number of calls.
+
+        ``batch["target"]`` (B, 3, H, W) in [0, 1] is encoded to the model's
+        latent x_0; for ``timesteps[k]`` (of the scheduler's training steps,
+        usually 1000) it is noised with ``one_pass_noise(seeds, timesteps,
+        latent_shape)[k]`` as in training, and the model runs ONCE on the B
+        noisy latents with exactly the conditioning of :meth:`generate`
+        (reference tokens, masked image, mask, ...) and no unconditional
+        branch (the model batch is B, not 2B). ``callback_on_step_end(pipe, k,
+        t, {})`` follows call k, as it follows step k in generation, so a
+        capture session files call k under step k. The model's output is
+        discarded: the attention the calls run through is the product.
+
+        Adapters whose model cannot be called on a given noisy latent keep this
+        default, which raises :class:`OnePassUnsupported`.
+        """
+        raise OnePassUnsupported(f"adapter {self.spec.adapter!r} (model {self.spec.name!r}) cannot be called on a "
+                                 f"given noisy latent: {type(self).__name__} does not implement one_pass")
+
 
 def initial_noise(seeds: list[int], shape: tuple[int, ...]) -> torch.Tensor:
     """(B, *shape) standard normal noise, row i drawn on the CPU from ``seeds[i]`` (device independent)."""
@@ -100,9 +107,42 @@ def weights_hash(module: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def resolve_model_path(path: str, base: Path | None = None) -> Path | str:
-    """A local folder (relative to ``base`` if given) or, failing that, the string as a hub id."""
-    p = Path(path)
-    if not p.is_absolute() and base is not None and (base / p).exists():
-        return base / p
-    return p if p.exists() else path
+class OnePassUnsupported(NotImplementedError):
+    """The adapter's model cannot be run on a given noisy latent, so it has no one-pass attribution."""
+
+
+def one_pass_target(batch: dict, who: str) -> torch.Tensor:
+    """The batch's ground truth (B, 3, H, W) in [0, 1]; an error naming the samples when the protocol has none."""
+    target = batch.get("target")
+    if target is None:
+        raise ValueError(f"{who}: one-pass attribution noises the ground-truth target, but batch "
+                         f"{list(batch.get('sample_id', []))} has none (an unpaired protocol?); run it on a "
+                         "paired split or use generation-time capture")
+    if target.ndim != 4 or target.shape[1] != 3:
+        raise ValueError(f"{who}: target must be (B, 3, H, W), got {tuple(target.shape)}")
+    return target
+
+
+def check_timesteps(timesteps, num_train_timesteps: int, who: str) -> tuple[int, ...]:
+    """``timesteps`` as ints, each in [0, num_train_timesteps); an error naming the bad one otherwise."""
+    out = tuple(int(t) for t in timesteps)
+    if not out:
+        raise ValueError(f"{who}: one-pass needs at least one timestep")
+    bad = [t for t in out if not 0 <= t < num_train_timesteps]
+    if bad:
+        raise ValueError(f"{who}: timestep {bad[0]} is outside the scheduler's training range "
+                         f"0..{num_train_timesteps - 1}")
+    return out
+
+
+def one_pass_noise(seeds: list[int], timesteps, shape: tuple[int, ...]) -> torch.Tensor:
+    """(T, B, *shape) standard normal noise; entry [k, i] drawn on the CPU from (``seeds[i]``, ``timesteps[k]``).
+
+    Each draw depends only on its sample's seed and its own timestep: not on the
+    batch, the sample's position in it, the device, or the other timesteps chosen.
+    """
+    def draw(seed: int, t: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(zlib.crc32(f"{int(seed)}:one-pass:{int(t)}".encode()) & 0x7FFFFFFF)
+        return torch.randn(shape, generator=g)
+
+    return torch.stack([torch.stack([draw(s, t) for s in seeds]) for t in timesteps])

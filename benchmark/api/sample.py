@@ -15,6 +15,20 @@ class SampleError(ValueError):
         self.sample_id, self.path, self.reason = sample_id, path, reason
 
 
+class DatasetError(FileNotFoundError):
+    """A dataset that yields no samples at all: its root or a folder of its layout is missing, or it is empty.
+
+    The message names the format, the root, why, and what was looked for (e.g.
+    ``<root>/test_bench/GT_3500/*_GT.png``), so a run can report the task
+    instead of planning zero jobs. A FileNotFoundError, as most causes are
+    missing files.
+    """
+
+    def __init__(self, format: str, root: str, reason: str, looked_for: str):
+        super().__init__(f"{format} dataset at {root}: {reason}; looked for {looked_for}")
+        self.format, self.root, self.reason, self.looked_for = format, root, reason, looked_for
+
+
 @dataclass
 class I2ISample:
     """One image-to-image sample.

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.api.sample import I2ISample
-from benchmark.datasets.io import read_image, read_mask, require_dirs
+from benchmark.api.sample import DatasetError, I2ISample
+from benchmark.datasets.io import check_size, image_size, read_image, read_mask, require_dirs, require_root
+
+FORMAT = "COCOEE (format cocoee)"
 
 
 class CocoeeDataset:
@@ -19,6 +21,12 @@ class CocoeeDataset:
     ``{id}_ref_mask.png`` is the reference mask and a missing one is an error;
     without the folder IMACS_r is not applicable (``reference_mask`` is None).
     Conditions: ``masked_image`` (GT with the box greyed out, 0.5) and ``mask``.
+
+    The box mask must have the GT image's size and the reference mask the
+    reference's (checked on the files, before any resize); an empty or full
+    box (nothing to fill, or nothing to keep) is a :class:`SampleError`, as is
+    an empty reference mask. A missing root or folder, or no sample, is a
+    :class:`DatasetError`.
     """
 
     def __init__(self, root: str | Path, size: tuple[int, int] | None = (512, 512),
@@ -27,16 +35,20 @@ class CocoeeDataset:
         self.reference_size = reference_size or size
         self.bench = self.root / "test_bench"
         gt_dir = self.bench / "GT_3500"
-        if not gt_dir.is_dir():
-            raise FileNotFoundError(f"COCOEE folder not found: {gt_dir} (expected <root>/test_bench/GT_3500)")
-        require_dirs("COCOEE", self.bench / "Ref_3500", self.bench / "Mask_bbox_3500")
+        require_root(FORMAT, self.root, f"{gt_dir}/*_GT.png, {self.bench}/Ref_3500/, {self.bench}/Mask_bbox_3500/")
+        require_dirs(FORMAT, self.root, gt_dir, self.bench / "Ref_3500", self.bench / "Mask_bbox_3500")
         # Decided per dataset, not per sample, so one missing file cannot silently drop IMACS_r for a batch.
         self.has_reference_masks = (self.bench / "Ref_mask_3500").is_dir()
         id_list = self.bench / "id_list.npy"
         if id_list.is_file():
             self._ids = [f"{int(i):012d}" for i in np.load(id_list)]
+            if not any((gt_dir / f"{sid}_GT.png").is_file() for sid in self._ids):
+                raise DatasetError(FORMAT, str(self.root), f"none of the {len(self._ids)} ids in {id_list} has a "
+                                                           "GT image", f"{gt_dir}/{{id:012d}}_GT.png")
         else:
             self._ids = sorted(p.name[: -len("_GT.png")] for p in gt_dir.glob("*_GT.png"))
+            if not self._ids:
+                raise DatasetError(FORMAT, str(self.root), "no samples", f"{gt_dir}/*_GT.png")
 
     @property
     def ids(self) -> list[str]:
@@ -47,12 +59,19 @@ class CocoeeDataset:
 
     def __getitem__(self, i: int) -> I2ISample:
         sid, b = self._ids[i], self.bench
-        gt = read_image(b / "GT_3500" / f"{sid}_GT.png", sid, self.size)
+        gt_path, box_path = b / "GT_3500" / f"{sid}_GT.png", b / "Mask_bbox_3500" / f"{sid}_mask.png"
+        ref_path, ref_mask_path = b / "Ref_3500" / f"{sid}_ref.png", b / "Ref_mask_3500" / f"{sid}_ref_mask.png"
+        check_size(sid, box_path, image_size(box_path, sid), image_size(gt_path, sid), f"the GT image {gt_path.name}")
+        if self.has_reference_masks:
+            check_size(sid, ref_mask_path, image_size(ref_mask_path, sid), image_size(ref_path, sid),
+                       f"the reference image {ref_path.name}")
+        gt = read_image(gt_path, sid, self.size)
         size = tuple(gt.shape[-2:])
-        box = read_mask(b / "Mask_bbox_3500" / f"{sid}_mask.png", sid, size)
-        ref = read_image(b / "Ref_3500" / f"{sid}_ref.png", sid, self.reference_size)
-        ref_mask_path = b / "Ref_mask_3500" / f"{sid}_ref_mask.png"
-        ref_mask = read_mask(ref_mask_path, sid, tuple(ref.shape[-2:])) if self.has_reference_masks else None
+        box = read_mask(box_path, sid, size)
+        ref = read_image(ref_path, sid, self.reference_size)
+        # an object filling its whole reference crop is scorable: IMACS_r says "full mask" for that sample
+        ref_mask = (read_mask(ref_mask_path, sid, tuple(ref.shape[-2:]), allow_full=True)
+                    if self.has_reference_masks else None)
         return I2ISample(
             sample_id=sid,
             reference=ref,

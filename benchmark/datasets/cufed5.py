@@ -8,9 +8,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchmark.api.sample import I2ISample, SampleError
-from benchmark.datasets.io import _open, read_image, read_mask
+from benchmark.api.sample import DatasetError, I2ISample, SampleError
+from benchmark.datasets.io import _open, check_size, image_size, read_image, read_mask, require_dirs, require_root
 
+FORMAT = "CUFED5 (format cufed5)"
 SCALE = 4
 
 
@@ -34,6 +35,11 @@ class Cufed5Dataset:
     ``CUFED5_masks`` exists (then they are required; they may be empty, as a
     reference can miss the HR image); otherwise both are None. The HR mask is
     cropped with the HR image, never resized.
+
+    Each mask must have the size of its image (checked on the files, before
+    any crop or resize); a mask may be empty or full (a reference can miss or
+    cover the whole HR image: IMACS then says so for that sample). A missing
+    root or folder, or no ``*_0.png``, is a :class:`DatasetError`.
     """
 
     def __init__(self, root: str | Path, level: int = 1, reference_size: tuple[int, int] | None = None):
@@ -41,9 +47,12 @@ class Cufed5Dataset:
             raise ValueError(f"CUFED5 reference level must be in 1..5, got {level}")
         self.root, self.level, self.reference_size = Path(root), level, reference_size
         self.folder = self.root / "CUFED5"
-        if not self.folder.is_dir():
-            raise FileNotFoundError(f"CUFED5 folder not found: {self.folder}")
+        looked_for = f"{self.folder}/*_0.png (HR) and *_1.png .. *_5.png (references)"
+        require_root(FORMAT, self.root, looked_for)
+        require_dirs(FORMAT, self.root, self.folder)
         self._ids = sorted(p.name[: -len("_0.png")] for p in self.folder.glob("*_0.png"))
+        if not self._ids:
+            raise DatasetError(FORMAT, str(self.root), "no samples", looked_for)
         self.masks = self.root / "CUFED5_masks"
         self.has_masks = self.masks.is_dir()
 
@@ -69,9 +78,13 @@ class Cufed5Dataset:
         region = ref_mask = None
         if self.has_masks:
             prefix = f"{sid}_{self.level}"
-            # Read at the uncropped HR size, then crop like HR: resizing would shift the mask off its pixels.
-            region = read_mask(self.masks / f"{prefix}_hr.png", sid, full_size, allow_empty=True)[:, :h, :w].contiguous()
-            ref_mask = read_mask(self.masks / f"{prefix}_ref.png", sid, tuple(ref.shape[-2:]), allow_empty=True)
+            hr_mask, ref_mask_path = self.masks / f"{prefix}_hr.png", self.masks / f"{prefix}_ref.png"
+            check_size(sid, hr_mask, image_size(hr_mask, sid), full_size, f"the HR image {hr_path.name}")
+            check_size(sid, ref_mask_path, image_size(ref_mask_path, sid), image_size(ref_path, sid),
+                       f"the reference image {ref_path.name}")
+            # Cropped like HR, never resized: resizing would shift the mask off its pixels.
+            region = read_mask(hr_mask, sid, allow_empty=True, allow_full=True)[:, :h, :w].contiguous()
+            ref_mask = read_mask(ref_mask_path, sid, tuple(ref.shape[-2:]), allow_empty=True, allow_full=True)
         return I2ISample(
             sample_id=sid,
             reference=ref,

@@ -21,14 +21,16 @@ import torch
 
 from benchmark.analysis.bootstrap import bootstrap_mean
 from benchmark.analysis.segmentation import segmentation_scores
+from benchmark.defaults import DEFAULT_LAMBDA, DEFAULT_THRESHOLD
 from benchmark.imacs import imacs, imacs_from_prepared
 from benchmark.methods.head_selection import aggregate_heads, head_relevance, k_from
 from benchmark.results.sample_maps import SampleMaps
-from benchmark.scoring import map_segmentation
+from benchmark.scoring import map_segmentation, side_map
 
 TOP_K = 0.25  # fraction of all (layer, head) pairs
 
 
+ALL_HEADS = "I2AM all heads"
 CONCEPT = "ConceptAttention-style (output space)"
 UNIFORM = "uniform map"
 
@@ -67,25 +69,20 @@ def _side_scores(raw: torch.Tensor | None, mask: torch.Tensor | None, side: str,
     return dict(zip(keys, (imacs(raw, mask, lam, thr).as_float(), seg.miou, seg.average_precision, seg.pixel_accuracy)))
 
 
-def _reference_key(m: SampleMaps, level: str) -> str:
-    """The reference-side map the main leaderboards score: eq. 17 (restricted to the region) when stored."""
-    return f"rm/{level}" if f"rm/{level}" in m.arrays else f"r/{level}"
-
-
 def _method_maps(m: SampleMaps, method: Method) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """(generated, reference) raw maps of one method on one sample; (None, None) for the uniform map."""
     if method.kind == "uniform":
         return None, None
     if method.kind == "concept":
         return m.get("cg/concept"), m.get("cr/concept")
-    lh_g, lh_r = m.get("g/layer_heads"), m.get(_reference_key(m, "layer_heads"))
+    lh_g, lh_r = m.get("g/layer_heads"), side_map(m, "r", "layer_heads")
     if method.heads is None:
         return lh_g.mean((0, 1)), (None if lh_r is None else lh_r.mean((0, 1)))
     return aggregate_heads(lh_g, method.heads), (None if lh_r is None else aggregate_heads(lh_r, method.heads))
 
 
-def compare_methods(samples: dict[tuple[str, str], list[Path]], random_init_models: set[str], lam: float = 3.0,
-                    thr: float = 0.4, top_k: float = TOP_K) -> tuple[pd.DataFrame, dict]:
+def compare_methods(samples: dict[tuple[str, str], list[Path]], random_init_models: set[str],
+                    lam: float = DEFAULT_LAMBDA, thr: float = DEFAULT_THRESHOLD, top_k: float = TOP_K) -> tuple[pd.DataFrame, dict]:
     """samples: (task, model) -> stored sample folders. Returns a tidy frame
     (task, model, method, sample_id, metric, value) and example generated-side maps per (task, model).
 
@@ -101,7 +98,7 @@ def compare_methods(samples: dict[tuple[str, str], list[Path]], random_init_mode
             continue
         calib, evaluation = loaded[: len(loaded) // 2], loaded[len(loaded) // 2 :]
         random_init = model in random_init_models
-        methods = {"I2AM all heads": Method("heads")}
+        methods = {ALL_HEADS: Method("heads")}
         if "cg/concept" in calib[0].arrays:
             methods[CONCEPT] = Method("concept")
         if not random_init:
@@ -142,3 +139,21 @@ def summarise(frame: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
         rows.append(dict(zip(["task", "model", "method", "metric"], keys), mean=c.mean, ci_low=c.ci_low,
                          ci_high=c.ci_high, n=c.n))
     return pd.DataFrame(rows)
+
+
+def paired_differences(per_sample: pd.DataFrame, n_boot: int) -> pd.DataFrame:
+    """Per (task, model, method other than I2AM all heads, metric): bootstrap mean of the per-sample difference
+    to I2AM all heads on the same samples (random-init copies have nothing to pair with and are skipped)."""
+    rows = []
+    base = per_sample[per_sample.method == ALL_HEADS].set_index(["task", "model", "sample_id", "metric"])["value"]
+    for (task, model, method, metric), g in per_sample[per_sample.method != ALL_HEADS].groupby(
+            ["task", "model", "method", "metric"], sort=False):
+        ref = base.reindex(pd.MultiIndex.from_frame(g[["task", "model", "sample_id", "metric"]]))
+        diff = g["value"].to_numpy(float) - ref.to_numpy(float)
+        diff = diff[np.isfinite(diff)]
+        if len(diff) < 2:
+            continue
+        c = bootstrap_mean(diff, n_boot=n_boot, seed=0)
+        rows.append({"task": task, "model": model, "method": method, "metric": metric, "mean": c.mean,
+                     "ci_low": c.ci_low, "ci_high": c.ci_high, "n": c.n})
+    return pd.DataFrame(rows, columns=["task", "model", "method", "metric", "mean", "ci_low", "ci_high", "n"])

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from benchmark.defaults import DEFAULT_LAMBDA, DEFAULT_THRESHOLD
+
 from benchmark.imacs import imacs
 
 SCORES = ("supervised", "label_free")
@@ -36,7 +38,7 @@ class HeadRanking:
 
 
 def head_relevance(layer_heads: list[torch.Tensor], masks: list[torch.Tensor] | None, score: str,
-                   lam: float = 3.0, threshold: float = 0.4) -> HeadRanking:
+                   lam: float = DEFAULT_LAMBDA, threshold: float = DEFAULT_THRESHOLD) -> HeadRanking:
     """Rank heads from calibration samples.
 
     layer_heads: per sample (L, N, h, w) raw maps; masks: per sample (H, W) x_g (supervised only).

@@ -122,8 +122,8 @@ def evaluate_task(task_name: str, n_samples: int = 64, batch_size: int = 32) -> 
             res["ssim_swap"] += masked_ssim(swap_images, b["target"], b["region_mask"]).values.tolist()
             for maps in split_accumulator(acc, b, {}):
                 s = imacs_scores(maps)
-                res["imacs_g"].append(s["imacs_g"].as_float())
-                res["imacs_r"].append(s["imacs_r"].as_float())
+                res["imacs_g"].append(s["imacs_g"])
+                res["imacs_r"].append(s["imacs_r"])
         gap = np.asarray(res["psnr_true"]) - np.asarray(res["psnr_swap"])
         out["models"][model] = {
             "masked_psnr": _psnr_ci(res["psnr_true"]), "masked_psnr_swapped": _psnr_ci(res["psnr_swap"]),

@@ -9,6 +9,7 @@ import pytest
 import benchmark.adapters  # noqa: F401  (registers the adapters)
 from benchmark.api.model import ModelSpec, SamplingSettings
 from benchmark.api.sample import collate
+from benchmark.api.sources import ModelSourceError
 from benchmark.config import ConfigError
 from benchmark.generation import CaptureSettings, generate_with_capture
 from benchmark.registry import ADAPTERS
@@ -23,17 +24,20 @@ def make(spec: ModelSpec):
 # --- paint_by_example -----------------------------------------------------------------------
 def test_paint_by_example_missing_folder_says_where_to_put_it(tmp_path):
     missing = tmp_path / "models" / "paint-by-example"
-    with pytest.raises(FileNotFoundError) as err:
+    with pytest.raises(ModelSourceError) as err:
         make(ModelSpec("pbe", "paint_by_example", str(missing)))
     msg = str(err.value)
     assert str(missing) in msg and "model_index.json" in msg
-    assert "huggingface-cli download Fantasy-Studio/Paint-by-Example" in msg
+    assert "`hf download Fantasy-Studio/Paint-by-Example --local-dir <folder>`" in msg
 
 
-def test_paint_by_example_uncached_hub_id_is_not_downloaded():
-    with pytest.raises(FileNotFoundError, match="local Hugging Face cache") as err:
+def test_paint_by_example_uncached_hub_id_is_not_downloaded(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(ModelSourceError, match="not in the local Hugging Face cache") as err:
         make(ModelSpec("pbe", "paint_by_example", "someone/not-a-cached-pbe-model"))
     assert "'someone/not-a-cached-pbe-model'" in str(err.value)
+    assert "`hf download someone/not-a-cached-pbe-model`" in str(err.value)
+    assert not (tmp_path / "empty-cache" / "models--someone--not-a-cached-pbe-model").exists()
 
 
 def test_paint_by_example_folder_without_model_index(tmp_path):
@@ -48,7 +52,7 @@ def test_paint_by_example_bad_option_names_the_close_key(tmp_path):
 
 # --- generic_unet ---------------------------------------------------------------------------
 def test_generic_unet_missing_component_names_the_places(tmp_path):
-    with pytest.raises(FileNotFoundError, match="VAE not found") as err:
+    with pytest.raises(ModelSourceError, match=r"VAE \(AutoencoderKL folder from save_pretrained, looked for first at .*\) 'vae' not found") as err:
         make(ModelSpec("g", "generic_unet", str(tmp_path), {"conditions": CONDITIONS}))
     assert str(tmp_path / "vae") in str(err.value)
 

@@ -37,3 +37,30 @@ def test_nan_dropped_and_counted() -> None:
         bootstrap_mean([np.nan, np.nan])
     with pytest.raises(ValueError, match="confidence"):
         bootstrap_mean([1.0, 2.0], confidence=95)
+
+
+def test_bootstrap_ci_is_scipy_bca_and_falls_back_to_percentile_on_undefined_resamples() -> None:
+    from benchmark.analysis.bootstrap import bootstrap_ci
+
+    x = np.random.default_rng(2).exponential(size=60)
+
+    def mean(a: np.ndarray, axis: int = -1) -> np.ndarray:
+        return a.mean(axis=axis)
+
+    ci = bootstrap_ci((x,), mean, paired=False, n_resamples=999, seed=4)
+    ref = stats.bootstrap((x,), mean, n_resamples=999, method="BCa", rng=np.random.default_rng(4))
+    assert (ci.method, ci.n_undefined, ci.note) == ("BCa", 0, "")
+    assert (ci.low, ci.high) == pytest.approx((ref.confidence_interval.low, ref.confidence_interval.high))
+
+    # A statistic undefined on some resamples: percentile of the defined ones, counted and explained.
+    cut = np.quantile(ref.bootstrap_distribution, 0.9)
+
+    def clipped_mean(a: np.ndarray, axis: int = -1) -> np.ndarray:
+        m = a.mean(axis=axis)
+        return np.where(m > cut, np.nan, m)
+
+    fallback = bootstrap_ci((x,), clipped_mean, paired=False, n_resamples=999, seed=4)
+    finite = ref.bootstrap_distribution[ref.bootstrap_distribution <= cut]
+    assert fallback.method == "percentile" and fallback.n_undefined == 999 - finite.size
+    assert "BCa not defined" in fallback.note and f"{999 - finite.size} of 999" in fallback.note
+    assert (fallback.low, fallback.high) == pytest.approx(tuple(np.quantile(finite, [0.025, 0.975])))

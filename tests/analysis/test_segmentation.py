@@ -8,8 +8,6 @@ import pytest
 from benchmark.analysis.segmentation import (
     average_precision,
     binarize,
-    mean_average_precision,
-    score_samples,
     segmentation_scores,
 )
 
@@ -77,16 +75,6 @@ def test_empty_mask_and_map() -> None:
     assert res.iou_foreground == 0.0 and res.miou == pytest.approx(0.375)
     constant = segmentation_scores(np.ones((2, 2)), np.zeros((2, 2)))
     assert math.isnan(constant.iou_foreground) and constant.miou == 1.0  # fg absent from both -> left out
-
-
-def test_batch_frame_and_map() -> None:
-    maps = np.stack([np.array([[0.9, 0.8], [0.1, 0.2]]), np.array([[0.9, 0.1], [0.8, 0.2]]), np.zeros((2, 2))])
-    masks = np.stack([np.array([[1, 1], [0, 0]])] * 2 + [np.zeros((2, 2))])
-    frame = score_samples(maps, masks, sample_ids=["a", "b", "c"])
-    assert frame["sample_id"].tolist() == ["a", "b", "c"]
-    assert frame["average_precision"].tolist()[:2] == pytest.approx([1.0, 0.75])
-    agg = mean_average_precision(frame["average_precision"])
-    assert (agg.value, agg.n, agg.n_undefined) == (pytest.approx(0.875), 2, 1)
 
 
 def test_validation() -> None:

@@ -6,49 +6,110 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from benchmark.analysis.sweep import best_cell, correlation_sweep, plot_sweep_heatmap
+from benchmark.analysis.correlation import correlation
+from benchmark.analysis.sweep import correlation_sweep, plot_sweep_heatmap, render_sweep, split_halves
+from benchmark.analysis.validity import within_combined
 
-LAMBDAS = [1.0, 2.0, 3.0, 4.0]
+LAMBDAS = [0.0, 1.0, 3.0]
 THRESHOLDS = [0.2, 0.4, 0.6]
 
 
-def make_problem() -> tuple:
-    rng = np.random.default_rng(0)
-    quality = rng.normal(size=40)
-    noise = rng.normal(size=40)
-
-    def score(lam: float, thr: float) -> np.ndarray:
-        # Exactly monotone in quality at the default cell, noisier further away.
-        return quality + (abs(lam - 3.0) + 5 * abs(thr - 0.4)) * noise
-
-    return score, quality
-
-
-def test_sweep_frame() -> None:
-    score, quality = make_problem()
-    frame = correlation_sweep(score, quality, LAMBDAS, THRESHOLDS, n_boot=100)
-    assert len(frame) == 12
-    assert list(frame.columns[:8]) == ["lambda", "threshold", "n", "n_dropped", "spearman", "p", "ci_low", "ci_high"]
-    assert {"pearson", "pearson_p", "pearson_ci_low", "pearson_ci_high"} <= set(frame.columns)
-    cell = frame[(frame["lambda"] == 1.0) & (frame["threshold"] == 0.6)].iloc[0]
-    ref = stats.spearmanr(score(1.0, 0.6), quality)
-    assert cell["spearman"] == pytest.approx(ref.statistic) and cell["p"] == pytest.approx(ref.pvalue)
-    assert cell["pearson"] == pytest.approx(stats.pearsonr(score(1.0, 0.6), quality).statistic)
-    top = best_cell(frame)
-    assert (top["lambda"], top["threshold"], top["spearman"]) == (3.0, 0.4, pytest.approx(1.0))
-    assert (frame["ci_low"] <= frame["spearman"] + 1e-12).all()
-    assert (frame["spearman"] <= frame["ci_high"] + 1e-12).all()
+def test_split_is_seeded_stratified_and_keeps_units_together() -> None:
+    groups = np.array(["a"] * 11 + ["b"] * 7 + ["c"] * 10)
+    sel = split_halves(groups, seed=3)
+    assert np.array_equal(sel, split_halves(groups, seed=3))
+    assert not np.array_equal(sel, split_halves(groups, seed=4))
+    for g, n in (("a", 11), ("b", 7), ("c", 10)):
+        assert sel[groups == g].sum() in (n // 2, n // 2 + 1)
+    assert abs(int(sel.sum()) - int((~sel).sum())) <= 1
+    units = np.tile(np.arange(9), 3)
+    by_unit = split_halves(np.repeat(["a", "b", "c"], 9), seed=0, units=units)
+    for u in range(9):
+        assert len(set(by_unit[units == u])) == 1  # one input never straddles the halves
+    assert by_unit.sum() == 3 * 4
 
 
-def test_sweep_rejects_misaligned_scores() -> None:
-    with pytest.raises(ValueError, match="shape"):
-        correlation_sweep(lambda lam, thr: np.zeros(3), np.zeros(4), [1.0], [0.4])
+def make_disagreeing_halves(seed: int = 0) -> tuple:
+    """Threshold 0.2 tracks quality on the selection half only; threshold 0.6 on the held-out half only."""
+    rng = np.random.default_rng(seed)
+    s = 80
+    groups = np.repeat(["m1", "m2"], s // 2)
+    sel = split_halves(groups, seed=seed)
+    quality = rng.normal(size=s)
+    noise = rng.normal(size=(s, 3))
+    a = noise.copy()
+    a[sel, 0] = quality[sel] + 0.1 * noise[sel, 0]
+    a[~sel, 2] = quality[~sel] + 0.1 * noise[~sel, 2]
+    b = np.zeros((s, 3))
+    return a, b, quality, groups, sel
 
 
-def test_heatmap_png(tmp_path: Path) -> None:
-    score, quality = make_problem()
-    frame = correlation_sweep(score, quality, LAMBDAS, THRESHOLDS, n_boot=50)
-    out = plot_sweep_heatmap(frame, tmp_path / "plots" / "sweep.png")
+def test_best_cell_is_chosen_on_the_selection_half_and_evaluated_on_the_other() -> None:
+    a, b, quality, groups, sel = make_disagreeing_halves()
+    frame = correlation_sweep(a, b, quality, groups, LAMBDAS, THRESHOLDS, default=(3.0, 0.4), n_boot=200,
+                              n_permutations=999)
+    assert len(frame) == 9 and frame["chosen"].sum() == 1 and frame["default"].sum() == 1
+    chosen = frame[frame["chosen"]].iloc[0]
+    assert chosen["threshold"] == 0.2 and chosen["lambda"] == 0.0  # first in grid order among equal cells
+    assert chosen["selection"] == pytest.approx(stats.spearmanr(a[sel, 0], quality[sel]).statistic)
+    assert chosen["selection"] > 0.9
+    # Held-out: the chosen cell is noise there, although threshold 0.6 would look excellent.
+    ref = correlation(a[~sel, 0], quality[~sel], n_boot=200, n_permutations=999)
+    assert chosen["held_out"] == pytest.approx(ref.statistic) and abs(chosen["held_out"]) < 0.4
+    assert (chosen["held_out_ci_low"], chosen["held_out_p"]) == pytest.approx((ref.ci_low, ref.p_value))
+    assert (chosen["n_selection"], chosen["n_held_out"]) == (sel.sum(), (~sel).sum())
+    assert stats.spearmanr(a[~sel, 2], quality[~sel]).statistic > 0.9
+    others = frame[~frame["chosen"] & ~frame["default"]]
+    assert others["held_out"].isna().all()  # held-out values only where they were asked for
+    default = frame[frame["default"]].iloc[0]
+    assert (default["lambda"], default["threshold"]) == (3.0, 0.4) and np.isfinite(default["held_out"])
+
+    lowest = correlation_sweep(a, b, -quality, groups, LAMBDAS, THRESHOLDS, best="min", n_boot=50,
+                               n_permutations=99)
+    assert lowest[lowest["chosen"]].iloc[0]["threshold"] == 0.2
+
+
+def test_heatmap_and_markdown(tmp_path: Path) -> None:
+    a, b, quality, groups, sel = make_disagreeing_halves()
+    b = np.abs(np.random.default_rng(1).normal(size=b.shape))
+    frame = correlation_sweep(a, b, quality, groups, LAMBDAS, THRESHOLDS, n_boot=100, n_permutations=499)
+    out = plot_sweep_heatmap(frame, tmp_path / "plots" / "sweep.png", title="t: IMACS_g vs masked PSNR")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = render_sweep(frame, "IMACS_g vs masked PSNR")[0]
+    chosen = frame[frame["chosen"]].iloc[0]
+    assert "9 (lambda, threshold) cells" in text and "seed 0" in text
+    assert f"selection half (n = {sel.sum()})" in text and f"n = {(~sel).sum()}" in text
+    assert f"{chosen['held_out']:.2f}" in text and "The default (lambda = 3, threshold = 0.4)" in text
+
+
+def test_validation() -> None:
+    a, b, quality, groups, _ = make_disagreeing_halves()
+    with pytest.raises(ValueError, match="shape"):
+        correlation_sweep(a[:, :2], b, quality, groups, LAMBDAS, THRESHOLDS)
     with pytest.raises(ValueError, match="not on the grid"):
-        plot_sweep_heatmap(frame, tmp_path / "bad.png", default=(5.0, 0.4))
+        correlation_sweep(a, b, quality, groups, LAMBDAS, THRESHOLDS, default=(5.0, 0.4))
+    with pytest.raises(ValueError, match="duplicates"):
+        correlation_sweep(a, b, quality, groups, [1.0, 1.0, 2.0], THRESHOLDS)
+    nothing = correlation_sweep(np.full_like(a, np.nan), b, quality, groups, LAMBDAS, THRESHOLDS, default=None)
+    assert not nothing["chosen"].any() and "no (lambda, threshold) cell" in render_sweep(nothing)[0]
+
+
+def test_within_scope_ignores_differences_between_models() -> None:
+    # Threshold 0.2 carries only the models' offsets; threshold 0.6 ranks samples inside each model.
+    rng = np.random.default_rng(5)
+    groups = np.repeat(["m1", "m2", "m3", "m4"], 30)
+    offset = np.repeat([0.0, 10.0, 20.0, 30.0], 30)
+    signal = rng.normal(size=120)
+    quality = offset + signal
+    a = np.stack([offset + rng.normal(size=120), rng.normal(size=120), signal + 0.5 * rng.normal(size=120)], axis=1)
+    b = np.zeros_like(a)
+    pooled = correlation_sweep(a, b, quality, groups, LAMBDAS, THRESHOLDS, n_boot=100, n_permutations=199)
+    within = correlation_sweep(a, b, quality, groups, LAMBDAS, THRESHOLDS, scope="within", n_boot=100,
+                               n_permutations=199)
+    assert pooled[pooled["chosen"]].iloc[0]["threshold"] == 0.2
+    chosen = within[within["chosen"]].iloc[0]
+    assert chosen["threshold"] == 0.6 and chosen["scope"] == "within"
+    sel = split_halves(groups)
+    ref = within_combined(a[~sel, 2], quality[~sel], groups[~sel], n_boot=100, n_permutations=199)
+    assert chosen["held_out"] == pytest.approx(ref.statistic) and chosen["n_held_out"] == ref.n == 60
+    assert "combined within-model" in render_sweep(within)[0]

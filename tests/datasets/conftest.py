@@ -15,6 +15,9 @@ FAULT_REASONS = {
     "truncated": "truncated",
     "empty": "empty",
     "gradient": "not binary",
+    "full": "mask is full",
+    "mis-sized": "differs from|does not match",  # exact size (aligned files) or aspect ratio (garment)
+    "rescaled": "differs from",
 }
 
 
@@ -31,7 +34,8 @@ def _size_of(path: Path) -> tuple[int, int]:
 
 
 def _inject(path: Path, fault: str) -> None:
-    """Break ``path`` in place: remove it, replace it with garbage, cut it, or make it a bad mask."""
+    """Break ``path`` in place: remove it, replace it with garbage, cut it, make it a bad (empty, full,
+    grey) mask, or change its size (same content, resized: a file of another sample or preprocessing)."""
     if fault == "missing":
         path.unlink()
     elif fault == "garbage":
@@ -43,6 +47,14 @@ def _inject(path: Path, fault: str) -> None:
         h, w = _size_of(path)
         mask = np.zeros((h, w), np.uint8) if fault == "empty" else np.tile(np.linspace(0, 255, w), (h, 1)).astype(np.uint8)
         _save(path, mask)
+    elif fault == "full":
+        _save(path, np.full(_size_of(path), 255, np.uint8))
+    elif fault in ("mis-sized", "rescaled"):
+        # mis-sized: 8 rows more (another aspect ratio); rescaled: twice the size (same aspect ratio)
+        with Image.open(path) as img:
+            w, h = img.size
+            new = (w, h + 8) if fault == "mis-sized" else (2 * w, 2 * h)
+            _save(path, np.asarray(img.resize(new, Image.NEAREST)))
     else:
         raise ValueError(fault)
 

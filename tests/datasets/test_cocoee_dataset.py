@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.api.sample import SampleError, collate
+from benchmark.api.sample import DatasetError, SampleError, collate
 from benchmark.datasets import CocoeeDataset
 from benchmark.procedural import generate_cocoee
 
@@ -73,7 +73,8 @@ def test_without_reference_mask_folder_reference_mask_is_none(root) -> None:
 
 
 CASES = [(folder, fault) for folder in FILES for fault in ("missing", "garbage", "truncated")]
-CASES += [(folder, fault) for folder in MASKS for fault in ("empty", "gradient")]
+CASES += [(folder, fault) for folder in MASKS for fault in ("empty", "gradient", "mis-sized", "rescaled")]
+CASES += [("Mask_bbox_3500", "full")]  # nothing outside the box: no masked metric, no IMACS_g
 
 
 @pytest.mark.parametrize(("folder", "fault"), CASES)
@@ -84,6 +85,22 @@ def test_bad_input_names_sample_and_file(root, inject, fault_reasons, folder, fa
     with pytest.raises(SampleError, match=fault_reasons[fault]) as err:
         ds[2]
     assert_names(err.value, sid, path)
+
+
+@pytest.mark.parametrize(("image", "mask", "of"), [("GT_3500", "Mask_bbox_3500", "the GT image"),
+                                                    ("Ref_3500", "Ref_mask_3500", "the reference image")])
+def test_image_of_another_size_than_its_mask(root, inject, image, mask, of) -> None:
+    """The image is the odd one out: the error still names the mask file and says what it was compared with."""
+    sid = "000000000001"
+    inject(root / "test_bench" / image / FILES[image].format(sid), "mis-sized")
+    with pytest.raises(SampleError, match=rf"size {S}x{S} differs from {of} {sid}_\w+.png \({S + 8}x{S}\)") as err:
+        CocoeeDataset(root, size=(S, S))[1]
+    assert err.value.path == str(root / "test_bench" / mask / FILES[mask].format(sid))
+
+
+def test_full_reference_mask_is_allowed(root, inject) -> None:
+    inject(root / "test_bench" / "Ref_mask_3500" / "000000000000_ref_mask.png", "full")
+    assert CocoeeDataset(root, size=(S, S))[0].reference_mask.all()
 
 
 def test_one_bad_sample_leaves_the_others_loadable(root, inject, load_all) -> None:
@@ -97,7 +114,7 @@ def test_one_bad_sample_leaves_the_others_loadable(root, inject, load_all) -> No
 @pytest.mark.parametrize("folder", ["GT_3500", "Ref_3500", "Mask_bbox_3500"])
 def test_missing_folder(root, folder) -> None:
     shutil.rmtree(root / "test_bench" / folder)
-    with pytest.raises(FileNotFoundError, match=str(root / "test_bench" / folder)):
+    with pytest.raises(DatasetError, match=str(root / "test_bench" / folder)):
         CocoeeDataset(root)
-    with pytest.raises(FileNotFoundError, match="test_bench"):
+    with pytest.raises(DatasetError, match="test_bench"):
         CocoeeDataset(root.parent / "nowhere")

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmark.api.sample import SampleError, collate
+from benchmark.api.sample import DatasetError, SampleError, collate
 from benchmark.datasets import Cufed5Dataset
 from benchmark.procedural import generate_cufed5
 
@@ -69,16 +69,20 @@ def test_without_mask_folder_masks_are_none(root) -> None:
     assert s.region_mask is None and s.reference_mask is None
 
 
-def test_empty_masks_are_allowed(root, inject) -> None:
-    """A reference can miss the HR image entirely at the far levels."""
+def test_empty_and_full_masks_are_allowed(root, inject) -> None:
+    """A reference can miss the HR image entirely at the far levels, or cover all of it."""
     inject(root / "CUFED5_masks" / "001_1_hr.png", "empty")
-    assert Cufed5Dataset(root)[1].region_mask.sum() == 0
+    inject(root / "CUFED5_masks" / "002_1_hr.png", "full")
+    inject(root / "CUFED5_masks" / "002_1_ref.png", "full")
+    ds = Cufed5Dataset(root)
+    assert ds[1].region_mask.sum() == 0
+    assert ds[2].region_mask.all() and ds[2].reference_mask.all()
 
 
 FILES = {"hr": "CUFED5/{}_0.png", "ref": "CUFED5/{}_1.png",
          "hr_mask": "CUFED5_masks/{}_1_hr.png", "ref_mask": "CUFED5_masks/{}_1_ref.png"}
 CASES = [(f, fault) for f in FILES for fault in ("missing", "garbage", "truncated")]
-CASES += [(f, "gradient") for f in ("hr_mask", "ref_mask")]
+CASES += [(f, fault) for f in ("hr_mask", "ref_mask") for fault in ("gradient", "mis-sized", "rescaled")]
 
 
 @pytest.mark.parametrize(("file", "fault"), CASES)
@@ -92,6 +96,15 @@ def test_bad_input_names_sample_and_file(root, inject, fault_reasons, file, faul
     with pytest.raises(SampleError, match=fault_reasons[fault]) as err:
         ds[2]
     assert_names(err.value, "002", path)
+
+
+@pytest.mark.parametrize(("image", "mask", "of"), [("hr", "hr_mask", "the HR image 002_0.png"),
+                                                    ("ref", "ref_mask", "the reference image 002_1.png")])
+def test_image_of_another_size_than_its_mask(root, inject, image, mask, of) -> None:
+    inject(root / FILES[image].format("002"), "rescaled")
+    with pytest.raises(SampleError, match=rf"size {S}x{S} differs from {of} \({2 * S}x{2 * S}\)") as err:
+        Cufed5Dataset(root, level=1)[2]
+    assert err.value.path == str(root / FILES[mask].format("002"))
 
 
 def test_too_small_hr(tmp_path, save) -> None:
@@ -109,7 +122,7 @@ def test_one_bad_sample_leaves_the_others_loadable(root, inject, load_all) -> No
 
 
 def test_missing_folder_and_bad_level(root) -> None:
-    with pytest.raises(FileNotFoundError, match=str(root.parent / "nowhere" / "CUFED5")):
+    with pytest.raises(DatasetError, match=str(root.parent / "nowhere" / "CUFED5")):
         Cufed5Dataset(root.parent / "nowhere")
     for level in (0, 6):
         with pytest.raises(ValueError, match="1..5"):

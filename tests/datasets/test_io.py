@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from benchmark.api.sample import SampleError
-from benchmark.datasets.io import check_aspect, read_image, read_mask
+from benchmark.datasets.io import check_aspect, check_coverage, check_size, read_image, read_mask
 
 
 def test_read_image_range_shape_and_resize(tmp_path, save) -> None:
@@ -39,19 +41,46 @@ def test_bad_files_raise_sample_error_naming_sample_and_path(tmp_path, save, inj
     assert_names(err.value, "id42", path)
 
 
-@pytest.mark.parametrize("fault", ["empty", "gradient"])
-def test_bad_masks(tmp_path, save, inject, fault_reasons, fault) -> None:
+@pytest.mark.parametrize("fault", ["empty", "gradient", "full"])
+def test_bad_masks(tmp_path, save, inject, fault_reasons, fault, assert_names) -> None:
     path = tmp_path / "m.png"
-    save(path, np.full((8, 8), 255, np.uint8))
+    m = np.zeros((8, 8), np.uint8)
+    m[2:5, 3:6] = 255
+    save(path, m)
     inject(path, fault)
     with pytest.raises(SampleError, match=fault_reasons[fault]) as err:
         read_mask(path, "id7")
-    assert (err.value.sample_id, err.value.path) == ("id7", str(path))
+    assert_names(err.value, "id7", path)
     if fault == "empty":
         assert read_mask(path, "id7", allow_empty=True).sum() == 0
+    if fault == "full":
+        assert read_mask(path, "id7", allow_full=True).all()
+
+
+def test_check_coverage_is_the_one_rule_for_empty_and_full() -> None:
+    inside = np.zeros((4, 5), bool)
+    inside[1, 2] = True
+    check_coverage(inside, "s", "m.png")
+    for mask, reason in ((np.zeros((4, 5), bool), "mask is empty"), (np.ones((4, 5), bool), "mask is full")):
+        with pytest.raises(SampleError, match=reason):
+            check_coverage(mask, "s", "m.png")
+        check_coverage(mask, "s", "m.png", allow_empty=True, allow_full=True)
+    # after the >= 128 threshold: a mask that is 255 everywhere but one pixel at 127 is not full
+    one_out = np.full((4, 5), 255, np.uint8)
+    one_out[0, 0] = 127
+    check_coverage(one_out >= 128, "s", "m.png")
+
+
+def test_check_size() -> None:
+    check_size("s", Path("a.png"), (8, 6), (8, 6), "the person image p.jpg")
+    with pytest.raises(SampleError, match=r"size 6x8 differs from the person image p.jpg \(8x6\)") as err:
+        check_size("s", Path("a.png"), (6, 8), (8, 6), "the person image p.jpg")
+    assert (err.value.sample_id, err.value.path) == ("s", "a.png")
 
 
 def test_check_aspect(tmp_path) -> None:
     check_aspect("s", tmp_path, (1024, 768), (512, 384))
     with pytest.raises(SampleError, match="aspect ratio 768x768"):
         check_aspect("s", tmp_path, (768, 768), (512, 384))
+    with pytest.raises(SampleError, match=r"aspect ratio 768x768 does not match the person image \(512x384\)"):
+        check_aspect("s", tmp_path, (768, 768), (512, 384), of="the person image")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.api.sample import SampleError, collate
+from benchmark.api.sample import DatasetError, SampleError, collate
 from benchmark.datasets import VitonHDDataset
 from benchmark.datasets.io import read_image, read_mask
 from benchmark.procedural import generate_viton_hd
@@ -94,6 +94,11 @@ def test_agnostic_mask_255_is_the_region_to_inpaint(tmp_path, save) -> None:
 
 CASES = [(folder, fault) for folder in FILES for fault in ("missing", "garbage", "truncated")]
 CASES += [(folder, fault) for folder in MASKS for fault in ("empty", "gradient")]
+# Sizes, checked on the files before any resize: every file mis-sized (another aspect ratio); the files
+# pixel-aligned with the photo, and the garment mask, also at the same aspect ratio but twice the size.
+CASES += [(folder, "mis-sized") for folder in FILES]
+CASES += [(folder, "rescaled") for folder in ("agnostic-v3.2", "agnostic-mask", "image-densepose", "cloth-mask")]
+CASES += [("agnostic-mask", "full")]  # nothing outside the region: no masked metric, no IMACS_g
 
 
 @pytest.mark.parametrize("pairing", ["paired", "unpaired"])
@@ -118,8 +123,44 @@ def test_photo_with_wrong_aspect(root, save) -> None:
     assert (err.value.sample_id, err.value.path) == (sid, str(photo))
     with pytest.raises(SampleError, match="aspect ratio"):
         VitonHDDataset(root, "test", size=(512, 384))[2]
-    # No size requested: nothing to compare against, the photo's own size is used.
-    assert VitonHDDataset(root, "test", size=None)[2].size == (H, H)
+    # No size requested: the photo no longer matches the images aligned with it.
+    with pytest.raises(SampleError, match=f"size {H}x{W} differs from the person image {sid}.jpg") as err:
+        VitonHDDataset(root, "test", size=None)[2]
+    assert err.value.path == str(root / "test" / "agnostic-v3.2" / f"{sid}.jpg")
+
+
+def test_size_errors_say_what_the_file_was_compared_with(root, inject) -> None:
+    d = root / "test"
+    inject(d / "image-densepose" / "00001_00.jpg", "rescaled")
+    inject(d / "cloth" / "00002_00.jpg", "mis-sized")
+    inject(d / "cloth-mask" / "00003_00.jpg", "rescaled")
+    ds = VitonHDDataset(root, "test", "paired", size=(H, W))
+    with pytest.raises(SampleError, match=rf"size {2 * H}x{2 * W} differs from the person image 00001_00.jpg "
+                                          rf"\({H}x{W}\)"):
+        ds[1]
+    with pytest.raises(SampleError, match=rf"aspect ratio {H + 8}x{W} does not match the person image 00002_00.jpg "
+                                          rf"\({H}x{W}\)"):
+        ds[2]
+    with pytest.raises(SampleError, match=rf"size {2 * H}x{2 * W} differs from the cloth image 00003_00.jpg "
+                                          rf"\({H}x{W}\)"):
+        ds[3]
+
+
+def test_consistently_larger_files_load_at_the_requested_size(root, inject) -> None:
+    """Sources larger than the evaluation size (1024x768 for 512x384) are fine when every file agrees."""
+    sid = "00002_00"
+    for folder, name in FILES.items():
+        inject(root / "test" / folder / name(sid, sid), "rescaled")
+    s = VitonHDDataset(root, "test", "paired", size=(H, W))[2]
+    assert s.size == (H, W) and s.reference.shape == (3, H, W) and s.reference_mask.shape == (1, H, W)
+    assert VitonHDDataset(root, "test", "paired", size=None)[2].size == (2 * H, 2 * W)
+
+
+def test_full_garment_mask_is_allowed(root, inject) -> None:
+    """A full reference mask is scorable (IMACS_r then reports "full mask" for the sample); a full agnostic
+    mask is not (see the CASES above)."""
+    inject(root / "test" / "cloth-mask" / "00000_00.jpg", "full")
+    assert VitonHDDataset(root, "test", "paired", size=(H, W))[0].reference_mask.all()
 
 
 def test_one_bad_sample_leaves_the_others_loadable(root, inject, load_all) -> None:
@@ -131,14 +172,14 @@ def test_one_bad_sample_leaves_the_others_loadable(root, inject, load_all) -> No
 
 
 def test_missing_pairs_file_or_folder(root) -> None:
-    with pytest.raises(FileNotFoundError, match=str(root / "val_pairs.txt")):
+    with pytest.raises(DatasetError, match=str(root / "val_pairs.txt")):
         VitonHDDataset(root, "val")
-    with pytest.raises(FileNotFoundError, match=str(root.parent / "nowhere" / "test_pairs.txt")):
+    with pytest.raises(DatasetError, match=str(root.parent / "nowhere" / "test_pairs.txt")):
         VitonHDDataset(root.parent / "nowhere", "test")
-    with pytest.raises(FileNotFoundError, match=str(root / "train" / "image")):
+    with pytest.raises(DatasetError, match=str(root / "train" / "image")):
         VitonHDDataset(root, "train")  # an empty pairs file but no split folder
     shutil.rmtree(root / "test" / "image-densepose")
-    with pytest.raises(FileNotFoundError, match=str(root / "test" / "image-densepose")):
+    with pytest.raises(DatasetError, match=str(root / "test" / "image-densepose")):
         VitonHDDataset(root, "test")
 
 

@@ -37,7 +37,7 @@ def measure(root: Path, model: Path, scheduler: str, workers: int | None, sample
     wall = time.perf_counter() - t0
     if summary.failed or summary.finished != summary.jobs:
         raise RuntimeError(f"{scheduler}/{workers}: {summary}")
-    records = [json.loads((job_dir(cfg, j) / "result.json").read_text()) for j in plan_jobs(cfg)]
+    records = [json.loads((job_dir(cfg, j) / "result.json").read_text()) for j in plan_jobs(cfg).jobs]
     n = sum(r["n_samples"] for r in records)
     per_sample = {s: sum(r["timings"][s] for r in records) / n for s in STAGES}
     t0 = time.perf_counter()

@@ -19,7 +19,7 @@ def cluster():
 
     local = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
     client = Client(local)
-    client.wait_for_workers(2, timeout=120)
+    client.wait_for_workers(2, timeout=600)
     yield local, client
     client.close()
     local.close()

@@ -62,7 +62,7 @@ def write_config(data: dict, path: Path) -> Path:
 def stored_rows(cfg: RunConfig) -> list[tuple]:
     """Every stored (model, sample_id, metric, value, note), sorted; values exactly as result.json has them."""
     rows = []
-    for job in plan_jobs(cfg):
+    for job in plan_jobs(cfg).jobs:
         path = job_dir(cfg, job) / "result.json"
         if path.is_file():
             rec = json.loads(path.read_text())
@@ -73,7 +73,7 @@ def stored_rows(cfg: RunConfig) -> list[tuple]:
 def result_stats(cfg: RunConfig) -> dict[str, tuple[int, int]]:
     """job key -> (inode, mtime_ns) of its result.json, for the jobs that have one."""
     out = {}
-    for job in plan_jobs(cfg):
+    for job in plan_jobs(cfg).jobs:
         path = job_dir(cfg, job) / "result.json"
         if path.is_file():
             st = path.stat()

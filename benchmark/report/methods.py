@@ -1,0 +1,85 @@
+"""The attribution-method leaderboard page (``methods.md``): frames from :mod:`benchmark.methods.compare`,
+figures from :mod:`benchmark.report.figures`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmark.analysis.format import format_value as fmt
+from benchmark.config import RunConfig
+from benchmark.registry import metric_label
+from benchmark.report.store_view import StoreView
+from benchmark.store import write_atomic
+
+
+def _ci_cells(g: pd.DataFrame, metrics: list[str]) -> list[str]:
+    """'mean [low, high]' per metric from a summary frame (columns metric, mean, ci_low, ci_high); n/a if absent."""
+    cells = []
+    for m in metrics:
+        r = g[g.metric == m]
+        cells.append("n/a" if r.empty or np.isnan(r.iloc[0]["mean"]) else
+                     f"{fmt(r.iloc[0]['mean'])} [{fmt(r.iloc[0]['ci_low'])}, {fmt(r.iloc[0]['ci_high'])}]")
+    return cells
+
+
+def method_leaderboard(cfg: RunConfig, view: StoreView, lb_dir: Path, res_dir: Path, header: list[str]) -> bool:
+    """Write ``methods.{csv,md}`` and ``methods_paired.csv``; False when no model has enough samples."""
+    from benchmark.methods.compare import compare_methods, paired_differences, summarise
+    from benchmark.report.figures import methods_figure
+
+    samples = {(sm.task, sm.model): sm.sample_dirs for sm in view.models if sm.sample_dirs}
+    per_sample, examples = compare_methods(samples, view.baselines, cfg.scoring.lam, cfg.scoring.threshold)
+    if per_sample.empty:
+        return False
+    write_atomic(res_dir / "methods_samples.csv", per_sample.to_csv(index=False, float_format="%.6g"))
+    summary = summarise(per_sample, cfg.scoring.n_boot)
+    wide = summary.pivot_table(index=["task", "model", "method"], columns="metric", values=["mean", "ci_low", "ci_high"])
+    wide.columns = [f"{m}_{stat}" if stat != "mean" else m for stat, m in wide.columns]
+    write_atomic(lb_dir / "methods.csv", wide.reset_index().to_csv(index=False, float_format="%.6g"))
+    paired = paired_differences(per_sample, cfg.scoring.n_boot)
+    write_atomic(lb_dir / "methods_paired.csv", paired.to_csv(index=False, float_format="%.6g"))
+    lines = ["# Attribution methods", ""] + header + ["",
+             "Maps on the evaluation half of each model's samples (heads ranked on the other half): generated side "
+             "against x_g, reference side against x_r (eq. 17 maps; needs a reference mask and patch tokens). "
+             "Cells: mean [bootstrap 95% CI]. Baselines: a uniform map; the maps of a randomly initialised copy of "
+             "the model. The ConceptAttention-style maps (joint-attention transformers only) weight the reference "
+             "tokens by the reference mask; I2AM needs no mask.", ""]
+    for task, tsum in summary.groupby("task"):
+        lines += [f"## {task}", ""]
+        for side, title in (("g", "Generated side"), ("r", "Reference side")):
+            metrics = [f"{k}_{side}" for k in ("imacs", "miou", "ap", "pixel_acc")]
+            if not set(metrics) & set(tsum.metric):
+                continue
+            lines += [f"### {title}", "", "| model | method | " + " | ".join(f"{metric_label(m)} ↑" for m in metrics)
+                      + " | n |", "|---|---|" + "---|" * (len(metrics) + 1)]
+            for (model, method), g in tsum[tsum.metric.isin(metrics)].groupby(["model", "method"], sort=False):
+                lines.append(f"| {model} | {method} | " + " | ".join(_ci_cells(g, metrics)) + f" | {int(g['n'].max())} |")
+            lines.append("")
+        tp = paired[paired.task == task]
+        if not tp.empty:
+            metrics = [m for m in ("imacs_g", "miou_g", "imacs_r", "miou_r") if m in set(tp.metric)]
+            lines += ["### Paired differences against I2AM all heads (same samples)", "",
+                      "Mean of (method - I2AM all heads) per sample [bootstrap 95% CI]; a CI above 0 means the "
+                      "method wins on this model.", "",
+                      "| model | method | " + " | ".join(f"Δ {metric_label(m)}" for m in metrics) + " | n |",
+                      "|---|---|" + "---|" * (len(metrics) + 1)]
+            for (model, method), g in tp.groupby(["model", "method"], sort=False):
+                lines.append(f"| {model} | {method} | " + " | ".join(_ci_cells(g, metrics)) + f" | {int(g['n'].max())} |")
+            lines.append("")
+        for (t, model), maps in examples.items():
+            if t != task:
+                continue
+            dirs = samples[(t, model)]
+            d = dirs[len(dirs) // 2]
+            from benchmark.results.sample_maps import SampleMaps
+
+            mask = SampleMaps.load(d / "maps.npz").get("mask/region")
+            path = methods_figure(d / "generated.png", maps, mask, cfg.scoring.threshold,
+                                  lb_dir / "figures" / task / model / "methods.png",
+                                  f"{task} / {model}: generated-side map of each method (sample {d.name})")
+            lines += [f"![methods]({path.relative_to(lb_dir).as_posix()})", ""]
+    write_atomic(lb_dir / "methods.md", "\n".join(lines) + "\n")
+    return True

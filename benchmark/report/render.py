@@ -1,0 +1,95 @@
+"""Markdown from the report's frames; formatting only, no computation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmark.analysis.format import format_value as fmt
+from benchmark.registry import metric_direction, metric_label
+
+
+def arrow(metric: str) -> str:
+    d = metric_direction(metric)
+    return {"higher": " ↑", "lower": " ↓"}.get(d or "", "")
+
+
+def _cell(row: pd.Series, metric: str) -> str:
+    mean = row.get(metric, np.nan)
+    if pd.isna(mean):
+        return "n/a"
+    text = fmt(mean)
+    if f"{metric}_ci_low" in row and not pd.isna(row[f"{metric}_ci_low"]):
+        text += f" [{fmt(row[f'{metric}_ci_low'])}, {fmt(row[f'{metric}_ci_high'])}]"
+    change = row.get(f"{metric}_change", np.nan)
+    if not pd.isna(change):
+        text += f" ({change:+.3f})"
+    return text
+
+
+def table(frame: pd.DataFrame, metrics: list[str], set_metrics: list[str]) -> list[str]:
+    """The leaderboard rows: model, metrics (mean [CI] (change)), set metrics, n, failures."""
+    head = ["model"] + [metric_label(m) + arrow(m) for m in metrics + set_metrics] + ["n", "failures"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, r in frame.iterrows():
+        name = f"{r.model} (baseline)" if r.baseline else r.model
+        cells = [_cell(r, m) for m in metrics]
+        cells += ["unavailable¹" if pd.isna(r.get(m, np.nan)) else fmt(r[m]) for m in set_metrics]
+        fails = [f"{r.failed_jobs} job(s)" if r.failed_jobs else "", f"{r.failed_samples} sample(s)" if r.failed_samples else ""]
+        lines.append("| " + " | ".join([name] + cells + [str(r.n), ", ".join(f for f in fails if f) or "0"]) + " |")
+    return lines
+
+
+def failures_section(failures: pd.DataFrame) -> list[str]:
+    if failures.empty:
+        return []
+    lines = ["## Failures", ""]
+    jobs = failures[failures.kind != "sample"]
+    if not jobs.empty:
+        lines += ["| model | what failed | where | reason |", "|---|---|---|---|"]
+        for (model, kind, error), g in jobs.groupby(["model", "kind", "error"], sort=False):
+            what = ("task entry (no job planned)" if kind == "task"
+                    else f"{len(g)} job(s), {int(g.n_samples.sum())} samples")
+            where = ", ".join(f"`{f}`" for f in g.file.unique()[:3]) + (" ..." if g.file.nunique() > 3 else "")
+            lines.append(f"| {model} | {what} | {where} | {error} |")
+        lines.append("")
+    samples = failures[failures.kind == "sample"]
+    if not samples.empty:
+        lines += ["Samples left out (each named with its file; the other samples are scored):", "",
+                  "| model | sample | file | error |", "|---|---|---|---|"]
+        lines += [f"| {r.model} | {r.sample_id} | `{r.file}` | {r.error} |" for r in samples.itertuples()] + [""]
+    return lines
+
+
+def set_metric_notes(sets: pd.DataFrame) -> list[str]:
+    if sets.empty:
+        return []
+    lines = []
+    labels = sorted({lbl for lbl in sets["label"] if lbl})
+    if labels:
+        lines.append("FID / KID: " + "; ".join(labels) + ", against the task's reference set (the real images of "
+                     "the same samples); n per model in the CSV.")
+    notes = sorted({n for n in sets["note"] if n})
+    lines += [f"¹ {n}" for n in notes]
+    return lines + [""] if lines else []
+
+
+def link(path: Path, base: Path, alt: str) -> str:
+    return f"![{alt}]({path.relative_to(base).as_posix()})"
+
+
+def overview(header: list[str], rows: list[dict], regressions: list[str], has_methods: bool) -> list[str]:
+    lines = ["# Leaderboards", ""] + header + ["", "| task | models | samples | failures | best IMACS_g | page |",
+                                               "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['task']} | {r['models']} | {r['samples']} | {r['failures']} | {r['best']} | "
+                     f"[{r['task']}.md]({r['task']}.md) |")
+    if has_methods:
+        lines += ["", "Attribution methods compared on the same captures: [methods.md](methods.md)."]
+    if regressions:
+        lines += ["", "**Regressions since the latest comparable run:** " + "; ".join(regressions)]
+    lines += ["", "Frames behind these tables: `results/samples.csv` (one row per sample x metric), `models.csv`, "
+              "`correlations.csv`, `confounds.csv`, `sweep.csv`, `failures.csv` in the run's output folder."]
+    return lines

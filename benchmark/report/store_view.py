@@ -1,0 +1,193 @@
+"""What the store holds for a config, found from the stored records alone (no dataset, no model files).
+
+For each task entry and model of the config the view takes the stored shards of that (task version, model
+name, generation key); when the model's files changed between runs (several model hashes), the newest
+records win. Only the first ``max_samples`` samples (by dataset index) are used, whatever shards hold them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmark.config import RunConfig, TaskConfig, resolve_path
+from benchmark.runner import PLAN_FAILURES
+from benchmark.scoring import imacs_from_terms
+from benchmark.store import short_hash, stored_failures, stored_results
+
+FRAME_COLUMNS = ["task", "model", "adapter", "sample_id", "metric", "value", "note"]
+
+
+@dataclass
+class StoredModel:
+    """One (task, model) of the config as the store has it."""
+
+    task: str
+    task_version: int
+    model: str
+    identity: str  # name, adapter, path and options: what "the same model" means for history
+    generation_key: str
+    baseline: bool
+    records: list[dict] = field(default_factory=list)
+    sample_dirs: list[Path] = field(default_factory=list)
+    sample_ids: list[str] = field(default_factory=list)
+    job_failures: list[dict] = field(default_factory=list)
+
+    @property
+    def run_id(self) -> str:
+        """The newest run that produced any of the records used (history compares against runs before it)."""
+        return max((r.get("run_id", "") for r in self.records), default="")
+
+    @property
+    def samples_key(self) -> str:
+        return short_hash(sorted(self.sample_ids))
+
+    @property
+    def model_hash(self) -> str:
+        return self.records[0]["model_hash"] if self.records else ""
+
+
+@dataclass
+class StoreView:
+    cfg: RunConfig
+    tasks: dict[str, TaskConfig]
+    models: list[StoredModel]
+    plan_failures: list[dict]
+
+    def of(self, task: str) -> list[StoredModel]:
+        return [m for m in self.models if m.task == task]
+
+    def dirs(self, task: str, model: str) -> list[Path]:
+        return next((m.sample_dirs for m in self.models if m.task == task and m.model == model), [])
+
+    @property
+    def baselines(self) -> set[str]:
+        return {m.model for m in self.models if m.baseline}
+
+
+def load_view(cfg: RunConfig) -> StoreView:
+    store = cfg.out_dir / "store"
+    tasks, models = {}, []
+    for tr in cfg.tasks:
+        task = TaskConfig.load(resolve_path(tr.task))
+        tasks[task.name] = task
+        gen_key = cfg.generation_key(tr)
+        for spec in tr.models:
+            sm = StoredModel(task.name, task.version, spec.name,
+                             short_hash([spec.name, spec.adapter, spec.path, spec.options]), gen_key,
+                             "random_init" in spec.options)
+            _select(sm, [json.loads(p.read_text()) | {"_dir": str(p.parent)} for p in
+                         stored_results(store, task.name, task.version, spec.name, gen_key)], tr.max_samples)
+            sm.job_failures = stored_failures(store, task.name, task.version, spec.name, gen_key)
+            models.append(sm)
+    path = cfg.out_dir / PLAN_FAILURES
+    plan_failures = json.loads(path.read_text()) if path.is_file() else []
+    return StoreView(cfg, tasks, models, plan_failures)
+
+
+def _select(sm: StoredModel, records: list[dict], max_samples: int | None) -> None:
+    """Keep the newest model hash's records, the first ``max_samples`` samples, each sample once."""
+    if not records:
+        return
+    newest = max(records, key=lambda r: r.get("finished_at", ""))["model_hash"]
+    records = sorted((r for r in records if r["model_hash"] == newest), key=lambda r: r.get("finished_at", ""),
+                     reverse=True)
+    seen: dict[str, int] = {}
+    used = []
+    for rec in records:
+        keep = {s["sample_id"] for s in rec["samples"] if (max_samples is None or s["index"] < max_samples)
+                and s["sample_id"] not in seen}
+        keep |= {f["sample_id"] for f in rec["failures"]} - set(seen)  # failed samples are counted once too
+        if not keep:
+            continue
+        for s in rec["samples"]:
+            if s["sample_id"] in keep:
+                seen[s["sample_id"]] = s["index"]
+        used.append({**rec, "_keep": keep})
+    sm.records = used
+    order = sorted(seen, key=seen.get)
+    sm.sample_ids = order
+    dirs = {sid: Path(rec["_dir"]) / "samples" / sid for rec in used for sid in rec["_keep"]}
+    sm.sample_dirs = [dirs[sid] for sid in order if (dirs[sid] / "maps.npz").is_file()]
+
+
+def sample_frame(view: StoreView) -> pd.DataFrame:
+    """One row per (task, model, sample, metric): stored values, and IMACS formed from the stored terms at the
+    config's (lambda, threshold). Columns :data:`FRAME_COLUMNS`."""
+    lam, thr = view.cfg.scoring.lam, view.cfg.scoring.threshold
+    rows = []
+    for sm in view.models:
+        for rec in sm.records:
+            base = {"task": sm.task, "model": sm.model, "adapter": rec["adapter"]}
+            kept = {s["sample_id"] for s in rec["samples"]} & rec["_keep"]
+            rows += [{**base, **r} for r in rec["rows"] if r["sample_id"] in kept]
+            grid = rec["imacs_terms"]["thresholds"]
+            for sid, sides in rec["imacs_terms"]["samples"].items():
+                if sid not in kept:
+                    continue
+                for side, terms in sides.items():
+                    value, note = imacs_from_terms(terms, lam, thr, grid)
+                    rows.append({**base, "sample_id": sid, "metric": f"imacs_{side}", "value": value, "note": note})
+            rows += _lpips_rows(rec, base, kept)
+    frame = pd.DataFrame(rows, columns=FRAME_COLUMNS)
+    frame["value"] = frame["value"].astype(float)
+    frame["note"] = frame["note"].fillna("")
+    return frame.sort_values(["task", "model", "sample_id", "metric"], kind="stable").reset_index(drop=True)
+
+
+def _lpips_rows(rec: dict, base: dict, kept: set[str]) -> list[dict]:
+    """LPIPS per sample from the job's ``set_inputs.npz`` (absent when its weights were unavailable)."""
+    path = Path(rec["_dir"]) / "set_inputs.npz"
+    if not path.is_file():
+        return []
+    from benchmark.metrics import SetInputs
+
+    inputs = SetInputs.load(path)
+    if inputs.lpips is None:
+        return []
+    ids = [s["sample_id"] for s in rec["samples"]]
+    return [{**base, "sample_id": sid, "metric": "lpips", "value": float(v), "note": ""}
+            for sid, v in zip(ids, inputs.lpips) if sid in kept]
+
+
+def failure_frame(view: StoreView) -> pd.DataFrame:
+    """Every failure a (task, model) of the config has: failed samples (with the file), failed jobs and task
+    entries that could not be planned (with the reason). Columns task, model, kind, sample_id, file, error."""
+    rows = []
+    for sm in view.models:
+        for rec in sm.records:
+            rows += [{"task": sm.task, "model": sm.model, "kind": "sample", **f} for f in rec["failures"]
+                     if f["sample_id"] in rec["_keep"]]
+        rows += [{"task": sm.task, "model": sm.model, "kind": "job", "sample_id": "", "file": f["key"],
+                  "error": f["error"], "n_samples": f.get("n_samples", 0)} for f in sm.job_failures]
+    rows += [{"task": f["task"], "model": f["model"], "kind": "task", "sample_id": "", "file": f.get("where", ""),
+              "error": f["error"]} for f in view.plan_failures
+             if any(m.task == f["task"] and m.model == f["model"] for m in view.models)]
+    frame = pd.DataFrame(rows, columns=["task", "model", "kind", "sample_id", "file", "error", "n_samples"])
+    frame["n_samples"] = frame["n_samples"].fillna(0).astype(int)
+    return frame
+
+
+def sweep_terms(view: StoreView, task: str, models: list[str]) -> dict[str, dict[str, np.ndarray]]:
+    """Per side: ``a`` and ``b`` (S, T) IMACS terms on the stored threshold grid, the sample ids and models of
+    the S samples that have them, and ``thresholds`` (T,). Read from the records, no map is loaded."""
+    out = {}
+    for side in ("g", "r"):
+        a, b, ids, mods, grid = [], [], [], [], None
+        for sm in view.of(task):
+            if sm.model not in models:
+                continue
+            for rec in sm.records:
+                grid = rec["imacs_terms"]["thresholds"]
+                for sid, sides in rec["imacs_terms"]["samples"].items():
+                    t = sides.get(side, {})
+                    if sid in rec["_keep"] and "a" in t:
+                        a.append(t["a"]), b.append(t["b"]), ids.append(sid), mods.append(sm.model)
+        if a:
+            out[side] = {"a": np.asarray(a), "b": np.asarray(b), "sample_id": np.asarray(ids),
+                         "model": np.asarray(mods), "thresholds": np.asarray(grid)}
+    return out

@@ -1,0 +1,112 @@
+"""Tidy frames the leaderboards are rendered from; pure functions of the store view and the sample frame."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from benchmark.analysis.bootstrap import bootstrap_mean
+from benchmark.config import TaskConfig
+from benchmark.registry import SAMPLE_METRICS, SET_METRICS
+from benchmark.report.store_view import StoreView
+
+QUALITY_ORDER = ("masked_psnr", "masked_ssim", "ssim", "psnr", "lpips")
+AGG_COLUMNS = ["task", "model", "metric", "mean", "ci_low", "ci_high", "n", "n_undefined", "note"]
+
+
+def aggregate(frame: pd.DataFrame, n_boot: int) -> pd.DataFrame:
+    """Per (task, model, metric): mean [bootstrap 95% CI] over samples, n defined, n undefined and why."""
+    rows = []
+    for (task, model, metric), g in frame.groupby(["task", "model", "metric"], sort=True):
+        values = g["value"].to_numpy(float)
+        notes = "; ".join(sorted({n for n in g["note"] if n}))
+        base = {"task": task, "model": model, "metric": metric, "note": notes}
+        if not np.isfinite(values).any():  # undefined for every sample (e.g. not applicable): say so
+            rows.append({**base, "mean": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n": 0,
+                         "n_undefined": len(values)})
+            continue
+        ci = bootstrap_mean(values, n_boot=n_boot, seed=0)
+        rows.append({**base, "mean": ci.mean, "ci_low": ci.ci_low, "ci_high": ci.ci_high, "n": ci.n,
+                     "n_undefined": ci.n_dropped})
+    return pd.DataFrame(rows, columns=AGG_COLUMNS)
+
+
+def quality_metrics(task: TaskConfig, frame: pd.DataFrame) -> list[str]:
+    """The task's per-sample quality metrics present in the frame, primary first (config order)."""
+    present = set(frame.loc[frame.task == task.name, "metric"])
+    declared = [m.name for m in task.metrics if m.name in present and m.name in SAMPLE_METRICS]
+    return sorted(declared, key=lambda m: QUALITY_ORDER.index(m) if m in QUALITY_ORDER else len(QUALITY_ORDER))
+
+
+def set_metrics(view: StoreView, task: TaskConfig, kid_scale: float) -> pd.DataFrame:
+    """FID / KID per model of ``task`` from the stored Inception features against the stored reference-set
+    features (clean-fid, mode ``clean``): a value with its implementation and n, or NaN with the reason."""
+    from benchmark.metrics import ReferenceStatsCache, SetInputs, set_metric_values
+
+    wanted = [m.name for m in task.metrics if m.name in SET_METRICS]
+    rows = []
+    if not wanted:
+        return pd.DataFrame(columns=["model", "metric", "value", "n", "label", "note"])
+    cache = ReferenceStatsCache()
+    for sm in view.of(task.name):
+        gen, ref, ref_ids, notes = [], [], [], set()
+        for rec in sm.records:
+            path = rec["_dir"] + "/set_inputs.npz"
+            try:
+                inputs = SetInputs.load(path)
+            except OSError:
+                notes.add(f"no stored features ({path})")
+                continue
+            ids = [s["sample_id"] for s in rec["samples"]]
+            keep = [i for i, sid in enumerate(ids) if sid in rec["_keep"]]
+            if inputs.inception_generated is None or inputs.inception_reference is None:
+                notes.add(inputs.notes.get("fid", "no features"))
+                continue
+            gen.append(inputs.inception_generated[keep])
+            ref.append(inputs.inception_reference[keep])
+            ref_ids += [ids[i] for i in keep]
+        if notes or not gen:
+            for metric in wanted:
+                rows.append({"model": sm.model, "metric": metric, "value": np.nan, "n": 0, "label": "",
+                             "note": "; ".join(sorted(notes)) or "no stored samples"})
+            continue
+        key = {"dataset": f"{task.dataset.format}:{task.dataset.root}", "split": task.dataset.split,
+               "size": list(task.dataset.size or ["native"]), "sample_ids": ref_ids}
+        out = set_metric_values(np.concatenate(gen), np.concatenate(ref), kid_scale=kid_scale, cache=cache,
+                                cache_key_parts=key)
+        for metric in wanted:
+            rows.append({"model": sm.model, "metric": metric, "value": out[metric], "n": out["n_generated"],
+                         "label": out["label"], "note": out.get("note", "")})
+    return pd.DataFrame(rows, columns=["model", "metric", "value", "n", "label", "note"])
+
+
+def main_table(task: TaskConfig, agg: pd.DataFrame, sets: pd.DataFrame, failures: pd.DataFrame,
+               view: StoreView, quality: list[str], deltas: dict) -> pd.DataFrame:
+    """One row per model of the task, every metric as mean / CI / change columns, n and failure counts; models
+    ordered by IMACS_g (best first), failed models (no samples) last."""
+    ta = agg[agg.task == task.name]
+    metrics = [m for m in ("imacs_g", "imacs_r") if m in set(ta.metric)] + quality
+    metrics += [m for m in SAMPLE_METRICS.names() if m in set(ta.metric) and m not in metrics
+                and SAMPLE_METRICS.info(m).get("kind") != "covariate"]
+    rows = []
+    for sm in view.of(task.name):
+        f = failures[(failures.task == task.name) & (failures.model == sm.model)]
+        row = {"model": sm.model, "baseline": sm.baseline, "n": len(sm.sample_ids),
+               "failed_samples": int((f.kind == "sample").sum()),
+               "failed_jobs": int((f.kind != "sample").sum())}
+        for m in metrics:
+            r = ta[(ta.model == sm.model) & (ta.metric == m)]
+            row[m] = r["mean"].iloc[0] if len(r) else np.nan
+            row[f"{m}_ci_low"] = r["ci_low"].iloc[0] if len(r) else np.nan
+            row[f"{m}_ci_high"] = r["ci_high"].iloc[0] if len(r) else np.nan
+            row[f"{m}_change"] = deltas.get((task.name, sm.model, m), np.nan)
+        for m in sets.metric.unique() if not sets.empty else []:
+            s = sets[(sets.model == sm.model) & (sets.metric == m)]
+            row[m] = s["value"].iloc[0] if len(s) else np.nan
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    key = table["imacs_g"].fillna(-np.inf) if "imacs_g" in table else pd.Series(0, index=table.index)
+    return table.assign(_k=-key, _none=table["n"] == 0).sort_values(["_none", "_k", "model"]).drop(
+        columns=["_k", "_none"]).reset_index(drop=True)
