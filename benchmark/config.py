@@ -144,6 +144,21 @@ class SamplingOverride:
 
 
 @dataclass(frozen=True)
+class OnePassConfig:
+    """One-pass attribution (``docs/one_pass.md``): one conditional model call per timestep on the noised ground
+    truth, captured like generation. ``baselines``: also for random-init copies."""
+
+    timesteps: tuple = (250, 500, 750)
+    baselines: bool = False
+
+    def __post_init__(self):
+        ts = tuple(self.timesteps)
+        if not ts or len(set(ts)) != len(ts) or any(isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < 1000
+                                                    for t in ts):
+            raise ConfigError(f"one_pass.timesteps must be distinct integers in [0, 1000), got {list(ts)}")
+
+
+@dataclass(frozen=True)
 class ClusterConfig:
     workers: int = 1
     scheduler: str | None = None  # tcp://host:port or a scheduler-file path
@@ -165,6 +180,7 @@ class TaskRun:
     models: tuple = ()
     max_samples: int | None = None
     sampling: SamplingOverride = SamplingOverride()
+    one_pass: OnePassConfig | None = None  # overrides the run's ``one_pass`` for this task entry
 
 
 @dataclass(frozen=True)
@@ -177,6 +193,7 @@ class RunConfig:
     batch_size: int = 16
     shard_size: int = 32
     capture: CaptureConfig = CaptureConfig()
+    one_pass: OnePassConfig | None = None  # None: generation-time attribution only
     scoring: ScoringConfig = ScoringConfig()
     cluster: ClusterConfig = ClusterConfig()
     metrics: MetricsConfig = MetricsConfig()
@@ -194,14 +211,21 @@ class RunConfig:
     def to_dict(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self), default=list))
 
-    def generation_key(self, task_run: "TaskRun") -> str:
-        """What, besides task, samples and model, changes a job's stored outputs: the sampling override, the
-        capture settings, the seed and the generation code's version (``docs/store.md``)."""
+    def generation_key(self, task_run: "TaskRun", protocol: str = "generation") -> str:
+        """What, besides task, samples and model, changes a job's stored outputs: the sampling override (or the
+        one-pass timesteps), the capture settings, the seed and the generation code's version (``docs/store.md``)."""
         from benchmark.store import GENERATION_CODE_VERSION
 
-        sampling = {k: v for k, v in dataclasses.asdict(task_run.sampling).items() if v is not None}
-        return short_hash({"seed": self.seed, "sampling": sampling, "capture": dataclasses.asdict(self.capture),
-                           "code": GENERATION_CODE_VERSION})
+        capture = dataclasses.asdict(self.capture)
+        if protocol == "one_pass":
+            capture.pop("time_groups")  # one time group per timestep
+            how = {"one_pass": list(self.one_pass_of(task_run).timesteps)}
+        else:
+            how = {"sampling": {k: v for k, v in dataclasses.asdict(task_run.sampling).items() if v is not None}}
+        return short_hash({"seed": self.seed, **how, "capture": capture, "code": GENERATION_CODE_VERSION})
+
+    def one_pass_of(self, task_run: "TaskRun") -> OnePassConfig | None:
+        return task_run.one_pass or self.one_pass
 
     def scoring_key(self) -> str:
         """The report-time settings that change leaderboard numbers (history compares like with like)."""
@@ -256,11 +280,13 @@ class RunConfig:
             for i, item in enumerate(items):
                 wi = f"{w}[{i}]"
                 runs.append(_build(TaskRun, item, wi, models=lambda ms, wm: tuple(_model(m, f"{wm}[{j}]") for j, m in enumerate(ms)),
-                                   sampling=lambda d, ws: _build(SamplingOverride, d, ws)))
+                                   sampling=lambda d, ws: _build(SamplingOverride, d, ws),
+                                   one_pass=lambda d, wo: _build(OnePassConfig, d, wo)))
             return tuple(runs)
 
         cfg = _build(cls, data, where, tasks=task_run,
                      capture=lambda d, w: _build(CaptureConfig, d, w),
+                     one_pass=lambda d, w: _build(OnePassConfig, d, w),
                      scoring=lambda d, w: _build(ScoringConfig, d, w),
                      cluster=lambda d, w: _build(ClusterConfig, d, w),
                      metrics=lambda d, w: _build(MetricsConfig, d, w))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from typing import ContextManager
 
 import torch
 import torch.nn.functional as F
@@ -39,14 +40,35 @@ def generate_with_capture(adapter: ModelAdapter, batch: dict, sampling: Sampling
     seeds = [sample_seed(seed, sid) for sid in batch["sample_id"]]
     if not capture.enabled:
         return adapter.generate(batch, sampling, seeds), None
+    steps = sampling.num_inference_steps
+    acc, session, installer = prepare_capture(adapter, batch, steps, min(capture.time_groups, steps),
+                                              capture.levels, concept)
+    with installer:
+        images = adapter.generate(batch, sampling, seeds, callback_on_step_end=session.on_step_end)
+    return images, acc
+
+
+def prepare_capture(adapter: ModelAdapter, batch: dict, num_steps: int, num_groups: int,
+                    levels: tuple[str, ...], concept: OutputSpaceAccumulator | None = None
+                    ) -> tuple[I2AMAccumulator, CaptureSession, ContextManager]:
+    """The empty accumulator of a run of ``num_steps`` model steps over ``batch``, its session, and the
+    capture installer for the adapter's capture path (a context manager, not yet entered).
+
+    The accumulator sits on the latent grid of the batch's image size, with
+    ``num_groups`` time groups and the batch's ``region_mask`` area-resized to
+    that grid as the eq. (17) region. Steps advance through
+    ``session.on_step_end``, passed to the model loop as ``callback_on_step_end``.
+    """
+    if concept is not None and adapter.capture_path != "joint":
+        raise ValueError(f"output-space (ConceptAttention) maps need a joint-attention model; "
+                         f"{adapter.spec.name} uses the {adapter.capture_path!r} capture path")
     size = tuple(next(iter(batch["conditions"].values())).shape[-2:])
     latent = adapter.latent_grid(size)
     region = batch.get("region_mask")
     if region is not None:
         region = F.interpolate(region.float(), size=latent, mode="area").to(adapter.device)
-    groups = min(capture.time_groups, sampling.num_inference_steps)
-    acc = I2AMAccumulator(latent, adapter.token_layout, sampling.num_inference_steps, groups, capture.levels, region)
-    session = CaptureSession(acc, n_samples=len(seeds))
+    acc = I2AMAccumulator(latent, adapter.token_layout, num_steps, num_groups, levels, region)
+    session = CaptureSession(acc, n_samples=len(batch["sample_id"]))
     module = adapter.capture_module()
     if adapter.capture_path == "diffusers":
         installer = capture_diffusers(module, session, adapter.capture_layers())
@@ -57,9 +79,4 @@ def generate_with_capture(adapter: ModelAdapter, batch: dict, sampling: Sampling
         installer = capture_ldm(module, session, flt) if flt is not None else capture_ldm(module, session)
     else:
         raise ValueError(f"unknown capture path {adapter.capture_path!r}")
-    if concept is not None and adapter.capture_path != "joint":
-        raise ValueError(f"output-space (ConceptAttention) maps need a joint-attention model; "
-                         f"{adapter.spec.name} uses the {adapter.capture_path!r} capture path")
-    with installer:
-        images = adapter.generate(batch, sampling, seeds, callback_on_step_end=session.on_step_end)
-    return images, acc
+    return acc, session, installer

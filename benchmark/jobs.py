@@ -42,6 +42,7 @@ class Job:
     sample_ids: tuple[str, ...]
     samples_hash: str  # digest of the shard's sample ids and files
     sampling: dict = field(default_factory=dict)
+    timesteps: tuple[int, ...] = ()  # one-pass jobs: the timesteps of the noised ground truth (else generation)
     digests: tuple[str, ...] = field(default=(), compare=False)  # per sample, behind samples_hash
     run_id: str = field(default="", compare=False)  # the run that executes it: recorded, never part of the key
 
@@ -50,6 +51,10 @@ class Job:
         """Deterministic key: task version, model identity, generation key, the shard's samples (``docs/store.md``)."""
         return (f"{self.task_name}-v{self.task_version}/{self.model.name}-{self.model_hash}/"
                 f"{self.generation_key}/{shard_name(self.indices, self.samples_hash)}")
+
+    @property
+    def protocol(self) -> str:
+        return "one_pass" if self.timesteps else "generation"
 
     @property
     def dask_key(self) -> str:
@@ -160,6 +165,7 @@ def _run_job(cfg: RunConfig, job: Job, progress) -> dict:
     from benchmark.capture.joint_capture import OutputSpaceAccumulator
     from benchmark.figures import sample_overlay, save_png, to_uint8
     from benchmark.generation import CaptureSettings, generate_with_capture
+    from benchmark.one_pass import OnePassSettings, one_pass_with_capture
     from benchmark.results.sample_maps import split_accumulator
     from benchmark.scoring import mask_areas, sample_terms, segmentation_rows, side_map
     from benchmark.tasks import build_dataset
@@ -176,6 +182,7 @@ def _run_job(cfg: RunConfig, job: Job, progress) -> dict:
                                 job.sampling.get("guidance_scale") if job.sampling.get("guidance_scale") is not None
                                 else defaults.guidance_scale, defaults.eta)
     capture = CaptureSettings(tuple(cfg.capture.levels), cfg.capture.time_groups)
+    evaluations = sampling.num_inference_steps * (2 if sampling.guidance_scale > 1 else 1)  # per sample
     samples, failures, rows, terms, index_of = [], [], [], {}, {}
     for idx in job.indices:
         try:
@@ -191,8 +198,14 @@ def _run_job(cfg: RunConfig, job: Job, progress) -> dict:
         chunk = samples[start : start + cfg.batch_size]
         batch = collate(chunk)
         t = time.perf_counter()
-        concept = OutputSpaceAccumulator(sampling.num_inference_steps) if adapter.capture_path == "joint" else None
-        images, acc = generate_with_capture(adapter, batch, sampling, cfg.seed, capture, concept)
+        if job.timesteps:  # one pass on the noised ground truth: maps only, drawn over the target
+            concept = OutputSpaceAccumulator(len(job.timesteps)) if adapter.capture_path == "joint" else None
+            acc, calls = one_pass_with_capture(adapter, batch, OnePassSettings(tuple(job.timesteps)), cfg.seed,
+                                               capture, concept)
+            images, evaluations = batch["target"], calls  # each call evaluates every sample of the batch once
+        else:
+            concept = OutputSpaceAccumulator(sampling.num_inference_steps) if adapter.capture_path == "joint" else None
+            images, acc = generate_with_capture(adapter, batch, sampling, cfg.seed, capture, concept)
         timings["generate_capture"] += time.perf_counter() - t
         t = time.perf_counter()
         per_sample = split_accumulator(acc, batch, {"model": job.model.name, "task": job.task_name,
@@ -200,7 +213,7 @@ def _run_job(cfg: RunConfig, job: Job, progress) -> dict:
         for i, (sample, maps) in enumerate(zip(chunk, per_sample)):
             d = sample_dir / sample.sample_id
             d.mkdir(parents=True, exist_ok=True)
-            save_png(to_uint8(images[i]), d / "generated.png")
+            save_png(to_uint8(images[i]), d / ("target.png" if job.timesteps else "generated.png"))
             save_png(to_uint8(sample.reference), d / "reference.png")
             maps.save(d / "maps.npz")
             # The stored overlay is drawn at the default threshold; the report draws its figures at the run's.
@@ -209,12 +222,15 @@ def _run_job(cfg: RunConfig, job: Job, progress) -> dict:
         timings["maps_store"] += time.perf_counter() - t
         t = time.perf_counter()
         for i, (sample, maps) in enumerate(zip(chunk, per_sample)):
-            values = {**segmentation_rows(maps), **mask_areas(maps), **_quality(images, batch, i)}
+            values = {**segmentation_rows(maps), **mask_areas(maps)}
+            if not job.timesteps:
+                values.update(_quality(images, batch, i))
             rows += [{"sample_id": sample.sample_id, "metric": k, "value": v, "note": ""} for k, v in values.items()]
             terms[sample.sample_id] = sample_terms(maps)
-        set_images["generated"].append(images)
-        set_images["target"] += [s.target for s in chunk]
-        set_images["reference_set"] += [s.meta.get("photo", s.target) for s in chunk]
+        if not job.timesteps:
+            set_images["generated"].append(images)
+            set_images["target"] += [s.target for s in chunk]
+            set_images["reference_set"] += [s.meta.get("photo", s.target) for s in chunk]
         timings["metrics"] += time.perf_counter() - t
         if progress is not None:
             progress(len(chunk))
@@ -229,6 +245,7 @@ def _run_job(cfg: RunConfig, job: Job, progress) -> dict:
               "sample_digests": dict(zip(job.sample_ids, job.digests)),
               "n_samples": len(samples), "failures": failures, "rows": rows,
               "imacs_terms": {"thresholds": list(THRESHOLD_GRID), "samples": terms},
+              "protocol": job.protocol, "timesteps": list(job.timesteps), "model_evaluations_per_sample": evaluations,
               "sampling": asdict(sampling), "device": str(device), "timings": timings}
     write_atomic(out / RESULT, json.dumps(record))
     (out / FAILED).unlink(missing_ok=True)

@@ -77,16 +77,20 @@ def plan_jobs(cfg: RunConfig, run_id: str = "") -> Plan:
                           "error": f"{type(err).__name__}: {err}"} for m in tr.models]
             log.error("task %s (%s): %s", task.name, tr.task, err)
             continue
-        gen_key = cfg.generation_key(tr)
         sampling = {k: v for k, v in vars(tr.sampling).items() if v is not None}
+        one_pass = cfg.one_pass_of(tr)
         for model in tr.models:
             mhash = model_files_hash(model, digests)
-            for start in range(0, n, cfg.shard_size):
-                idx = tuple(range(start, min(start + cfg.shard_size, n)))
-                shard_ids = tuple(ids[i] for i in idx)
-                jobs.append(Job(tr.task, task.name, task.version, model, mhash, gen_key, idx, shard_ids,
-                                short_hash([[ids[i], sample_digests[i]] for i in idx], 12), sampling,
-                                tuple(sample_digests[i] for i in idx), run_id))
+            protocols = [("generation", ())]
+            if one_pass is not None and (one_pass.baselines or "random_init" not in model.options):
+                protocols.append(("one_pass", tuple(one_pass.timesteps)))
+            for protocol, timesteps in protocols:
+                gen_key = cfg.generation_key(tr, protocol)
+                for start in range(0, n, cfg.shard_size):
+                    idx = tuple(range(start, min(start + cfg.shard_size, n)))
+                    jobs.append(Job(tr.task, task.name, task.version, model, mhash, gen_key, idx,
+                                    tuple(ids[i] for i in idx), short_hash([[ids[i], sample_digests[i]] for i in idx], 12),
+                                    sampling, timesteps, tuple(sample_digests[i] for i in idx), run_id))
     digests.save()
     return Plan(jobs, failures)
 

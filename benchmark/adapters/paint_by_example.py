@@ -221,7 +221,8 @@ class PaintByExampleAdapter(ModelAdapter):
         target = one_pass_target(batch, who)
         conditions = batch["conditions"]
         if "mask" not in conditions:
-            raise KeyError(f"paint_by_example needs the condition 'mask' (1 = region to fill); got {sorted(conditions)}")
+            raise KeyError("paint_by_example needs the condition 'mask' (1 = region to fill); "
+                           f"got {sorted(conditions)}")
         pipe, dev, dtype = self.pipe, self.device, self.pipe.unet.dtype
         noiser = DDPMScheduler.from_config(pipe.scheduler.config)
         steps = check_timesteps(timesteps, noiser.config.num_train_timesteps, who)

@@ -82,9 +82,13 @@ def _method_maps(m: SampleMaps, method: Method) -> tuple[torch.Tensor | None, to
 
 
 def compare_methods(samples: dict[tuple[str, str], list[Path]], random_init_models: set[str],
-                    lam: float = DEFAULT_LAMBDA, thr: float = DEFAULT_THRESHOLD, top_k: float = TOP_K) -> tuple[pd.DataFrame, dict]:
+                    lam: float = DEFAULT_LAMBDA, thr: float = DEFAULT_THRESHOLD, top_k: float = TOP_K,
+                    other_captures: dict[tuple[str, str], dict[str, dict[str, Path]]] | None = None,
+                    ) -> tuple[pd.DataFrame, dict]:
     """samples: (task, model) -> stored sample folders. Returns a tidy frame
     (task, model, method, sample_id, metric, value) and example generated-side maps per (task, model).
+    ``other_captures``: (task, model) -> method label -> sample id -> sample folder of another capture of the
+    same model and sample (one-pass attribution); scored as I2AM all heads on the same evaluation samples.
 
     Reference-side scores (``*_r``) need a reference mask and more than one reference token; top-k
     methods use the heads ranked on the generated side for both sides.
@@ -122,6 +126,16 @@ def compare_methods(samples: dict[tuple[str, str], list[Path]], random_init_mode
                 for metric, value in vals.items():
                     rows.append({"task": task, "model": model, "method": label, "sample_id": m.meta["sample_id"],
                                  "metric": metric, "value": float(value)})
+                if m is evaluation[0]:
+                    examples.setdefault((task, model), {})[label] = g
+            for label, by_id in (other_captures or {}).get((task, model), {}).items():
+                folder = by_id.get(m.meta["sample_id"])
+                if folder is None:
+                    continue
+                g, r = _method_maps(SampleMaps.load(folder / "maps.npz"), Method("heads"))
+                vals = {**_side_scores(g, region, "g", lam, thr), **_side_scores(r, reference, "r", lam, thr)}
+                rows += [{"task": task, "model": model, "method": label, "sample_id": m.meta["sample_id"],
+                          "metric": metric, "value": float(value)} for metric, value in vals.items()]
                 if m is evaluation[0]:
                     examples.setdefault((task, model), {})[label] = g
     return pd.DataFrame(rows, columns=["task", "model", "method", "sample_id", "metric", "value"]), examples

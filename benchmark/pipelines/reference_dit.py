@@ -137,3 +137,31 @@ class ReferenceDiTPipeline(DiffusionPipeline):
             if callback_on_step_end is not None:
                 callback_on_step_end(self, i, t, {})
         return self.decode(latents)
+
+    @torch.no_grad()
+    def one_pass(self, reference: torch.Tensor, conditions: dict[str, torch.Tensor], target: torch.Tensor,
+                 timesteps: tuple[int, ...], noise: torch.Tensor, callback_on_step_end: Callable | None = None) -> int:
+        """One conditional transformer call per timestep on the noised ground truth; returns the number of calls.
+
+        ``target`` (B, 3, H, W) in [0, 1]; ``timesteps`` ints in [0, num_train_timesteps);
+        ``noise`` (T, B, C, h, w). With sigma = t / num_train_timesteps (the time
+        sampling passes the transformer), x_t = (1 - sigma) x_0 + sigma noise[k],
+        the rectified-flow path the model was trained on. The joint sequence
+        holds the true reference tokens only (no null-reference half).
+        ``callback_on_step_end(pipe, k, t, {})`` follows call k.
+        """
+        dtype, device = self.transformer.dtype, self.device
+        h, w = self.latent_size(tuple(target.shape[-2:]))
+        moved = {k: v.to(device, dtype) for k, v in conditions.items()}
+        cond = encode_conditions(self.vae, self.spec.conditions, moved, (h, w))
+        ref = self.encode_reference(reference.to(device, dtype))
+        x0 = encode_image(self.vae, target.to(device, dtype))
+        num_train = self.scheduler.config.num_train_timesteps
+        for k, step in enumerate(timesteps):
+            sigma = torch.full((x0.shape[0],), int(step) / num_train, device=device)
+            s = sigma.to(dtype)[:, None, None, None]
+            x = (1 - s) * x0 + s * noise[k].to(x0)
+            self.transformer(**dit_inputs(self.transformer, x, cond, ref, sigma))
+            if callback_on_step_end is not None:
+                callback_on_step_end(self, k, torch.tensor(float(step)), {})
+        return len(timesteps)

@@ -125,3 +125,33 @@ class ReferenceI2IPipeline(DiffusionPipeline):
         if base is not None:  # the model generated the residual over the condition's latent
             latents = latents / self.spec.residual_scale + base.to(latents.dtype)
         return self.decode(latents)
+
+    @torch.no_grad()
+    def one_pass(self, reference: torch.Tensor, conditions: dict[str, torch.Tensor], target: torch.Tensor,
+                 timesteps: tuple[int, ...], noise: torch.Tensor, callback_on_step_end: Callable | None = None) -> int:
+        """One conditional UNet call per timestep on the noised ground truth; returns the number of calls.
+
+        ``reference`` and ``conditions`` as in :meth:`__call__`; ``target`` (B, 3, H, W)
+        in [0, 1]; ``timesteps`` ints in [0, num_train_timesteps); ``noise`` (T, B, C, h, w).
+        x_0 is the target's latent (posterior mode), or for a residual model the
+        scaled residual over the condition's latent, exactly what training noised;
+        x_t = ``scheduler.add_noise(x_0, noise[k], t)`` (the training forward process).
+        The UNet sees the conditional context and condition channels of sampling
+        and no unconditional half. ``callback_on_step_end(pipe, k, t, {})`` follows call k.
+        """
+        reference = reference.to(self.device, self.unet.dtype)
+        h, w = self.latent_size(tuple(target.shape[-2:]))
+        context = self.encode_reference(reference)
+        cond = self.encode_conditions(conditions, (h, w))
+        x0 = self.encode_image(target.to(self.device, self.unet.dtype))
+        if self.spec.residual_of:  # training noised the scaled residual, so that is the model's x_0
+            base = cond[:, self.spec.condition_slice(self.spec.residual_of, self.vae.config.latent_channels)]
+            x0 = (x0 - base) * self.spec.residual_scale
+        for k, step in enumerate(timesteps):
+            t = torch.full((x0.shape[0],), int(step), device=self.device, dtype=torch.long)
+            x = self.scheduler.add_noise(x0, noise[k].to(x0), t)
+            x = torch.cat([self.scheduler.scale_model_input(x, t), cond], dim=1)
+            self.unet(x, t, encoder_hidden_states=context)
+            if callback_on_step_end is not None:
+                callback_on_step_end(self, k, t[0], {})
+        return len(timesteps)

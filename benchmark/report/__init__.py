@@ -24,13 +24,14 @@ from benchmark.analysis.landmarks import render_imacs_landmarks
 from benchmark.analysis.validity import render_within_between, within_between
 from benchmark.config import RunConfig, TaskConfig, resolve_path
 from benchmark.registry import metric_label
-from benchmark.report import history, render
+from benchmark.report import history, memo, one_pass_page, render
 from benchmark.report.store_view import StoreView, failure_frame, load_view, sample_frame, sweep_terms
 from benchmark.report.tables import aggregate, main_table, quality_metrics, set_metrics
 from benchmark.store import write_atomic
 
 VERSIONED = ("torch", "diffusers", "transformers", "torchmetrics", "clean-fid", "lpips", "scipy", "pandas", "dask")
 SCORES = ("imacs_g", "imacs_r")
+N_PERMUTATIONS = 9999  # Monte-Carlo permutations where n! is larger (exact enumeration below that)
 
 
 def git_revision() -> str:
@@ -94,12 +95,13 @@ def build_report(cfg: RunConfig, executed_run_id: str | None = None) -> dict[str
     past = history.read(hist_path)
     deltas = history.deltas(past, history.current_rows(view, agg, git))
     header = _header(cfg, view)
-    corr, conf, sweeps, overview_rows, regressions = [], [], [], [], []
+    corr, conf, sweeps, agree, overview_rows, regressions = [], [], [], [], [], []
     for name, task in tqdm(sorted(view.tasks.items()), desc="report"):
         quality = quality_metrics(task, frame)
         tf = tested[tested.task == name]
         analyses = _analyses(cfg, view, task, tf, quality[:2], fig_dir)
         corr.append(analyses["correlations"]), conf.append(analyses["confounds"]), sweeps.append(analyses["sweep"])
+        agree.append(analyses["one_pass"].assign(task=name) if not analyses["one_pass"].empty else analyses["one_pass"])
         sets = set_metrics(view, task, cfg.metrics.kid_scale)
         table = main_table(task, agg, sets, failures[failures.task == name], view, quality, deltas)
         write_csv(table, lb_dir / f"{name}.csv")
@@ -113,7 +115,8 @@ def build_report(cfg: RunConfig, executed_run_id: str | None = None) -> dict[str
         overview_rows.append({"task": name, "models": len(table), "samples": int(table["n"].sum()) if len(table) else 0,
                               "failures": int(len(failures[failures.task == name])),
                               "best": f"{best['model']} {fmt(best['imacs_g'])}" if best is not None else "n/a"})
-    for frames, fname in ((corr, "correlations.csv"), (conf, "confounds.csv"), (sweeps, "sweep.csv")):
+    for frames, fname in ((corr, "correlations.csv"), (conf, "confounds.csv"), (sweeps, "sweep.csv"),
+                          (agree, "one_pass_agreement.csv")):
         non_empty = [f for f in frames if not f.empty]
         write_csv(pd.concat(non_empty, ignore_index=True) if non_empty else pd.DataFrame(), res_dir / fname)
     from benchmark.report.methods import method_leaderboard
@@ -129,9 +132,14 @@ def _analyses(cfg: RunConfig, view: StoreView, task: TaskConfig, tf: pd.DataFram
               fig_dir: Path) -> dict:
     """Correlations (pooled / within / between), confounds and the held-out sweeps of one task."""
     n_boot, seed = cfg.scoring.n_boot, cfg.seed
-    kw = {"n_boot": n_boot, "n_permutations": 9999, "seed": seed}
-    out = {"correlations": within_between(tf, SCORES, quality, ("spearman",), **kw) if quality else pd.DataFrame(),
-           "confounds": confounds(tf, SCORES, quality, **kw) if quality else pd.DataFrame(), "figures": {}}
+    kw = {"n_boot": n_boot, "n_permutations": N_PERMUTATIONS, "seed": seed}
+    cache = cfg.out_dir / "results" / "cache"
+    key = memo.digest(tf, quality, kw)
+    out = {"figures": {}}
+    out["correlations"] = memo.cached(cache, f"{task.name}-correlations", key, lambda: within_between(
+        tf, SCORES, quality, ("spearman",), **kw) if quality else pd.DataFrame())
+    out["confounds"] = memo.cached(cache, f"{task.name}-confounds", key, lambda: confounds(
+        tf, SCORES, quality, **kw) if quality else pd.DataFrame())
     sweep_rows = []
     if quality:
         q_lookup = tf[tf.metric == quality[0]].set_index(["model", "sample_id"])["value"]
@@ -142,9 +150,11 @@ def _analyses(cfg: RunConfig, view: StoreView, task: TaskConfig, tf: pd.DataFram
             q = np.asarray([q_lookup.get((m, s), np.nan) for m, s in zip(t["model"], t["sample_id"])], float)
             if np.isfinite(q).sum() < 6:
                 continue
-            sw = correlation_sweep(t["a"][:, idx], t["b"][:, idx], q, t["model"], lams, thrs,
-                                   default=(cfg.scoring.lam, cfg.scoring.threshold), units=t["sample_id"],
-                                   seed=seed, n_boot=min(n_boot, 1000), n_permutations=9999)
+            args = (t["a"][:, idx], t["b"][:, idx], q, t["model"], lams, thrs)
+            opts = {"default": (cfg.scoring.lam, cfg.scoring.threshold), "units": t["sample_id"], "seed": seed,
+                    "n_boot": min(n_boot, 1000), "n_permutations": N_PERMUTATIONS}
+            sw = memo.cached(cache, f"{task.name}-sweep-{side}", memo.digest([np.asarray(a).tolist() for a in args], opts),
+                             lambda: correlation_sweep(*args, **opts))
             sw.insert(0, "side", side), sw.insert(0, "quality", quality[0]), sw.insert(0, "task", task.name)
             sweep_rows.append(sw)
             if sw["selection"].notna().any():
@@ -152,6 +162,8 @@ def _analyses(cfg: RunConfig, view: StoreView, task: TaskConfig, tf: pd.DataFram
                 plot_sweep_heatmap(sw, path, title=f"{task.name}: Spearman(IMACS_{side}, {metric_label(quality[0])})")
                 out["figures"][side] = path
     out["sweep"] = pd.concat(sweep_rows, ignore_index=True) if sweep_rows else pd.DataFrame()
+    out["one_pass"] = one_pass_page.agreement(cfg, view, task.name, tf, quality[0] if quality else None, N_PERMUTATIONS)
+    out["one_pass_cost"] = one_pass_page.cost(view, task.name)
     return out
 
 
@@ -203,6 +215,10 @@ def _task_page(cfg, view, task, table, sets, failures, quality, analyses, regres
         lines += [f"## IMACS_{side} sweep over lambda and threshold", ""]
         lines += render_sweep(sw, f"IMACS_{side} vs {metric_label(sw['quality'].iloc[0])}")
         lines += [render.link(path, lb_dir, f"sweep {side}"), ""]
+    op = [sm for sm in view.one_pass if sm.task == task.name and sm.records]
+    if op:
+        lines += one_pass_page.section(analyses["one_pass"], analyses["one_pass_cost"], _labels(),
+                                       "t = " + ", ".join(str(t) for t in sorted(op[0].records[0]["timesteps"])))
     lines += model_figures(cfg, view, task.name, [r.model for r in table.itertuples()], lb_dir, fig_dir)
     full = [f"# {task.name}: every metric", "", f"[back]({task.name}.md)", ""]
     metrics = [c for c in table.columns if f"{c}_ci_low" in table.columns and c not in main]

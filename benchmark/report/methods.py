@@ -30,8 +30,19 @@ def method_leaderboard(cfg: RunConfig, view: StoreView, lb_dir: Path, res_dir: P
     from benchmark.methods.compare import compare_methods, paired_differences, summarise
     from benchmark.report.figures import methods_figure
 
+    from benchmark.report import memo
+
     samples = {(sm.task, sm.model): sm.sample_dirs for sm in view.models if sm.sample_dirs}
-    per_sample, examples = compare_methods(samples, view.baselines, cfg.scoring.lam, cfg.scoring.threshold)
+    others: dict = {}
+    for sm in view.one_pass:
+        if sm.sample_dirs:
+            label = "I2AM one-pass t=" + ",".join(str(t) for t in sorted(sm.records[0]["timesteps"]))
+            others.setdefault((sm.task, sm.model), {})[label] = {d.name: d for d in sm.sample_dirs}
+    args = (samples, view.baselines, cfg.scoring.lam, cfg.scoring.threshold)
+    key = memo.digest(sorted((k, [str(d) for d in v]) for k, v in samples.items()), sorted(view.baselines), args[2:],
+                      sorted((k, sorted((lbl, sorted(str(p) for p in v.values())) for lbl, v in d.items()))
+                             for k, d in others.items()))
+    per_sample, examples = memo.cached(res_dir / "cache", "methods", key, lambda: compare_methods(*args, other_captures=others))
     if per_sample.empty:
         return False
     write_atomic(res_dir / "methods_samples.csv", per_sample.to_csv(index=False, float_format="%.6g"))

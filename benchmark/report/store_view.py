@@ -32,6 +32,7 @@ class StoredModel:
     identity: str  # name, adapter, path and options: what "the same model" means for history
     generation_key: str
     baseline: bool
+    protocol: str = "generation"  # or "one_pass"
     records: list[dict] = field(default_factory=list)
     sample_dirs: list[Path] = field(default_factory=list)
     sample_ids: list[str] = field(default_factory=list)
@@ -55,8 +56,9 @@ class StoredModel:
 class StoreView:
     cfg: RunConfig
     tasks: dict[str, TaskConfig]
-    models: list[StoredModel]
+    models: list[StoredModel]  # generation
     plan_failures: list[dict]
+    one_pass: list[StoredModel] = field(default_factory=list)  # one-pass attribution of the same models
 
     def of(self, task: str) -> list[StoredModel]:
         return [m for m in self.models if m.task == task]
@@ -71,22 +73,26 @@ class StoreView:
 
 def load_view(cfg: RunConfig) -> StoreView:
     store = cfg.out_dir / "store"
-    tasks, models = {}, []
+    tasks, models, one_pass = {}, [], []
     for tr in cfg.tasks:
         task = TaskConfig.load(resolve_path(tr.task))
         tasks[task.name] = task
-        gen_key = cfg.generation_key(tr)
+        op = cfg.one_pass_of(tr)
         for spec in tr.models:
-            sm = StoredModel(task.name, task.version, spec.name,
-                             short_hash([spec.name, spec.adapter, spec.path, spec.options]), gen_key,
-                             "random_init" in spec.options)
-            _select(sm, [json.loads(p.read_text()) | {"_dir": str(p.parent)} for p in
-                         stored_results(store, task.name, task.version, spec.name, gen_key)], tr.max_samples)
-            sm.job_failures = stored_failures(store, task.name, task.version, spec.name, gen_key)
-            models.append(sm)
+            baseline = "random_init" in spec.options
+            protocols = ["generation"] + (["one_pass"] if op is not None and (op.baselines or not baseline) else [])
+            for protocol in protocols:
+                gen_key = cfg.generation_key(tr, protocol)
+                sm = StoredModel(task.name, task.version, spec.name,
+                                 short_hash([spec.name, spec.adapter, spec.path, spec.options]), gen_key, baseline,
+                                 protocol)
+                _select(sm, [json.loads(p.read_text()) | {"_dir": str(p.parent)} for p in
+                             stored_results(store, task.name, task.version, spec.name, gen_key)], tr.max_samples)
+                sm.job_failures = stored_failures(store, task.name, task.version, spec.name, gen_key)
+                (models if protocol == "generation" else one_pass).append(sm)
     path = cfg.out_dir / PLAN_FAILURES
     plan_failures = json.loads(path.read_text()) if path.is_file() else []
-    return StoreView(cfg, tasks, models, plan_failures)
+    return StoreView(cfg, tasks, models, plan_failures, one_pass)
 
 
 def _select(sm: StoredModel, records: list[dict], max_samples: int | None) -> None:
@@ -115,12 +121,12 @@ def _select(sm: StoredModel, records: list[dict], max_samples: int | None) -> No
     sm.sample_dirs = [dirs[sid] for sid in order if (dirs[sid] / "maps.npz").is_file()]
 
 
-def sample_frame(view: StoreView) -> pd.DataFrame:
+def sample_frame(view: StoreView, models: list[StoredModel] | None = None) -> pd.DataFrame:
     """One row per (task, model, sample, metric): stored values, and IMACS formed from the stored terms at the
-    config's (lambda, threshold). Columns :data:`FRAME_COLUMNS`."""
+    config's (lambda, threshold). ``models``: default the generation ones. Columns :data:`FRAME_COLUMNS`."""
     lam, thr = view.cfg.scoring.lam, view.cfg.scoring.threshold
     rows = []
-    for sm in view.models:
+    for sm in view.models if models is None else models:
         for rec in sm.records:
             base = {"task": sm.task, "model": sm.model, "adapter": rec["adapter"]}
             kept = {s["sample_id"] for s in rec["samples"]} & rec["_keep"]
@@ -162,7 +168,9 @@ def failure_frame(view: StoreView) -> pd.DataFrame:
         for rec in sm.records:
             rows += [{"task": sm.task, "model": sm.model, "kind": "sample", **f} for f in rec["failures"]
                      if f["sample_id"] in rec["_keep"]]
-        rows += [{"task": sm.task, "model": sm.model, "kind": "job", "sample_id": "", "file": f["key"],
+    for sm in view.models + view.one_pass:
+        name = sm.model if sm.protocol == "generation" else f"{sm.model} (one-pass)"
+        rows += [{"task": sm.task, "model": name, "kind": "job", "sample_id": "", "file": f["key"],
                   "error": f["error"], "n_samples": f.get("n_samples", 0)} for f in sm.job_failures]
     rows += [{"task": f["task"], "model": f["model"], "kind": "task", "sample_id": "", "file": f.get("where", ""),
               "error": f["error"]} for f in view.plan_failures

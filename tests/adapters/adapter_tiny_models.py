@@ -250,3 +250,35 @@ BUILDERS = {
     "flux_kontext": build_flux_kontext,
     "reference_dit": build_reference_dit,
 }
+
+
+# --- one-pass: an ldm factory whose object also offers one_pass ----------------------------------
+class TinyLdmOnePassSampler(TinyLdmSampler):
+    """TinyLdmSampler plus the optional ``one_pass`` of the ldm_unet factory contract."""
+
+    def one_pass(self, batch, timesteps, seeds, callback_on_step_end=None):
+        from benchmark.api.model import one_pass_noise
+
+        m, dev = self.model, self.device
+        z_cond = m.encoder(batch["conditions"]["masked_image"].to(dev) * 2 - 1)
+        mask = F.interpolate(batch["conditions"]["mask"].to(dev), size=z_cond.shape[-2:], mode="area")
+        cond, context = torch.cat([z_cond, mask], 1), m.encode_reference(batch["reference"].to(dev))
+        x0 = m.encoder(batch["target"].to(dev) * 2 - 1)
+        noise = one_pass_noise(seeds, timesteps, tuple(x0.shape[1:])).to(dev)
+        for k, t in enumerate(timesteps):
+            x = self.scheduler.add_noise(x0, noise[k], torch.tensor([t]))
+            m.diffusion_model(torch.cat([x, cond], 1), t, context=context)
+            if callback_on_step_end is not None:
+                callback_on_step_end(None, k, t, {})
+        return len(timesteps)
+
+
+def build_tiny_ldm_one_pass(path: str, device="cpu", context_dim: int = 12) -> TinyLdmOnePassSampler:
+    """Factory 'adapter_tiny_models:build_tiny_ldm_one_pass': the tiny ldm model with one_pass."""
+    return TinyLdmOnePassSampler(build_tiny_ldm(path, device, context_dim).model, device)
+
+
+def build_ldm_unet_one_pass(folder: Path) -> ModelSpec:
+    spec = build_ldm_unet(folder)
+    return ModelSpec("tiny-ldm-one-pass", "ldm_unet", spec.path,
+                     {**spec.options, "factory": "adapter_tiny_models:build_tiny_ldm_one_pass"})
