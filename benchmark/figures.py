@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 
 import matplotlib
@@ -14,6 +14,8 @@ from matplotlib import colormaps  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from benchmark.maps import prepare_map  # noqa: E402
+from benchmark.registry import SAMPLE_METRICS, SET_METRICS, metric_direction, metric_label  # noqa: E402
+from benchmark.store import write_atomic  # noqa: E402
 
 UPSCALE = 4  # the embedded images are tiny; enlarge for viewing
 
@@ -51,10 +53,10 @@ def strip(panels: list[np.ndarray], height: int | None = None, gap: int = 4) -> 
 
 
 def save_png(arr: np.ndarray, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(arr).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    """(H, W, 3) uint8 as a PNG at ``path``, atomically."""
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    write_atomic(path, buf.getvalue())
 
 
 def sample_overlay(generated: torch.Tensor, reference: torch.Tensor, g_map: torch.Tensor,
@@ -64,38 +66,63 @@ def sample_overlay(generated: torch.Tensor, reference: torch.Tensor, g_map: torc
                   overlay(generated, g_map, threshold)])
 
 
-def mark_position(image: torch.Tensor, fy: float, fx: float) -> np.ndarray:
-    """The image (3, H, W) with a small red cross at fractional position (fy, fx)."""
-    arr = to_uint8(image).copy()
-    h, w = arr.shape[:2]
-    y, x = min(int(fy * h), h - 1), min(int(fx * w), w - 1)
-    arr[max(y - 2, 0) : y + 3, x] = (255, 0, 0)
-    arr[y, max(x - 2, 0) : x + 3] = (255, 0, 0)
-    return arr
-
-
 def plot_scatter(frame, path: Path, quality: list[str]) -> bool:
-    """Per-sample IMACS_g / IMACS_r against the task's quality metric, one colour per model."""
-    import matplotlib.pyplot as plt
+    """Per-sample IMACS_g / IMACS_r against the task's first quality metric, one colour per model.
+
+    ``frame``: tidy per-sample rows (model, sample_id, metric, value). Writes a PNG at ``path`` and
+    returns True; False (nothing written) when there is no quality metric or no IMACS value.
+    """
+    fig = scatter_figure(frame, quality)
+    if fig is None:
+        return False
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
+    write_atomic(path, buf.getvalue())
+    return True
+
+
+def scatter_figure(frame, quality: list[str]):
+    """The :func:`plot_scatter` figure (a bare matplotlib Figure), or None when there is nothing to plot."""
+    from matplotlib.figure import Figure
 
     if not quality:
-        return False
+        return None
     q = quality[0]
     sides = [s for s in ("imacs_g", "imacs_r") if frame.loc[frame.metric == s, "value"].notna().any()]
     if not sides:
-        return False
-    fig, axes = plt.subplots(1, len(sides), figsize=(4.5 * len(sides), 3.6), squeeze=False)
-    for ax, side in zip(axes[0], sides):
+        return None
+    fig = Figure(figsize=(4.2 * len(sides) + 1.8, 3.8), layout="constrained")
+    axes = fig.subplots(1, len(sides), squeeze=False)[0]
+    # One colour per model across panels, also when a model has no value on one side (single-token models).
+    colour = {m: f"C{i % 10}" for i, m in enumerate(sorted(frame["model"].unique()))}
+    for ax, side in zip(axes, sides):
         for model, g in frame.groupby("model"):
             wide = g[g.metric.isin([side, q])].pivot_table(index="sample_id", columns="metric", values="value")
             if side in wide and q in wide:
-                ax.scatter(wide[side], wide[q], s=12, alpha=0.7, label=model)
-        ax.set_xlabel(side.replace("imacs_", "IMACS_"))
-        ax.set_ylabel(q)
+                ax.scatter(wide[side], wide[q], s=12, alpha=0.7, color=colour[model], label=model)
+        ax.set_xlabel(_axis_label(side))
+        ax.set_ylabel(_axis_label(q))
+        ax.set_title(f"{metric_label(side)} against {metric_label(q)}", fontsize=9)
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    found = {label: h for ax in axes for h, label in zip(*ax.get_legend_handles_labels())}
+    handles, labels = [found[m] for m in colour if m in found], [m for m in colour if m in found]
+    if handles:  # outside the axes: a legend over the points hides the ones it is about
+        fig.legend(handles, labels, loc="outside right upper", title="model", fontsize=7, title_fontsize=8)
+    fig.suptitle("Per-sample attribution score against output quality (one point per sample)", fontsize=10)
+    return fig
+
+
+_IMACS_RANGE = "[-λ, 1]"
+
+
+def _axis_label(name: str) -> str:
+    """``<label> (<unit or "no unit">[, range]; higher/lower is better)`` from the metric registry."""
+    info = {}
+    for reg in (SAMPLE_METRICS, SET_METRICS):
+        if name in reg:
+            info = reg.info(name)
+    unit = info.get("unit") or "no unit"
+    extra = f", range {_IMACS_RANGE}" if name.startswith("imacs") else ""
+    direction = metric_direction(name)
+    better = f"; {direction} is better" if direction else ""
+    return f"{metric_label(name)} ({unit}{extra}{better})"

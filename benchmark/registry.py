@@ -115,10 +115,10 @@ for _name, _label in (("imacs_g", "IMACS_g"), ("imacs_r", "IMACS_r"), ("miou_g",
                       ("ap_g", "AP_g"), ("ap_r", "AP_r"), ("pixel_acc_g", "pix.acc_g"), ("pixel_acc_r", "pix.acc_r")):
     SAMPLE_METRICS.add(_name, None, label=_label, direction="higher", kind="attribution")
 # Quality of the output against the ground truth (torchmetrics; needs a target, masked ones a region mask).
-for _name, _label, _direction in (("masked_psnr", "masked PSNR", "higher"), ("masked_ssim", "masked SSIM", "higher"),
-                                  ("psnr", "PSNR", "higher"), ("ssim", "SSIM", "higher"),
-                                  ("lpips", "LPIPS", "lower")):
-    SAMPLE_METRICS.add(_name, None, label=_label, direction=_direction, kind="quality")
+for _name, _label, _direction, _unit in (("masked_psnr", "masked PSNR", "higher", "dB"),
+                                         ("masked_ssim", "masked SSIM", "higher", None), ("psnr", "PSNR", "higher", "dB"),
+                                         ("ssim", "SSIM", "higher", None), ("lpips", "LPIPS", "lower", None)):
+    SAMPLE_METRICS.add(_name, None, label=_label, direction=_direction, kind="quality", unit=_unit)
 # Covariates: the share of the image / reference inside its mask (confound diagnostics).
 SAMPLE_METRICS.add("area_g", None, label="area(x_g)", kind="covariate")
 SAMPLE_METRICS.add("area_r", None, label="area(x_r)", kind="covariate")

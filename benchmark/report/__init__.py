@@ -23,6 +23,7 @@ from benchmark.analysis.format import format_value as fmt
 from benchmark.analysis.landmarks import render_imacs_landmarks
 from benchmark.analysis.validity import render_within_between, within_between
 from benchmark.config import RunConfig, TaskConfig, resolve_path
+from benchmark.figures import plot_scatter
 from benchmark.registry import metric_label
 from benchmark.report import history, memo, one_pass_page, render
 from benchmark.report.store_view import StoreView, failure_frame, load_view, sample_frame, sweep_terms
@@ -135,7 +136,7 @@ def _analyses(cfg: RunConfig, view: StoreView, task: TaskConfig, tf: pd.DataFram
     kw = {"n_boot": n_boot, "n_permutations": N_PERMUTATIONS, "seed": seed}
     cache = cfg.out_dir / "results" / "cache"
     key = memo.digest(tf, quality, kw)
-    out = {"figures": {}}
+    out = {"figures": {}, "frame": tf}
     out["correlations"] = memo.cached(cache, f"{task.name}-correlations", key, lambda: within_between(
         tf, SCORES, quality, ("spearman",), **kw) if quality else pd.DataFrame())
     out["confounds"] = memo.cached(cache, f"{task.name}-confounds", key, lambda: confounds(
@@ -208,6 +209,9 @@ def _task_page(cfg, view, task, table, sets, failures, quality, analyses, regres
         lines += ["## Does IMACS track output quality?", "",
                   "Random-init baselines left out. p: exact or Monte-Carlo permutation test; CI: BCa bootstrap.", ""]
         lines += render_within_between(analyses["correlations"], _labels()) + [""]
+        scatter = fig_dir / task.name / "scatter.png"
+        if plot_scatter(analyses["frame"], scatter, quality[:1]):
+            lines += [render.link(scatter, lb_dir, "IMACS vs quality per sample"), ""]
     if not analyses["confounds"].empty:
         lines += ["## Confounds: the size of the regions", ""] + render_confounds(analyses["confounds"], _labels())
     for side, path in analyses["figures"].items():
