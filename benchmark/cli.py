@@ -52,7 +52,8 @@ def _cmd_run(args) -> int:
     summary = execute(cfg, scheduler=args.scheduler, workers=args.workers)
     write_run_metadata(cfg, summary)
     print(f"jobs: {summary.jobs} ({summary.skipped} already stored, {summary.finished} run, "
-          f"{len(summary.failed)} failed) in {summary.seconds:.1f}s")
+          f"{len(summary.failed)} failed) in {summary.seconds:.1f}s"
+          + (f"; FID/KID/LPIPS inputs of {summary.refreshed} stored job(s) recomputed" if summary.refreshed else ""))
     for f in summary.plan_failures:
         print(f"FAILED task {f['task']} model {f['model']} ({f['where']}): {f['error']}", file=sys.stderr)
     for f in summary.failed:

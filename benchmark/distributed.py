@@ -102,7 +102,7 @@ def run_on_dask(cfg: RunConfig, pending: list[Job], summary, scheduler: str, wor
                     remaining.discard(fut)
                     job = futures[fut]
                     bar.update(len(job.indices))
-                    bar.set_postfix_str(f"{job.task_name}/{job.model.name}/shard {job.shard}")
+                    bar.set_postfix_str(f"{job.task_name}/{job.model.name}/{job.indices[0]}-{job.indices[-1]}")
                     if fut.status == "finished":
                         summary.finished += 1
                     elif fut.status == "error":

@@ -265,3 +265,40 @@ def _store_set_inputs(cfg: RunConfig, out: Path, images: dict, device: torch.dev
     inputs = extract_set_inputs(generated, stack(images["target"]), stack(images["reference_set"]),
                                 cfg.metrics.weights_dir, device)
     inputs.save(out / "set_inputs.npz")
+
+
+def set_inputs_stale(cfg: RunConfig, job: Job) -> bool:
+    """True for a finished generation job whose set-metric inputs lack FID/KID or LPIPS only because their weights
+    were missing when it ran, and the weights are there now (or whose ``set_inputs.npz`` is missing)."""
+    if job.timesteps or not is_done(cfg, job):
+        return False
+    path = job_dir(cfg, job) / "set_inputs.npz"
+    if not path.is_file():
+        return True
+    from benchmark.metrics import SetInputs, Unavailable, resolve_metric_weights
+
+    notes = SetInputs.load(path).notes
+    return any(notes.get(m, "").startswith(f"{m} unavailable:")
+               and not isinstance(resolve_metric_weights(m, cfg.metrics.weights_dir), Unavailable)
+               for m in ("fid", "lpips"))
+
+
+def refresh_set_inputs(cfg: RunConfig, job: Job) -> None:
+    """Recompute a finished job's ``set_inputs.npz`` from its stored outputs (the PNGs the features are defined
+    on) and the task's ground truth, without generating again."""
+    import numpy as np
+    from PIL import Image
+
+    from benchmark.tasks import build_dataset
+
+    record = json.loads((job_dir(cfg, job) / RESULT).read_text())
+    dataset = build_dataset(TaskConfig.load(resolve_path(job.task_path)))
+    generated, samples = [], []
+    for s in record["samples"]:
+        with Image.open(job_dir(cfg, job) / "samples" / s["sample_id"] / "generated.png") as img:
+            generated.append(torch.from_numpy(np.asarray(img.convert("RGB"), np.float32) / 255).permute(2, 0, 1))
+        samples.append(dataset[s["index"]])
+    images = {"generated": [torch.stack(generated)] if generated else [], "target": [s.target for s in samples],
+              "reference_set": [s.meta.get("photo", s.target) for s in samples]}
+    with _torch_threads(JOB_TORCH_THREADS):
+        _store_set_inputs(cfg, job_dir(cfg, job), images, pick_device(cfg.device))

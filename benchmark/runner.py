@@ -17,7 +17,8 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from benchmark.config import RunConfig, TaskConfig, resolve_path
-from benchmark.jobs import Job, is_done, model_files_hash, record_failure, run_job
+from benchmark.jobs import (Job, is_done, model_files_hash, record_failure, refresh_set_inputs, run_job,
+                            set_inputs_stale)
 from benchmark.store import RESULT, DigestCache, model_dir, short_hash, write_atomic
 
 log = logging.getLogger("benchmark")
@@ -31,6 +32,7 @@ class RunSummary:
     jobs: int
     skipped: int
     finished: int
+    refreshed: int = 0  # finished jobs whose FID/KID/LPIPS inputs were recomputed (weights added since)
     failed: list[dict] = field(default_factory=list)
     plan_failures: list[dict] = field(default_factory=list)
     seconds: float = 0.0
@@ -143,6 +145,13 @@ def execute(cfg: RunConfig, plan: Plan | None = None, scheduler: str | None = No
 
             run_on_dask(cfg, pending, summary, scheduler, workers or cfg.cluster.workers,
                         lambda job, err: job_failed(cfg, job, err, summary))
+    for job in jobs:
+        if job not in pending and set_inputs_stale(cfg, job):
+            try:
+                refresh_set_inputs(cfg, job)
+                summary.refreshed += 1
+            except Exception as err:  # noqa: BLE001 - counted and reported, the run goes on
+                job_failed(cfg, job, f"set-metric inputs: {type(err).__name__}: {err}", summary)
     summary.seconds = time.perf_counter() - t0
     return summary
 

@@ -1,102 +1,78 @@
-"""Downstream image metrics: FID/KID (clean-fid), LPIPS, SSIM/PSNR and their masked variants.
+"""Downstream image metrics: FID/KID (clean-fid), LPIPS (lpips), SSIM/PSNR and their masked variants.
 
 Weights are never downloaded: see :mod:`benchmark.metrics.weights` for where
-they are looked for. Value ranges differ per metric and are part of each
-function's contract: FID/KID extractors take [0, 255], LPIPS takes [-1, 1],
-SSIM/PSNR take [0, 1].
+they are looked for. Value ranges are part of each function's contract:
+the set-metric inputs and SSIM/PSNR take images in [0, 1].
 """
 
-from benchmark.metrics.fid import (
-    CLEAN_MODE,
-    INCEPTION_NAME,
-    CleanFIDExtractor,
-    FeatureAccumulator,
-    FeatureExtractor,
-    KIDEstimate,
-    build_clean_extractor,
-    compute_fid_kid,
-    extract_features,
-    fid_from_features,
-    frechet_distance,
-    kernel_inception_distance,
-    kid_from_features,
-    load_clean_inception,
-)
-from benchmark.metrics.lpips_metric import (
-    LPIPS_MIN_SIZE,
-    LPIPS_MODE,
-    LPIPSMetric,
-    compute_lpips,
-    load_lpips_alex,
-    lpips_distance,
-)
-from benchmark.metrics.reference_stats import (
-    CACHE_DIR_ENV,
-    ReferenceStats,
-    ReferenceStatsCache,
-    default_cache_dir,
-    reference_stats_key,
-)
-from benchmark.metrics.results import MetricValue, package_version
-from benchmark.metrics.ssim_psnr import SSIM_BORDER, MaskedScores, masked_psnr, masked_ssim, psnr, ssim, ssim_map
-from benchmark.metrics.weights import (
-    METRIC_WEIGHTS,
-    WEIGHT_FILES,
-    WEIGHTS_DIR_ENV,
-    Unavailable,
-    WeightFile,
-    WeightsUnavailableError,
-    candidate_paths,
-    require_metric_weights,
-    resolve_metric_weights,
-    resolve_weight_file,
-    weights_dir_from_env,
-)
+# Imported on first use: the report reads stored features without importing torchmetrics.
+_WHERE = {
+    "CACHE_DIR_ENV": "benchmark.metrics.reference_stats",
+    "FID_FULL_N": "benchmark.metrics.set_metrics",
+    "LPIPS_MIN_SIZE": "benchmark.metrics.set_metrics",
+    "METRIC_WEIGHTS": "benchmark.metrics.weights",
+    "MODE": "benchmark.metrics.set_metrics",
+    "MaskedScores": "benchmark.metrics.ssim_psnr",
+    "ReferenceSetKey": "benchmark.metrics.reference_stats",
+    "ReferenceStats": "benchmark.metrics.reference_stats",
+    "ReferenceStatsCache": "benchmark.metrics.reference_stats",
+    "SMALL_N_NOTE": "benchmark.metrics.set_metrics",
+    "SSIM_BORDER": "benchmark.metrics.ssim_psnr",
+    "SetInputs": "benchmark.metrics.set_metrics",
+    "Unavailable": "benchmark.metrics.weights",
+    "WEIGHTS_DIR_ENV": "benchmark.metrics.weights",
+    "WEIGHT_FILES": "benchmark.metrics.weights",
+    "candidate_paths": "benchmark.metrics.weights",
+    "default_cache_dir": "benchmark.metrics.reference_stats",
+    "extract_set_inputs": "benchmark.metrics.set_metrics",
+    "fid_kid_label": "benchmark.metrics.set_metrics",
+    "lpips_label": "benchmark.metrics.set_metrics",
+    "masked_psnr": "benchmark.metrics.ssim_psnr",
+    "masked_ssim": "benchmark.metrics.ssim_psnr",
+    "psnr": "benchmark.metrics.ssim_psnr",
+    "resolve_metric_weights": "benchmark.metrics.weights",
+    "set_metric_values": "benchmark.metrics.set_metrics",
+    "ssim": "benchmark.metrics.ssim_psnr",
+    "ssim_map": "benchmark.metrics.ssim_psnr",
+}
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'benchmark.metrics' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CACHE_DIR_ENV",
-    "CLEAN_MODE",
-    "INCEPTION_NAME",
+    "FID_FULL_N",
     "LPIPS_MIN_SIZE",
-    "LPIPS_MODE",
     "METRIC_WEIGHTS",
+    "MODE",
+    "SMALL_N_NOTE",
     "SSIM_BORDER",
     "WEIGHTS_DIR_ENV",
     "WEIGHT_FILES",
-    "CleanFIDExtractor",
-    "FeatureAccumulator",
-    "FeatureExtractor",
-    "KIDEstimate",
-    "LPIPSMetric",
     "MaskedScores",
-    "MetricValue",
+    "ReferenceSetKey",
     "ReferenceStats",
     "ReferenceStatsCache",
+    "SetInputs",
     "Unavailable",
-    "WeightFile",
-    "WeightsUnavailableError",
-    "build_clean_extractor",
     "candidate_paths",
-    "compute_fid_kid",
-    "compute_lpips",
     "default_cache_dir",
-    "extract_features",
-    "fid_from_features",
-    "frechet_distance",
-    "kernel_inception_distance",
-    "kid_from_features",
-    "load_clean_inception",
-    "load_lpips_alex",
-    "lpips_distance",
+    "extract_set_inputs",
+    "fid_kid_label",
+    "lpips_label",
     "masked_psnr",
     "masked_ssim",
-    "package_version",
     "psnr",
-    "reference_stats_key",
-    "require_metric_weights",
     "resolve_metric_weights",
-    "resolve_weight_file",
+    "set_metric_values",
     "ssim",
     "ssim_map",
-    "weights_dir_from_env",
 ]

@@ -1,113 +1,111 @@
-"""Reference feature statistics for FID/KID and their on-disk cache.
+"""Reference-set feature statistics for FID and their on-disk cache.
 
-The cache key is built in ONE place, :func:`reference_stats_key`, from
-everything that changes the statistics: dataset, split, resolution, feature
-extractor and preprocessing version. Entries live in a user cache directory
-(``$I2AM_CACHE_DIR/ref_stats`` or ``~/.cache/i2am-bench/ref_stats``), never
-inside an installed package, and are written atomically so that a crashed or
-concurrent writer never leaves a truncated ``.npz`` behind.
+The cache key is built in ONE place, :meth:`ReferenceSetKey.key`, from what
+changes the statistics: dataset, split, image size, clean-fid mode and a hash
+of the reference sample ids. Each entry also records a digest of the features
+it was computed from, so an entry left by other weights or other image files
+under the same ids is recognised as stale. Entries live in a user cache directory
+(``$I2AM_CACHE_DIR/ref_stats``, else ``~/.cache/i2am-bench/ref_stats``), never
+inside the package, and are written atomically, so a crashed or concurrent
+writer never leaves a truncated ``.npz`` behind.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import re
-import tempfile
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from benchmark.store import write_atomic
+
 CACHE_DIR_ENV = "I2AM_CACHE_DIR"
 
 __all__ = [
     "CACHE_DIR_ENV",
+    "ReferenceSetKey",
     "ReferenceStats",
     "ReferenceStatsCache",
     "default_cache_dir",
-    "reference_stats_key",
+    "features_digest",
 ]
+
+
+def features_digest(features: np.ndarray) -> str:
+    """16 hex digits identifying a feature array (its dtype, shape and bytes)."""
+    feats = np.ascontiguousarray(features)
+    return hashlib.sha256(f"{feats.dtype}{feats.shape}".encode() + feats.tobytes()).hexdigest()[:16]
 
 
 @dataclass(frozen=True, eq=False)
 class ReferenceStats:
-    """Gaussian statistics (and optionally the raw features) of a reference image set.
-
-    Attributes:
-        mu: mean feature, float64 array of shape (d,).
-        sigma: unbiased feature covariance (``np.cov``), float64 array of shape (d, d).
-        features: the raw features, float64 array of shape (n, d), or None if only
-            the Gaussian statistics were kept (KID then cannot be computed).
-        n: number of reference samples.
-    """
+    """Gaussian statistics of a feature set (n, d): ``mu`` (d,) and ``sigma`` (d, d), and the features' digest."""
 
     mu: np.ndarray
     sigma: np.ndarray
-    features: np.ndarray | None
     n: int
-
-    def __post_init__(self) -> None:
-        d = self.mu.shape[0] if self.mu.ndim == 1 else -1
-        if self.mu.ndim != 1 or self.sigma.shape != (d, d):
-            raise ValueError(f"expected mu (d,) and sigma (d, d); got {self.mu.shape} and {self.sigma.shape}")
-        if self.features is not None and (self.features.ndim != 2 or self.features.shape != (self.n, d)):
-            raise ValueError(f"expected features of shape ({self.n}, {d}); got {self.features.shape}")
+    digest: str
 
     @classmethod
-    def from_features(cls, features: np.ndarray, keep_features: bool = True) -> ReferenceStats:
-        """Statistics of ``features`` (n, d) exactly as clean-fid computes them (mean, ``np.cov``, rowvar=False).
-
-        ``keep_features`` keeps the raw array so KID can be computed later.
-        """
-        feats = np.asarray(features, dtype=np.float64)
+    def from_features(cls, features: np.ndarray) -> ReferenceStats:
+        """Mean and ``np.cov(rowvar=False)`` of features (n >= 2, d), as ``cleanfid.fid.fid_from_feats`` computes them."""
+        feats = np.asarray(features)
         if feats.ndim != 2 or feats.shape[0] < 2:
             raise ValueError(f"need features of shape (n >= 2, d), got {feats.shape}")
-        return cls(
-            mu=np.mean(feats, axis=0),
-            sigma=np.atleast_2d(np.cov(feats, rowvar=False)),
-            features=feats if keep_features else None,
-            n=int(feats.shape[0]),
-        )
+        return cls(np.mean(feats, axis=0), np.atleast_2d(np.cov(feats, rowvar=False)), int(feats.shape[0]),
+                   features_digest(feats))
 
 
-def _slug(part: object) -> str:
-    text = str(part).strip()
+def _slug(part: object, limit: int = 48) -> str:
+    text = re.sub(r"[^A-Za-z0-9.+-]+", "-", str(part).strip()).strip("-")
     if not text:
-        raise ValueError("reference stats key parts must be non-empty")
-    # Keep keys filesystem-safe and unambiguous: "__" separates parts.
-    return re.sub(r"[^A-Za-z0-9.+-]+", "-", text).strip("-") or "x"
+        raise ValueError(f"reference-set key parts must be non-empty, got {part!r}")
+    # Long parts (a dataset root path) keep their end and a hash, so file names stay short and distinct.
+    if len(text) > limit:
+        text = text[-(limit - 9):] + "-" + hashlib.sha256(str(part).encode()).hexdigest()[:8]
+    return text
 
 
-def reference_stats_key(
-    dataset: str,
-    split: str,
-    resolution: tuple[int, int] | int,
-    extractor: str,
-    preprocessing_version: str | int,
-) -> str:
-    """The single place where reference-statistics cache keys are built.
+def _size(size: object) -> str:
+    if isinstance(size, int):
+        return f"{size}x{size}"
+    if isinstance(size, (tuple, list)) and len(size) == 2 and all(isinstance(v, int) for v in size):
+        if min(size) <= 0:
+            raise ValueError(f"size must be positive, got {size!r}")
+        return f"{size[0]}x{size[1]}"
+    # e.g. ["native"]: images used at their own size
+    return _slug("x".join(map(str, size)) if isinstance(size, (tuple, list)) else size)
 
-    Args:
+
+@dataclass(frozen=True)
+class ReferenceSetKey:
+    """Names a task's FID/KID reference set.
+
+    Attributes:
         dataset: dataset name, e.g. ``"viton-hd"``.
         split: dataset split, e.g. ``"test"``.
-        resolution: (H, W) of the reference images before feature extraction
-            (an int means square).
-        extractor: feature extractor name including its mode, e.g. ``"clean-inception-2015-12-05"``.
-        preprocessing_version: bumped whenever the image preprocessing changes.
-
-    Returns:
-        A filesystem-safe key such as ``"viton-hd__test__1024x768__clean-inception-2015-12-05__v1"``.
+        size: (H, W) of the reference images given to the feature extractor (an int: square;
+            a string such as ``"native"`` when they keep their own size).
+        sample_ids: ids of the reference samples (order does not matter).
     """
-    if isinstance(resolution, int):
-        h = w = resolution
-    else:
-        h, w = (int(v) for v in resolution)
-    if h <= 0 or w <= 0:
-        raise ValueError(f"resolution must be positive, got {resolution!r}")
-    return "__".join(
-        [_slug(dataset), _slug(split), f"{h}x{w}", _slug(extractor), "v" + _slug(preprocessing_version)]
-    )
+
+    dataset: str
+    split: str
+    size: tuple[int, int] | int | str | Sequence[str]
+    sample_ids: Sequence[str]
+
+    def key(self, mode: str) -> str:
+        """The cache key, e.g. ``"viton-hd__test__512x384__clean__ids-<16 hex>"``; the one place keys are built."""
+        if not self.sample_ids:
+            raise ValueError("a reference set needs at least one sample id")
+        # Sorted: the same set of samples gives the same statistics whatever order the jobs ran in.
+        digest = hashlib.sha256("\n".join(sorted(map(str, self.sample_ids))).encode()).hexdigest()[:16]
+        return "__".join([_slug(self.dataset), _slug(self.split), _size(self.size), _slug(mode), f"ids-{digest}"])
 
 
 def default_cache_dir() -> Path:
@@ -118,14 +116,14 @@ def default_cache_dir() -> Path:
 
 
 class ReferenceStatsCache:
-    """``.npz`` cache of :class:`ReferenceStats` keyed by :func:`reference_stats_key`."""
+    """``.npz`` files of :class:`ReferenceStats` under ``root`` (default :func:`default_cache_dir`)."""
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         self.root = Path(root).expanduser().absolute() if root is not None else default_cache_dir()
 
     def path(self, key: str) -> Path:
-        if "/" in key or os.sep in key or key in ("", ".", ".."):
-            raise ValueError(f"invalid cache key {key!r}; build keys with reference_stats_key()")
+        if not key or key in (".", "..") or "/" in key or os.sep in key:
+            raise ValueError(f"invalid cache key {key!r}; build keys with ReferenceSetKey.key()")
         return self.root / f"{key}.npz"
 
     def load(self, key: str) -> ReferenceStats | None:
@@ -134,40 +132,10 @@ class ReferenceStatsCache:
         if not path.is_file():
             return None
         with np.load(path, allow_pickle=False) as data:
-            features = data["features"] if "features" in data.files else None
-            return ReferenceStats(
-                mu=data["mu"].astype(np.float64),
-                sigma=data["sigma"].astype(np.float64),
-                features=None if features is None else features.astype(np.float64),
-                n=int(data["n"]),
-            )
+            return ReferenceStats(data["mu"], data["sigma"], int(data["n"]), str(data["digest"]))
 
     def save(self, key: str, stats: ReferenceStats) -> Path:
-        """Write ``stats`` under ``key`` atomically (temporary file in the same directory + ``os.replace``)."""
-        path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        arrays: dict[str, np.ndarray] = {"mu": stats.mu, "sigma": stats.sigma, "n": np.asarray(stats.n)}
-        if stats.features is not None:
-            arrays["features"] = stats.features
-        # Same directory as the target so os.replace is an atomic rename on one filesystem.
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{key}.", suffix=".npz.tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, **arrays)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp_name, path)
-        except BaseException:
-            if os.path.exists(tmp_name):
-                os.unlink(tmp_name)
-            raise
-        return path
-
-    def get_or_compute(self, key: str, compute: Callable[[], ReferenceStats]) -> ReferenceStats:
-        """Cached statistics for ``key``; computes and stores them on a miss."""
-        cached = self.load(key)
-        if cached is not None:
-            return cached
-        stats = compute()
-        self.save(key, stats)
-        return stats
+        """Write ``stats`` under ``key`` atomically (:func:`benchmark.store.write_atomic`)."""
+        buf = io.BytesIO()
+        np.savez(buf, mu=stats.mu, sigma=stats.sigma, n=np.asarray(stats.n), digest=np.asarray(stats.digest))
+        return write_atomic(self.path(key), buf.getvalue())

@@ -7,25 +7,24 @@ Nothing here downloads. Each weight file is looked for, in order, in
 2. the place where the owning library would itself have cached it:
 
    * clean-fid's Inception TorchScript ``inception-2015-12-05.pt`` in
-     ``tempfile.gettempdir()`` (clean-fid writes it to ``/tmp`` on POSIX, which
-     is what ``gettempdir()`` returns unless ``TMPDIR`` is set);
+     :func:`cleanfid_dir` (``/tmp`` whatever ``TMPDIR`` says, ``./`` on Windows:
+     clean-fid's ``feature_extractor`` hard-codes these);
    * torchvision's ImageNet AlexNet ``alexnet-owt-7be5be79.pth`` (the LPIPS
      backbone) in ``torch.hub.get_dir()/checkpoints``, i.e.
      ``$TORCH_HOME/hub/checkpoints`` (default ``~/.cache/torch/hub/checkpoints``);
    * the LPIPS linear calibration layers ``weights/v0.1/alex.pth``, which ship
      inside the installed ``lpips`` package.
 
-A metric whose weights are missing is reported as :class:`Unavailable` (or
-:class:`WeightsUnavailableError` from :func:`require_metric_weights`) naming
-the file and every absolute path that was looked at, so a report can say
-exactly what to copy where.
+A metric whose weights are missing is reported as :class:`Unavailable`
+naming the file and every absolute path that was looked at, so a report can
+say exactly what to copy where.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
-import tempfile
+import platform
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,12 +39,11 @@ __all__ = [
     "METRIC_WEIGHTS",
     "WeightFile",
     "Unavailable",
-    "WeightsUnavailableError",
+    "cleanfid_dir",
     "weights_dir_from_env",
     "candidate_paths",
     "resolve_weight_file",
     "resolve_metric_weights",
-    "require_metric_weights",
 ]
 
 
@@ -72,8 +70,14 @@ class WeightFile:
         return Path(self.relative_path).name
 
 
+def cleanfid_dir() -> Path:
+    """Where clean-fid's ``feature_extractor`` loads (and would download) the Inception file."""
+    return Path("./" if platform.system() == "Windows" else "/tmp")
+
+
 def _cleanfid_dirs() -> list[Path]:
-    return [Path(tempfile.gettempdir())]
+    # Looked up at call time so that tests can point it (and clean-fid) at a temporary folder.
+    return [cleanfid_dir()]
 
 
 def _torch_hub_checkpoint_dirs() -> list[Path]:
@@ -133,14 +137,6 @@ class Unavailable:
     metric: str
     reason: str
     looked_for: tuple[str, ...]
-
-
-class WeightsUnavailableError(FileNotFoundError):
-    """Raised when weights are required but missing; carries the :class:`Unavailable` record."""
-
-    def __init__(self, unavailable: Unavailable) -> None:
-        super().__init__(unavailable.reason)
-        self.unavailable = unavailable
 
 
 def weights_dir_from_env(weights_dir: str | os.PathLike[str] | None = None) -> Path | None:
@@ -230,11 +226,3 @@ def resolve_metric_weights(
         reason=f"{metric} unavailable: " + "; ".join(m.reason for m in missing),
         looked_for=tuple(p for m in missing for p in m.looked_for),
     )
-
-
-def require_metric_weights(metric: str, weights_dir: str | os.PathLike[str] | None = None) -> dict[str, Path]:
-    """Like :func:`resolve_metric_weights` but raises :class:`WeightsUnavailableError` when missing."""
-    resolved = resolve_metric_weights(metric, weights_dir)
-    if isinstance(resolved, Unavailable):
-        raise WeightsUnavailableError(resolved)
-    return resolved
