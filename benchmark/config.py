@@ -36,7 +36,7 @@ def _check_keys(data: dict, cls, where: str) -> None:
             raise ConfigError(f"{where}: unknown key {key!r}{hint}")
 
 
-def _build(cls, data: dict | None, where: str, **nested):
+def build_section(cls, data: dict | None, where: str, **nested):
     data = dict(data or {})
     _check_keys(data, cls, where)
     for alias, name in getattr(cls, "_aliases", {}).items():
@@ -109,7 +109,7 @@ class TaskConfig:
             parent["dataset"] = {**parent.get("dataset", {}), **data.get("dataset", {})}
             data = parent
         metrics = tuple(MetricSpec(**m) for m in data.pop("metrics", []))
-        return _build(cls, {**data, "metrics": metrics}, where, dataset=lambda d, w: _build(DatasetConfig, d, w))
+        return build_section(cls, {**data, "metrics": metrics}, where, dataset=lambda d, w: build_section(DatasetConfig, d, w))
 
 
 # --- run -------------------------------------------------------------------------------------
@@ -279,17 +279,17 @@ class RunConfig:
             runs = []
             for i, item in enumerate(items):
                 wi = f"{w}[{i}]"
-                runs.append(_build(TaskRun, item, wi, models=lambda ms, wm: tuple(_model(m, f"{wm}[{j}]") for j, m in enumerate(ms)),
-                                   sampling=lambda d, ws: _build(SamplingOverride, d, ws),
-                                   one_pass=lambda d, wo: _build(OnePassConfig, d, wo)))
+                runs.append(build_section(TaskRun, item, wi, models=lambda ms, wm: tuple(_model(m, f"{wm}[{j}]") for j, m in enumerate(ms)),
+                                   sampling=lambda d, ws: build_section(SamplingOverride, d, ws),
+                                   one_pass=lambda d, wo: build_section(OnePassConfig, d, wo)))
             return tuple(runs)
 
-        cfg = _build(cls, data, where, tasks=task_run,
-                     capture=lambda d, w: _build(CaptureConfig, d, w),
-                     one_pass=lambda d, w: _build(OnePassConfig, d, w),
-                     scoring=lambda d, w: _build(ScoringConfig, d, w),
-                     cluster=lambda d, w: _build(ClusterConfig, d, w),
-                     metrics=lambda d, w: _build(MetricsConfig, d, w))
+        cfg = build_section(cls, data, where, tasks=task_run,
+                     capture=lambda d, w: build_section(CaptureConfig, d, w),
+                     one_pass=lambda d, w: build_section(OnePassConfig, d, w),
+                     scoring=lambda d, w: build_section(ScoringConfig, d, w),
+                     cluster=lambda d, w: build_section(ClusterConfig, d, w),
+                     metrics=lambda d, w: build_section(MetricsConfig, d, w))
         validate(cfg, where)
         return cfg
 

@@ -135,18 +135,16 @@ def _torch_threads(n: int):
 
 
 def _quality(images: torch.Tensor, batch: dict, i: int) -> dict[str, float]:
-    """PSNR/SSIM of sample ``i`` against its target, and the masked ones inside its region (when it has them)."""
-    from benchmark.metrics import masked_psnr, masked_ssim, psnr, ssim
+    """The registered per-sample quality metrics of sample ``i`` whose needs (a target, a region mask) it meets."""
+    from benchmark.registry import SAMPLE_METRICS
 
-    if batch.get("target") is None:
-        return {}
-    pred, tgt = images[i : i + 1], batch["target"][i : i + 1]
-    rows = {"psnr": float(psnr(pred, tgt)[0]), "ssim": float(ssim(pred, tgt)[0])}
-    if batch.get("region_mask") is not None:
-        mask = batch["region_mask"][i : i + 1]
-        rows["masked_psnr"] = float(masked_psnr(pred, tgt, mask).values[0])
-        rows["masked_ssim"] = float(masked_ssim(pred, tgt, mask).values[0])
-    return rows
+    out = {}
+    for e in SAMPLE_METRICS.entries():
+        if e.info.get("kind") != "quality" or e.target is None or any(batch.get(n) is None for n in e.info["needs"]):
+            continue
+        mask = batch["region_mask"][i : i + 1] if batch.get("region_mask") is not None else None
+        out[e.name] = SAMPLE_METRICS.get(e.name)(images[i : i + 1], batch["target"][i : i + 1], mask)
+    return out
 
 
 def run_job(cfg: RunConfig, job: Job, progress=None) -> dict:
@@ -239,6 +237,7 @@ def _run_job(cfg: RunConfig, job: Job, progress) -> dict:
     timings["metrics"] += time.perf_counter() - t
     record = {"key": job.key, "task": job.task_name, "task_version": job.task_version, "model": job.model.name,
               "adapter": job.model.adapter, "model_hash": job.model_hash, "generation_key": job.generation_key,
+              "loaded_weights": adapter.identity()["weights"],
               "run_id": job.run_id, "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "samples": [{"sample_id": s.sample_id, "index": index_of[s.sample_id]} for s in samples],
               "sample_ids": list(job.sample_ids), "indices": list(job.indices), "samples_hash": job.samples_hash,

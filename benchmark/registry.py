@@ -103,25 +103,36 @@ for _name, _target in {
 }.items():
     ADAPTERS.add(_name, _target)
 
-for _name, _target, _layout in (
-    ("viton_hd", "benchmark.datasets.viton_hd:VitonHDDataset", "zalando-hd-resized/{split}/image, cloth, agnostic-v3.2, ..."),
-    ("cocoee", "benchmark.datasets.cocoee:CocoeeDataset", "test_bench/GT_3500, Ref_3500, Mask_bbox_3500"),
-    ("cufed5", "benchmark.datasets.cufed5:Cufed5Dataset", "CUFED5/XXX_0.png .. XXX_5.png"),
+# A loader class with ``from_config(root, dataset_section)``; docs/datasets.md has the layouts.
+for _name, _target, _layout, _split_folder in (
+    ("viton_hd", "benchmark.datasets.viton_hd:VitonHDDataset", "zalando-hd-resized/{split}/image, cloth, agnostic-v3.2, ...", False),
+    ("cocoee", "benchmark.datasets.cocoee:CocoeeDataset", "test_bench/GT_3500, Ref_3500, Mask_bbox_3500", True),
+    ("cufed5", "benchmark.datasets.cufed5:Cufed5Dataset", "CUFED5/XXX_0.png .. XXX_5.png", True),
 ):
-    DATASET_FORMATS.add(_name, _target, layout=_layout)
+    DATASET_FORMATS.add(_name, _target, layout=_layout, embedded_split_folder=_split_folder)
 
 # Attribution scores (recorded per sample; IMACS is formed at report time from the stored terms).
 for _name, _label in (("imacs_g", "IMACS_g"), ("imacs_r", "IMACS_r"), ("miou_g", "mIoU_g"), ("miou_r", "mIoU_r"),
                       ("ap_g", "AP_g"), ("ap_r", "AP_r"), ("pixel_acc_g", "pix.acc_g"), ("pixel_acc_r", "pix.acc_r")):
     SAMPLE_METRICS.add(_name, None, label=_label, direction="higher", kind="attribution")
-# Quality of the output against the ground truth (torchmetrics; needs a target, masked ones a region mask).
-for _name, _label, _direction, _unit in (("masked_psnr", "masked PSNR", "higher", "dB"),
-                                         ("masked_ssim", "masked SSIM", "higher", None), ("psnr", "PSNR", "higher", "dB"),
-                                         ("ssim", "SSIM", "higher", None), ("lpips", "LPIPS", "lower", None)):
-    SAMPLE_METRICS.add(_name, None, label=_label, direction=_direction, kind="quality", unit=_unit)
+# Quality of the output against the ground truth, computed by the job for every sample that has what the entry
+# ``needs`` (functions in benchmark/metrics/per_sample.py). LPIPS comes with the set-metric inputs (its weights).
+for _name, _label, _unit, _needs in (("masked_psnr", "masked PSNR", "dB", ("target", "region_mask")),
+                                     ("masked_ssim", "masked SSIM", None, ("target", "region_mask")),
+                                     ("psnr", "PSNR", "dB", ("target",)), ("ssim", "SSIM", None, ("target",))):
+    SAMPLE_METRICS.add(_name, f"benchmark.metrics.per_sample:{_name}", label=_label, direction="higher",
+                       kind="quality", unit=_unit, needs=_needs)
+SAMPLE_METRICS.add("lpips", None, label="LPIPS", direction="lower", kind="quality", needs=("target", "weights"))
 # Covariates: the share of the image / reference inside its mask (confound diagnostics).
 SAMPLE_METRICS.add("area_g", None, label="area(x_g)", kind="covariate")
 SAMPLE_METRICS.add("area_r", None, label="area(x_r)", kind="covariate")
+# Attribution methods of the method leaderboard (benchmark/methods/compare.py reads its labels from here).
+METHODS.add("i2am", None, label="I2AM all heads", reads="g/layer_heads, r/layer_heads")
+METHODS.add("i2am_top_k", None, label="I2AM top-k heads", reads="g/layer_heads; heads ranked on a calibration half")
+METHODS.add("concept", None, label="ConceptAttention-style (output space)", reads="cg/concept, cr/concept",
+            needs="joint attention")
+METHODS.add("uniform", None, label="uniform map", reads="nothing: the baseline every method must beat")
+METHODS.add("one_pass", None, label="I2AM one-pass", reads="maps of the one-pass protocol (docs/one_pass.md)")
 SET_METRICS.add("fid", "benchmark.metrics:set_metric_values", label="FID", direction="lower", needs="inception")
 SET_METRICS.add("kid", "benchmark.metrics:set_metric_values", label="KID", direction="lower", needs="inception")
 

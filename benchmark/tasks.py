@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from benchmark.api.sample import DatasetError
 from benchmark.config import TaskConfig, resolve_path
-from benchmark.datasets import CocoeeDataset, Cufed5Dataset, VitonHDDataset
+from benchmark.registry import DATASET_FORMATS
 
 
 def _embedded(task: TaskConfig):
@@ -28,13 +28,10 @@ def build_dataset(task: TaskConfig):
     the layout is missing or holds no samples (the message names root, format and
     what was looked for)."""
     ds, root = task.dataset, dataset_root(task)
-    size = tuple(ds.size) if ds.size else None
-    ref_size = tuple(ds.reference_size) if ds.reference_size else None
-    if ds.format == "viton_hd":
-        return VitonHDDataset(root, ds.split, ds.pairing, size=size, reference_size=ref_size)
-    if ds.format == "cocoee":
-        return CocoeeDataset(root / ds.split if ds.root == "embedded" else root, size=size, reference_size=ref_size)
-    return Cufed5Dataset(root / ds.split if ds.root == "embedded" else root, level=ds.level, reference_size=ref_size)
+    entry = DATASET_FORMATS.entry(ds.format)
+    if ds.root == "embedded" and entry.info.get("embedded_split_folder"):
+        root = root / ds.split  # the procedural tree keeps each split in its own copy of the layout
+    return DATASET_FORMATS.get(ds.format).from_config(root, ds)
 
 
 def check_dataset(task: TaskConfig) -> tuple[int, str | None]:

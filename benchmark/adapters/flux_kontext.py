@@ -82,7 +82,7 @@ from benchmark.api.model import (ModelAdapter, ModelSpec, SamplingSettings, chec
 from benchmark.api.sources import resolve_model_source
 from benchmark.capture.joint_capture import JointLayout
 from benchmark.capture.tokens import TokenLayout
-from benchmark.config import REPO_ROOT, ConfigError, _build
+from benchmark.config import REPO_ROOT, ConfigError, build_section
 from benchmark.registry import ADAPTERS
 
 HUB_ID = "black-forest-labs/FLUX.1-Kontext-dev"
@@ -162,7 +162,7 @@ class FluxKontextAdapter(ModelAdapter):
 
     def __init__(self, spec: ModelSpec, device="cpu"):
         super().__init__(spec, device)
-        self.options = opts = _build(FluxKontextOptions, spec.options, f"model {spec.name!r} options")
+        self.options = opts = build_section(FluxKontextOptions, spec.options, f"model {spec.name!r} options")
         self.dtype = getattr(torch, opts.dtype)
         folder = resolve_model_source(spec.path, REPO_ROOT, what="FLUX Kontext model (a diffusers folder with "
                                       "transformer/, vae/, scheduler/)", suggest=HUB_ID)

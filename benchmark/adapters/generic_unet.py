@@ -54,7 +54,7 @@ from benchmark.adapters.pipeline_adapter import ReferencePipelineAdapter, ddim_s
 from benchmark.api.model import ModelSpec, SamplingSettings
 from benchmark.api.sources import resolve_model_source
 from benchmark.capture.tokens import TokenLayout
-from benchmark.config import REPO_ROOT, ConfigError, _build
+from benchmark.config import REPO_ROOT, ConfigError, build_section
 from benchmark.models.mini import I2IModelSpec
 from benchmark.pipelines.reference_i2i import ReferenceI2IPipeline
 from benchmark.registry import ADAPTERS
@@ -136,7 +136,7 @@ class GenericUNetAdapter(ReferencePipelineAdapter):
         where = f"model {spec.name!r} options"
         if "conditions" not in spec.options:
             raise ConfigError(f"{where}: 'conditions' is required (list of [name, image|mask], in UNet channel order)")
-        self.options = opts = _build(GenericUNetOptions, spec.options, where)
+        self.options = opts = build_section(GenericUNetOptions, spec.options, where)
         root = resolve_model_source(spec.path, REPO_ROOT, what="generic_unet model root")
         dtype = getattr(torch, opts.dtype)
         encoder_cls = CLIPVisionModelWithProjection if opts.use_projection else CLIPVisionModel

@@ -69,7 +69,7 @@ from benchmark.api.model import ModelAdapter, ModelSpec, OnePassUnsupported, Sam
 from benchmark.api.sources import resolve_model_source
 from benchmark.capture.ldm_capture import REQUIRED, ldm_attention_modules
 from benchmark.capture.tokens import TokenLayout
-from benchmark.config import REPO_ROOT, ConfigError, _build
+from benchmark.config import REPO_ROOT, ConfigError, build_section
 from benchmark.registry import ADAPTERS
 
 
@@ -125,7 +125,7 @@ class LdmUNetAdapter(ModelAdapter):
         missing = [k for k in ("factory", "token_grid") if k not in spec.options]
         if missing:
             raise ConfigError(f"{where}: {missing[0]!r} is required (see benchmark/adapters/ldm_unet.py)")
-        self.options = opts = _build(LdmUNetOptions, spec.options, where)
+        self.options = opts = build_section(LdmUNetOptions, spec.options, where)
         factory = import_factory(opts.factory)
         path = resolve_model_source(spec.path, REPO_ROOT, what="ldm_unet model (the factory's checkpoint)")
         self.wrapped = factory(str(path), device=self.device, **opts.factory_kwargs)

@@ -49,7 +49,7 @@ from benchmark.api.model import (ModelAdapter, ModelSpec, SamplingSettings, chec
                                  one_pass_noise, one_pass_target, weights_hash)
 from benchmark.api.sources import resolve_model_source
 from benchmark.capture.tokens import TokenLayout
-from benchmark.config import REPO_ROOT, ConfigError, _build
+from benchmark.config import REPO_ROOT, ConfigError, build_section
 from benchmark.registry import ADAPTERS
 
 HUB_ID = "Fantasy-Studio/Paint-by-Example"
@@ -128,7 +128,7 @@ def ddim_from(config) -> DDIMScheduler:
 class PaintByExampleAdapter(ModelAdapter):
     def __init__(self, spec: ModelSpec, device="cpu"):
         super().__init__(spec, device)
-        self.options = _build(PaintByExampleOptions, spec.options, f"model {spec.name!r} options")
+        self.options = build_section(PaintByExampleOptions, spec.options, f"model {spec.name!r} options")
         self.pipe = load_pipeline(spec.path, self.options.scheduler, getattr(torch, self.options.dtype))
         self.pipe.to(self.device)
         self.pipe.set_progress_bar_config(disable=True)

@@ -67,7 +67,8 @@ class ModelAdapter(ABC):
                  callback_on_step_end: Callable | None = None) -> torch.Tensor: ...
 
     def identity(self) -> dict:
-        """Name, adapter and a hash of the weights: part of every result key."""
+        """Name, adapter and a hash of the weights as loaded (after options such as ``random_init``): recorded in
+        every job's result beside the key's hash of the model files (``docs/store.md``)."""
         return {"name": self.spec.name, "adapter": self.spec.adapter, "weights": weights_hash(self.capture_module())}
 
     def one_pass(self, batch: dict, timesteps: tuple[int, ...], seeds: list[int],

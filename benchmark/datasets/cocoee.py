@@ -1,4 +1,4 @@
-"""COCOEE (Paint-by-Example's ``test_bench``); see DESIGN.md for the layout."""
+"""COCOEE (Paint-by-Example's ``test_bench``); see docs/datasets.md for the layout."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.api.sample import DatasetError, I2ISample
+from benchmark.datasets.io import as_size as _tuple
 from benchmark.datasets.io import check_size, image_size, read_image, read_mask, require_dirs, require_root
 
 FORMAT = "COCOEE (format cocoee)"
@@ -28,6 +29,11 @@ class CocoeeDataset:
     an empty reference mask. A missing root or folder, or no sample, is a
     :class:`DatasetError`.
     """
+
+    @classmethod
+    def from_config(cls, root: Path, ds) -> "CocoeeDataset":
+        """From a task's ``dataset`` section; ``root`` resolved (the folder holding ``test_bench``)."""
+        return cls(root, size=_tuple(ds.size), reference_size=_tuple(ds.reference_size))
 
     def __init__(self, root: str | Path, size: tuple[int, int] | None = (512, 512),
                  reference_size: tuple[int, int] | None = None):

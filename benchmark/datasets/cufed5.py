@@ -1,4 +1,4 @@
-"""CUFED5 reference-based super-resolution; see DESIGN.md for the layout."""
+"""CUFED5 reference-based super-resolution; see docs/datasets.md for the layout."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from benchmark.api.sample import DatasetError, I2ISample, SampleError
-from benchmark.datasets.io import _open, check_size, image_size, read_image, read_mask, require_dirs, require_root
+from benchmark.datasets.io import as_size as _tuple
+from benchmark.datasets.io import open_image, check_size, image_size, read_image, read_mask, require_dirs, require_root
 
 FORMAT = "CUFED5 (format cufed5)"
 SCALE = 4
@@ -42,6 +43,11 @@ class Cufed5Dataset:
     root or folder, or no ``*_0.png``, is a :class:`DatasetError`.
     """
 
+    @classmethod
+    def from_config(cls, root: Path, ds) -> "Cufed5Dataset":
+        """From a task's ``dataset`` section; ``root`` resolved (the folder holding the ``XXX_k.png`` files)."""
+        return cls(root, level=ds.level, reference_size=_tuple(ds.reference_size))
+
     def __init__(self, root: str | Path, level: int = 1, reference_size: tuple[int, int] | None = None):
         if not 1 <= level <= 5:
             raise ValueError(f"CUFED5 reference level must be in 1..5, got {level}")
@@ -66,7 +72,7 @@ class Cufed5Dataset:
     def __getitem__(self, i: int) -> I2ISample:
         sid = self._ids[i]
         hr_path = self.folder / f"{sid}_0.png"
-        hr_img = _open(hr_path, sid).convert("RGB")
+        hr_img = open_image(hr_path, sid).convert("RGB")
         if min(hr_img.size) < SCALE * 2:
             raise SampleError(sid, str(hr_path), f"HR image {hr_img.size} too small for x{SCALE} super-resolution")
         full_size = hr_img.size[::-1]

@@ -13,7 +13,7 @@ from benchmark.api.sample import DatasetError, SampleError
 
 def read_image(path: Path, sample_id: str, size: tuple[int, int] | None = None) -> torch.Tensor:
     """Read an RGB image as (3, H, W) float32 in [0, 1], resized (bicubic) to ``size`` = (H, W) if given."""
-    img = _open(path, sample_id).convert("RGB")
+    img = open_image(path, sample_id).convert("RGB")
     if size is not None and img.size != (size[1], size[0]):
         img = img.resize((size[1], size[0]), Image.BICUBIC)
     return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
@@ -28,7 +28,7 @@ def read_mask(path: Path, sample_id: str, size: tuple[int, int] | None = None, *
     unless ``allow_empty`` and a full one unless ``allow_full``
     (:func:`check_coverage`).
     """
-    img = _open(path, sample_id).convert("L")
+    img = open_image(path, sample_id).convert("L")
     if size is not None and img.size != (size[1], size[0]):
         img = img.resize((size[1], size[0]), Image.NEAREST)
     arr = np.asarray(img, dtype=np.uint8)
@@ -57,7 +57,7 @@ def check_coverage(mask: np.ndarray, sample_id: str, path: Path, *, allow_empty:
         raise SampleError(sample_id, str(path), "mask is full (no pixel outside the region)")
 
 
-def _open(path: Path, sample_id: str) -> Image.Image:
+def open_image(path: Path, sample_id: str) -> Image.Image:
     """Open and fully decode ``path``; any failure is a SampleError naming the sample and the file."""
     if not path.is_file():
         raise SampleError(sample_id, str(path), "file is missing")
@@ -113,3 +113,8 @@ def check_size(sample_id: str, path: Path, got: tuple[int, int], want: tuple[int
     file that belongs to another sample or another preprocessing."""
     if tuple(got) != tuple(want):
         raise SampleError(sample_id, str(path), f"size {got[0]}x{got[1]} differs from {of} ({want[0]}x{want[1]})")
+
+
+def as_size(value) -> tuple[int, int] | None:
+    """A config's ``[H, W]`` (or None: native size) as a tuple."""
+    return tuple(value) if value else None

@@ -1,10 +1,11 @@
-"""VITON-HD (``zalando-hd-resized``) as StableVITON reads it; see DESIGN.md for the layout."""
+"""VITON-HD (``zalando-hd-resized``) as StableVITON reads it; see docs/datasets.md for the layout."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from benchmark.api.sample import DatasetError, I2ISample
+from benchmark.datasets.io import as_size as _tuple
 from benchmark.datasets.io import (check_aspect, check_size, image_size, read_image, read_mask, require_dirs,
                                    require_root)
 
@@ -33,6 +34,11 @@ class VitonHDDataset:
     :class:`SampleError` naming the sample and the file. A missing root, pairs
     file or folder, or a split with no usable pair, is a :class:`DatasetError`.
     """
+
+    @classmethod
+    def from_config(cls, root: Path, ds) -> "VitonHDDataset":
+        """From a task's ``dataset`` section (:class:`benchmark.config.DatasetConfig`); ``root`` resolved."""
+        return cls(root, ds.split, ds.pairing, size=_tuple(ds.size), reference_size=_tuple(ds.reference_size))
 
     def __init__(self, root: str | Path, split: str = "test", pairing: str = "paired",
                  size: tuple[int, int] | None = (512, 384), reference_size: tuple[int, int] | None = None):

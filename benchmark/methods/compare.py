@@ -25,14 +25,15 @@ from benchmark.defaults import DEFAULT_LAMBDA, DEFAULT_THRESHOLD
 from benchmark.imacs import imacs, imacs_from_prepared
 from benchmark.methods.head_selection import aggregate_heads, head_relevance, k_from
 from benchmark.results.sample_maps import SampleMaps
+from benchmark.registry import METHODS
 from benchmark.scoring import map_segmentation, side_map
 
 TOP_K = 0.25  # fraction of all (layer, head) pairs
 
 
-ALL_HEADS = "I2AM all heads"
-CONCEPT = "ConceptAttention-style (output space)"
-UNIFORM = "uniform map"
+ALL_HEADS = METHODS.label("i2am")
+CONCEPT = METHODS.label("concept")
+UNIFORM = METHODS.label("uniform")
 
 
 @dataclass(frozen=True, eq=False)
@@ -111,7 +112,8 @@ def compare_methods(samples: dict[tuple[str, str], list[Path]], random_init_mode
             for score in ("supervised", "label_free"):
                 ranking = head_relevance([m.get("g/layer_heads") for m in calib],
                                          [m.get("mask/region") for m in calib], score, lam, thr)
-                methods[f"I2AM top-{k} heads ({score.replace('_', '-')})"] = Method("heads", ranking.top(k))
+                methods[f"{METHODS.label('i2am_top_k').replace('top-k', f'top-{k}')} ({score.replace('_', '-')})"] = \
+                    Method("heads", ranking.top(k))
             methods[UNIFORM] = Method("uniform")
         for m in evaluation:
             region, reference = m.get("mask/region"), m.get("mask/reference")

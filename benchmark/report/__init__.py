@@ -96,7 +96,7 @@ def build_report(cfg: RunConfig, executed_run_id: str | None = None) -> dict[str
     past = history.read(hist_path)
     deltas = history.deltas(past, history.current_rows(view, agg, git))
     header = _header(cfg, view)
-    corr, conf, sweeps, agree, overview_rows, regressions = [], [], [], [], [], []
+    corr, conf, sweeps, agree, overview_rows, regressions, todo = [], [], [], [], [], [], []
     for name, task in tqdm(sorted(view.tasks.items()), desc="report"):
         quality = quality_metrics(task, frame)
         tf = tested[tested.task == name]
@@ -109,7 +109,7 @@ def build_report(cfg: RunConfig, executed_run_id: str | None = None) -> dict[str
         regs = _regressions(cfg, name, table)
         regressions += regs
         lines = _task_page(cfg, view, task, table, sets, failures[failures.task == name], quality, analyses, regs,
-                           header, lb_dir, fig_dir)
+                           header, lb_dir, fig_dir, todo)
         write_atomic(lb_dir / f"{name}.md", "\n".join(lines) + "\n")
         defined = table[table["n"] > 0] if not table.empty else table
         best = defined.iloc[0] if "imacs_g" in defined and len(defined) and not pd.isna(defined.iloc[0]["imacs_g"]) else None
@@ -120,9 +120,11 @@ def build_report(cfg: RunConfig, executed_run_id: str | None = None) -> dict[str
                           (agree, "one_pass_agreement.csv")):
         non_empty = [f for f in frames if not f.empty]
         write_csv(pd.concat(non_empty, ignore_index=True) if non_empty else pd.DataFrame(), res_dir / fname)
+    from benchmark.report.figures_page import draw
     from benchmark.report.methods import method_leaderboard
 
-    has_methods = method_leaderboard(cfg, view, lb_dir, res_dir, header)
+    has_methods = method_leaderboard(cfg, view, lb_dir, res_dir, header, todo)
+    draw(todo, fig_dir, cfg.cluster.workers)
     write_atomic(lb_dir / "README.md", "\n".join(render.overview(header, overview_rows, regressions, has_methods)) + "\n")
     if executed_run_id:
         history.record(hist_path, history.current_rows(view, agg, git, run_id=executed_run_id))
@@ -182,7 +184,8 @@ def _regressions(cfg: RunConfig, task: str, table: pd.DataFrame) -> list[str]:
     return out
 
 
-def _task_page(cfg, view, task, table, sets, failures, quality, analyses, regressions, header, lb_dir, fig_dir):
+def _task_page(cfg, view, task, table, sets, failures, quality, analyses, regressions, header, lb_dir, fig_dir,
+               todo):
     from benchmark.report.figures_page import model_figures
 
     set_cols = sorted(set(sets.metric)) if not sets.empty else []
@@ -223,7 +226,7 @@ def _task_page(cfg, view, task, table, sets, failures, quality, analyses, regres
     if op:
         lines += one_pass_page.section(analyses["one_pass"], analyses["one_pass_cost"], _labels(),
                                        "t = " + ", ".join(str(t) for t in sorted(op[0].records[0]["timesteps"])))
-    lines += model_figures(cfg, view, task.name, [r.model for r in table.itertuples()], lb_dir, fig_dir)
+    lines += model_figures(cfg, view, task.name, [r.model for r in table.itertuples()], lb_dir, fig_dir, todo)
     full = [f"# {task.name}: every metric", "", f"[back]({task.name}.md)", ""]
     metrics = [c for c in table.columns if f"{c}_ci_low" in table.columns and c not in main]
     full += render.table(table, main + metrics, set_cols)

@@ -1,12 +1,15 @@
 """The "Attribution maps" section of a task page: per model, the first sample's maps at every stored level.
 
 A figure depends only on its stored sample folder (immutable once its job is done) and the threshold, so a
-figure whose stamp (sample folder, threshold, figure code version) is unchanged is not drawn again.
+figure whose stamp (sample folder, threshold, figure code version) is unchanged is not drawn again; the others
+are drawn in parallel worker processes (:func:`draw`).
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from benchmark.config import RunConfig
@@ -17,15 +20,13 @@ FIGURE_VERSION = 1
 LEVELS = (("ulam", "ULAM"), ("tlam", "TLAM (time groups)"), ("hlam", "HLAM (heads)"), ("llam", "LLAM (layers)"))
 
 
-def model_figures(cfg: RunConfig, view: StoreView, task: str, models: list[str], lb_dir: Path, fig_dir: Path) -> list[str]:
-    from benchmark.report.figures import level_figure, sram_figure
+def model_figures(cfg: RunConfig, view: StoreView, task: str, models: list[str], lb_dir: Path, fig_dir: Path,
+                  todo: list[tuple]) -> list[str]:
+    """Markdown of the section; the figures still to draw are appended to ``todo`` as (name, args) pairs."""
+    from benchmark.results.sample_maps import SampleMaps
 
     thr = cfg.scoring.threshold
-    stamps_path = fig_dir / "stamps.json"
-    try:
-        stamps = json.loads(stamps_path.read_text())
-    except (OSError, ValueError):
-        stamps = {}
+    stamps = stamps_of(fig_dir)
     lines = ["## Attribution maps", "",
              f"Per model, its first sample: generated-side maps over the output (magenta: the inpainting region) and "
              f"reference-side maps (eq. 17) over the reference (magenta: the reference mask); values at or below "
@@ -35,23 +36,46 @@ def model_figures(cfg: RunConfig, view: StoreView, task: str, models: list[str],
         if not dirs:
             continue
         d, base = dirs[0], fig_dir / task / model
-        lines += [f"### {model} (sample {dirs[0].name})", ""]
-        jobs = [(f"{key}.png", lambda out, key=key, name=name: level_figure(d, key, thr, out, f"{task} / {model}: {name}"))
-                for key, name in LEVELS]
-        jobs.append(("sram.png", lambda out: sram_figure(d, out, f"{task} / {model}: SRAM (specific-reference maps)",
-                                                         threshold=thr)))
-        for fname, draw in jobs:
+        stored = set(SampleMaps.load(d / "maps.npz").arrays)
+        lines += [f"### {model} (sample {d.name})", ""]
+        wanted = [(f"{key}.png", "level_figure", (d, key, thr, base / f"{key}.png", f"{task} / {model}: {name}"))
+                  for key, name in LEVELS if f"g/{key}" in stored]
+        if "sr/volume" in stored:
+            wanted.append(("sram.png", "sram_figure", (d, base / "sram.png",
+                                                       f"{task} / {model}: SRAM (specific-reference maps)", None, thr)))
+        for fname, fn, args in wanted:
             out = base / fname
-            stamp = f"{d.relative_to(cfg.out_dir).as_posix()}|{thr}|{FIGURE_VERSION}"
-            key = out.relative_to(fig_dir).as_posix()
-            if stamps.get(key) == stamp and out.is_file():
-                path = out
-            else:
-                path = draw(out)
-                if path is not None:
-                    stamps[key] = stamp
-            if path is not None:
-                lines.append(f"![{fname[:-4]}]({path.relative_to(lb_dir).as_posix()})  ")
+            key, stamp = out.relative_to(fig_dir).as_posix(), f"{d.relative_to(cfg.out_dir).as_posix()}|{thr}|{FIGURE_VERSION}"
+            if stamps.get(key) != stamp or not out.is_file():
+                todo.append((fn, args, key, stamp))
+            lines.append(f"![{fname[:-4]}]({out.relative_to(lb_dir).as_posix()})  ")
         lines.append("")
-    write_atomic(stamps_path, json.dumps(stamps, indent=0, sort_keys=True))
     return lines
+
+
+def stamps_of(fig_dir: Path) -> dict:
+    try:
+        return json.loads((fig_dir / "stamps.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _draw_one(fn: str, args: tuple):
+    from benchmark.report import figures
+
+    return getattr(figures, fn)(*args)
+
+
+def draw(todo: list[tuple], fig_dir: Path, workers: int) -> None:
+    """Draw the pending figures (``workers`` processes; spawned, so no forked torch state) and record their stamps."""
+    if not todo:
+        return
+    stamps = stamps_of(fig_dir)
+    if workers > 1 and len(todo) > 4:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            list(pool.map(_draw_one, [fn for fn, *_ in todo], [args for _, args, *_ in todo]))
+    else:
+        for fn, args, *_ in todo:
+            _draw_one(fn, args)
+    stamps.update({key: stamp for _, _, key, stamp in todo})
+    write_atomic(fig_dir / "stamps.json", json.dumps(stamps, indent=0, sort_keys=True))

@@ -10,7 +10,7 @@ import pandas as pd
 
 from benchmark.analysis.format import format_value as fmt
 from benchmark.config import RunConfig
-from benchmark.registry import metric_label
+from benchmark.registry import METHODS, metric_label
 from benchmark.report.store_view import StoreView
 from benchmark.store import write_atomic
 
@@ -25,10 +25,12 @@ def _ci_cells(g: pd.DataFrame, metrics: list[str]) -> list[str]:
     return cells
 
 
-def method_leaderboard(cfg: RunConfig, view: StoreView, lb_dir: Path, res_dir: Path, header: list[str]) -> bool:
-    """Write ``methods.{csv,md}`` and ``methods_paired.csv``; False when no model has enough samples."""
+def method_leaderboard(cfg: RunConfig, view: StoreView, lb_dir: Path, res_dir: Path, header: list[str],
+                       todo: list[tuple]) -> bool:
+    """Write ``methods.{csv,md}`` and ``methods_paired.csv``; False when no model has enough samples. Figures
+    still to draw are appended to ``todo`` (:func:`benchmark.report.figures_page.draw`)."""
     from benchmark.methods.compare import compare_methods, paired_differences, summarise
-    from benchmark.report.figures import methods_figure
+    from benchmark.report.figures_page import FIGURE_VERSION, stamps_of
 
     from benchmark.report import memo
 
@@ -36,13 +38,14 @@ def method_leaderboard(cfg: RunConfig, view: StoreView, lb_dir: Path, res_dir: P
     others: dict = {}
     for sm in view.one_pass:
         if sm.sample_dirs:
-            label = "I2AM one-pass t=" + ",".join(str(t) for t in sorted(sm.records[0]["timesteps"]))
+            label = f"{METHODS.label('one_pass')} t=" + ",".join(str(t) for t in sorted(sm.records[0]["timesteps"]))
             others.setdefault((sm.task, sm.model), {})[label] = {d.name: d for d in sm.sample_dirs}
     args = (samples, view.baselines, cfg.scoring.lam, cfg.scoring.threshold)
     key = memo.digest(sorted((k, [str(d) for d in v]) for k, v in samples.items()), sorted(view.baselines), args[2:],
                       sorted((k, sorted((lbl, sorted(str(p) for p in v.values())) for lbl, v in d.items()))
                              for k, d in others.items()))
     per_sample, examples = memo.cached(res_dir / "cache", "methods", key, lambda: compare_methods(*args, other_captures=others))
+    stamps = stamps_of(lb_dir / "figures")
     if per_sample.empty:
         return False
     write_atomic(res_dir / "methods_samples.csv", per_sample.to_csv(index=False, float_format="%.6g"))
@@ -88,9 +91,12 @@ def method_leaderboard(cfg: RunConfig, view: StoreView, lb_dir: Path, res_dir: P
             from benchmark.results.sample_maps import SampleMaps
 
             mask = SampleMaps.load(d / "maps.npz").get("mask/region")
-            path = methods_figure(d / "generated.png", maps, mask, cfg.scoring.threshold,
-                                  lb_dir / "figures" / task / model / "methods.png",
-                                  f"{task} / {model}: generated-side map of each method (sample {d.name})")
+            path = lb_dir / "figures" / task / model / "methods.png"
+            name, stamp = path.relative_to(lb_dir / "figures").as_posix(), f"{key}|{d.name}|{FIGURE_VERSION}"
+            if stamps.get(name) != stamp or not path.is_file():
+                todo.append(("methods_figure", (d / "generated.png", maps, mask, cfg.scoring.threshold, path,
+                                                f"{task} / {model}: generated-side map of each method (sample {d.name})"),
+                             name, stamp))
             lines += [f"![methods]({path.relative_to(lb_dir).as_posix()})", ""]
     write_atomic(lb_dir / "methods.md", "\n".join(lines) + "\n")
     return True

@@ -3,10 +3,8 @@
 import dataclasses
 import json
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from benchmark.adapters.reference_unet import ReferenceUNetAdapter
 from benchmark.api.model import ModelSpec, SamplingSettings
@@ -53,15 +51,29 @@ def test_unet_without_full_resolution_attention_keeps_four_cross_attention_layer
     assert out.shape == (2, 4, 24, 24)
 
 
+def _files(root) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
 def test_generator_options_get_their_own_data_root(tmp_path, monkeypatch):
-    monkeypatch.setenv("I2AM_CACHE_DIR", str(tmp_path))
+    """Each cached root holds exactly what the generator writes when called directly with the same
+    seed, sizes and options, and a marker that records them."""
+    from benchmark.procedural import generate_cufed5
+
+    monkeypatch.setenv("I2AM_CACHE_DIR", str(tmp_path / "cache"))
     plain = ensure_data("cufed5", 1, 1, 0)
     coarse = ensure_data("cufed5", 1, 1, 0, texture_scale=2)
     assert plain.name == f"cufed5-v{DATA_VERSION}-s0-1-1"
     assert coarse.name == f"cufed5-v{DATA_VERSION}-texture_scale2-s0-1-1"
-    assert json.loads((coarse / "COMPLETE.json").read_text())["texture_scale"] == 2
-    a, b = (np.asarray(Image.open(r / "test" / "CUFED5" / "001_0.png")) for r in (plain, coarse))
-    assert a.shape == b.shape and not np.array_equal(a, b)
+    assert json.loads((plain / "COMPLETE.json").read_text()) == {"generator": "cufed5", "seed": 0, "n_train": 1,
+                                                                  "n_test": 1}
+    assert json.loads((coarse / "COMPLETE.json").read_text()) == {"generator": "cufed5", "seed": 0, "n_train": 1,
+                                                                   "n_test": 1, "texture_scale": 2}
+    direct_plain = _files(generate_cufed5(tmp_path / "plain", n_train=1, n_test=1, seed=0))
+    direct_coarse = _files(generate_cufed5(tmp_path / "coarse", n_train=1, n_test=1, seed=0, texture_scale=2))
+    assert {k: v for k, v in _files(plain).items() if k != "COMPLETE.json"} == direct_plain
+    assert {k: v for k, v in _files(coarse).items() if k != "COMPLETE.json"} == direct_coarse
+    assert direct_plain["test/CUFED5/001_0.png"] != direct_coarse["test/CUFED5/001_0.png"]  # the option is used
 
 
 def test_shared_vae_recipe_keeps_the_data_it_was_trained_on():

@@ -1,7 +1,11 @@
+"""Selective head aggregation: relevance values recomputed in numpy, rankings, top-k means."""
+
 import numpy as np
+import pytest
 import torch
 
 from benchmark.methods.head_selection import aggregate_heads, head_relevance, k_from
+from imacs_reference import reference_imacs
 
 
 def _case(n_samples=4):
@@ -19,18 +23,43 @@ def _case(n_samples=4):
     return maps, masks
 
 
-def test_supervised_score_finds_the_relevant_head():
+def _order(values: np.ndarray) -> list[tuple[int, int]]:
+    """(layer, head) pairs by decreasing value, ties in row-major order."""
+    flat = values.ravel()
+    return [tuple(int(i) for i in np.unravel_index(k, values.shape)) for k in np.argsort(-flat, kind="stable")]
+
+
+def test_supervised_score_is_the_mean_imacs_of_each_head():
     maps, masks = _case()
-    ranking = head_relevance(maps, masks, "supervised")
+    ranking = head_relevance(maps, masks, "supervised", lam=3.0, threshold=0.4)
+    expected = np.array([[np.mean([reference_imacs(lh[l, n].numpy(), m.numpy(), 3.0, 0.4) for lh, m in zip(maps, masks)])
+                          for n in range(3)] for l in range(2)])
+    np.testing.assert_allclose(ranking.values, expected, atol=1e-5)
+    assert expected[1, 2] > 0.9 and np.delete(expected.ravel(), 5).max() < 0.5  # the region head, clearly
+    assert [tuple(p) for p in ranking.order] == _order(expected)
     assert tuple(ranking.top(1)[0]) == (1, 2)
-    assert ranking.values[1, 2] == np.nanmax(ranking.values)
 
 
-def test_label_free_score_ranks_consensus_head_first():
-    maps, masks = _case()
-    # make the relevant head also dominate the all-head mean, as a strong head does
+def test_label_free_score_is_the_mean_pearson_r_with_the_all_head_map():
+    maps, _ = _case()
     ranking = head_relevance(maps, None, "label_free")
-    assert tuple(ranking.top(1)[0]) == (1, 2)
+    expected = np.zeros((2, 3))
+    for lh in maps:
+        a = lh.double().numpy()
+        consensus = a.mean((0, 1)).ravel()
+        expected += [[np.corrcoef(a[l, n].ravel(), consensus)[0, 1] for n in range(3)] for l in range(2)]
+    expected /= len(maps)
+    np.testing.assert_allclose(ranking.values, expected, atol=1e-6)  # the module averages in float32
+    assert [tuple(p) for p in ranking.order] == _order(expected)
+    assert tuple(ranking.top(1)[0]) == (1, 2)  # the strong head dominates the mean, so it agrees with it most
+
+
+def test_top_k_averages_exactly_the_chosen_heads():
+    maps, _ = _case(1)
+    heads = np.array([[1, 2], [0, 0]])
+    torch.testing.assert_close(aggregate_heads(maps[0], heads), (maps[0][1, 2] + maps[0][0, 0]) / 2)
+    with pytest.raises(ValueError, match=r"k must be in 1\.\.6, got 7"):
+        head_relevance(maps, None, "label_free").top(7)
 
 
 def test_top_k_equal_to_all_heads_is_all_head_map():
