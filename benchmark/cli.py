@@ -87,7 +87,7 @@ def _cmd_validate(args) -> int:
     except (ConfigError, FileNotFoundError, KeyError) as err:
         print(f"invalid: {err}", file=sys.stderr)
         return 2
-    from benchmark.runner import check_run
+    from benchmark.tasks import check_run
 
     n_models = sum(len(t.models) for t in cfg.tasks)
     problems = check_run(cfg)

@@ -19,11 +19,9 @@ from tqdm.auto import tqdm
 from benchmark.config import RunConfig, TaskConfig, resolve_path
 from benchmark.jobs import (Job, is_done, model_files_hash, record_failure, refresh_set_inputs, run_job,
                             set_inputs_stale)
-from benchmark.store import RESULT, DigestCache, model_dir, short_hash, write_atomic
+from benchmark.store import PLAN_FAILURES, RESULT, DigestCache, model_dir, short_hash, write_atomic
 
 log = logging.getLogger("benchmark")
-
-PLAN_FAILURES = "plan_failures.json"
 
 
 @dataclass
@@ -179,23 +177,3 @@ def _run_inline(cfg: RunConfig, pending: list[Job], summary: RunSummary) -> None
 def write_run_metadata(cfg: RunConfig, summary: RunSummary) -> Path:
     return write_atomic(cfg.out_dir / "run_summary.json", json.dumps(vars(summary), indent=2, default=str))
 
-
-def check_run(cfg: RunConfig) -> list[str]:
-    """What a run of ``cfg`` would miss, one line each (empty: ready): dataset roots that do not exist or hold no
-    samples, model folders that are not local and hub ids that are not in the local cache, each with what was
-    looked for and where to put it. Opens no model."""
-    from benchmark.api.sources import model_source_problem
-    from benchmark.config import REPO_ROOT
-    from benchmark.tasks import check_dataset
-
-    problems = []
-    for tr in cfg.tasks:
-        task = TaskConfig.load(resolve_path(tr.task))
-        _, problem = check_dataset(task)
-        if problem:
-            problems.append(f"task {task.name} ({tr.task}): {problem}")
-        for m in tr.models:
-            problem = model_source_problem(m.path, REPO_ROOT, what=f"model {m.name!r} ({m.adapter})")
-            if problem:
-                problems.append(f"task {task.name}, model {m.name}: {problem}")
-    return problems

@@ -9,16 +9,17 @@ IMACS at any lambda and grid threshold without loading a map (``docs/maps.md``).
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from benchmark.analysis.segmentation import SegmentationScores, segmentation_scores
-from benchmark.capture.accumulator import resize_maps
 from benchmark.defaults import DEFAULT_LAMBDA, DEFAULT_THRESHOLD, THRESHOLD_GRID
-from benchmark.imacs import imacs_term_grid
-from benchmark.maps import minmax
-from benchmark.results.sample_maps import SampleMaps
+
+if TYPE_CHECKING:  # torch is imported where maps are read: forming IMACS from stored terms needs none
+    import torch
+
+    from benchmark.analysis.segmentation import SegmentationScores
+    from benchmark.results.sample_maps import SampleMaps
 
 SIDES = {"g": "mask/region", "r": "mask/reference"}
 
@@ -42,6 +43,8 @@ def undefined_reason(maps: SampleMaps, side: str) -> str | None:
 
 def sample_terms(maps: SampleMaps, thresholds=THRESHOLD_GRID) -> dict[str, dict]:
     """Per side: ``{"a": [...], "b": [...]}`` (IMACS = a - lambda * b per threshold) or ``{"undefined": reason}``."""
+    from benchmark.imacs import imacs_term_grid
+
     out = {}
     for side, mask_key in SIDES.items():
         reason = undefined_reason(maps, side)
@@ -87,6 +90,12 @@ def mask_areas(maps: SampleMaps) -> dict[str, float]:
 def map_segmentation(raw: torch.Tensor, mask: torch.Tensor) -> SegmentationScores | None:
     """Segmentation scores of a raw map (h, w) against a mask (H, W): min-max normalised, resized
     (bicubic, clipped to [0, 1]), binarised at its mean. None for a constant map (no attribution)."""
+    import torch
+
+    from benchmark.analysis.segmentation import segmentation_scores
+    from benchmark.capture.accumulator import resize_maps
+    from benchmark.maps import minmax
+
     norm = minmax(raw)
     if torch.isnan(norm).any():
         return None

@@ -25,6 +25,7 @@ from pathlib import Path
 GENERATION_CODE_VERSION = 2
 
 RESULT = "result.json"
+PLAN_FAILURES = "plan_failures.json"  # in the run's output folder: task entries the last run could not plan
 FAILED = "failed.json"
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from benchmark.api.sample import DatasetError
-from benchmark.config import TaskConfig, resolve_path
+from benchmark.config import RunConfig, TaskConfig, resolve_path
 from benchmark.registry import DATASET_FORMATS
 
 
@@ -49,3 +49,27 @@ def check_dataset(task: TaskConfig) -> tuple[int, str | None]:
     except (DatasetError, FileNotFoundError, ValueError) as err:  # ValueError: a malformed pairs file, a bad level
         return 0, str(err)
     return (n, None) if n else (0, f"{task.dataset.format} dataset at {dataset_root(task)} holds no samples")
+
+
+def check_run(cfg: RunConfig) -> list[str]:
+    """What a run of ``cfg`` would miss, one line each (empty: ready): dataset roots that do not exist or hold no
+    samples, model folders that are not local and hub ids that are not in the local cache, each with what was
+    looked for and where to put it. Opens no model."""
+    from benchmark.api.sources import model_source_problem
+    from benchmark.config import REPO_ROOT
+
+    problems = []
+    for tr in cfg.tasks:
+        task = TaskConfig.load(resolve_path(tr.task))
+        _, problem = check_dataset(task)
+        if problem:
+            problems.append(f"task {task.name} ({tr.task}): {problem}")
+        for m in tr.models:
+            sources = [(m.path, f"model {m.name!r} ({m.adapter})")]
+            if isinstance(m.options.get("vae"), str):
+                sources.append((m.options["vae"], f"model {m.name!r} option vae"))
+            for path, what in sources:
+                problem = model_source_problem(path, REPO_ROOT, what=what)
+                if problem:
+                    problems.append(f"task {task.name}, model {m.name}: {problem}")
+    return problems

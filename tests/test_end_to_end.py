@@ -131,7 +131,7 @@ def test_leaderboard_cells_recompute_from_the_store(run):
     pooled = corr[(corr.task == "object_inpainting") & (corr.x == "imacs_g") & (corr.y == "masked_psnr")
                   & (corr.scope == "pooled") & (corr.method == "spearman")]
     assert len(pooled) == 1 and pooled["n"].iloc[0] == len(keys)
-    assert pooled["statistic"].iloc[0] == pytest.approx(expected, abs=1e-9)
+    assert pooled["statistic"].iloc[0] == pytest.approx(expected, rel=1e-5, abs=1e-6)  # CSV keeps 6 digits
 
 
 def test_dit_stores_output_space_maps_and_the_method_leaderboard_compares_them(run):

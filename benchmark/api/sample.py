@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the errors below are raised where no tensor is made (validate)
+    import torch
 
 
 class SampleError(ValueError):
@@ -57,6 +60,8 @@ class I2ISample:
 
 def collate(samples: list[I2ISample]) -> dict:
     """Stack a list of samples into batch tensors; optional fields stay None if any sample lacks them."""
+
+    import torch
 
     def stack(values):
         return None if any(v is None for v in values) else torch.stack(values)

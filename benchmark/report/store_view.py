@@ -15,9 +15,8 @@ import numpy as np
 import pandas as pd
 
 from benchmark.config import RunConfig, TaskConfig, resolve_path
-from benchmark.runner import PLAN_FAILURES
 from benchmark.scoring import imacs_from_terms
-from benchmark.store import short_hash, stored_failures, stored_results
+from benchmark.store import PLAN_FAILURES, short_hash, stored_failures, stored_results
 
 FRAME_COLUMNS = ["task", "model", "adapter", "sample_id", "metric", "value", "note"]
 

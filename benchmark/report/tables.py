@@ -44,12 +44,13 @@ def set_metrics(view: StoreView, task: TaskConfig, kid_scale: float) -> pd.DataF
     from benchmark.metrics import ReferenceStatsCache, SetInputs, set_metric_values
 
     wanted = [m.name for m in task.metrics if m.name in SET_METRICS]
+    lpips_wanted = any(m.name == "lpips" for m in task.metrics)
     rows = []
-    if not wanted:
+    if not wanted and not lpips_wanted:
         return pd.DataFrame(columns=["model", "metric", "value", "n", "label", "note"])
     cache = ReferenceStatsCache()
     for sm in view.of(task.name):
-        gen, ref, ref_ids, notes = [], [], [], set()
+        gen, ref, ref_ids, notes, lpips_notes = [], [], [], set(), set()
         for rec in sm.records:
             path = rec["_dir"] + "/set_inputs.npz"
             try:
@@ -59,12 +60,19 @@ def set_metrics(view: StoreView, task: TaskConfig, kid_scale: float) -> pd.DataF
                 continue
             ids = [s["sample_id"] for s in rec["samples"]]
             keep = [i for i, sid in enumerate(ids) if sid in rec["_keep"]]
+            if inputs.lpips is None and "lpips" in inputs.notes:
+                lpips_notes.add(inputs.notes["lpips"])
             if inputs.inception_generated is None or inputs.inception_reference is None:
                 notes.add(inputs.notes.get("fid", "no features"))
                 continue
             gen.append(inputs.inception_generated[keep])
             ref.append(inputs.inception_reference[keep])
             ref_ids += [ids[i] for i in keep]
+        if lpips_wanted and lpips_notes:  # LPIPS is per sample; a row here only says why it is missing
+            rows.append({"model": sm.model, "metric": "lpips", "value": np.nan, "n": 0, "label": "",
+                         "note": "; ".join(sorted(lpips_notes))})
+        if not wanted:
+            continue
         if notes or not gen:
             for metric in wanted:
                 rows.append({"model": sm.model, "metric": metric, "value": np.nan, "n": 0, "label": "",

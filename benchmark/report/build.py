@@ -1,0 +1,239 @@
+"""Build the report: :func:`build_report` reads the stored records of a config (:mod:`benchmark.report.store_view`), builds tidy
+frames (:mod:`benchmark.report.tables`, :mod:`benchmark.analysis`), and renders them
+(:mod:`benchmark.report.render`, :mod:`benchmark.report.figures`). It writes the frames under the run's
+``results/`` and the leaderboards under the config's leaderboard folder; a run that executed jobs also
+records its history rows. No dataset is opened and no model is loaded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from benchmark.analysis import confounds, correlation_sweep, plot_sweep_heatmap, render_confounds, render_sweep
+from benchmark.analysis.format import format_value as fmt
+from benchmark.analysis.landmarks import render_imacs_landmarks
+from benchmark.analysis.validity import render_within_between, within_between
+from benchmark.config import RunConfig, TaskConfig, resolve_path
+from benchmark.figures import plot_scatter
+from benchmark.registry import metric_label
+from benchmark.report import history, memo, one_pass_page, render
+from benchmark.report.store_view import StoreView, failure_frame, load_view, sample_frame, sweep_terms
+from benchmark.report.tables import aggregate, main_table, quality_metrics, set_metrics
+from benchmark.store import write_atomic
+
+VERSIONED = ("torch", "diffusers", "transformers", "torchmetrics", "clean-fid", "lpips", "scipy", "pandas", "dask")
+SCORES = ("imacs_g", "imacs_r")
+N_PERMUTATIONS = 9999  # Monte-Carlo permutations where n! is larger (exact enumeration below that)
+
+
+def git_revision() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=resolve_path("."), timeout=10).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def versions() -> dict[str, str]:
+    out = {}
+    for name in VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    return write_atomic(path, frame.to_csv(index=False, float_format="%.6g"))
+
+
+def _header(cfg: RunConfig, view: StoreView) -> list[str]:
+    records = [r for sm in view.models for r in sm.records]
+    devices = sorted({r["device"] for r in records})
+    sampling = sorted({f"{r['sampling']['num_inference_steps']} steps, CFG {r['sampling']['guidance_scale']:g}"
+                       for r in records})
+    keys = sorted({sm.generation_key for sm in view.models})
+    built = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    lines = [f"- report of run `{cfg.name}` built {built} at git `{git_revision()}`; generation key(s) "
+             f"{', '.join(f'`{k}`' for k in keys)}; scoring lambda {cfg.scoring.lam:g}, threshold {cfg.scoring.threshold:g}",
+             f"- device: {', '.join(devices) or 'n/a'}; sampling: {'; '.join(sampling) or 'n/a'}",
+             "- versions: " + ", ".join(f"{k} {v}" for k, v in versions().items())]
+    if cfg.label:
+        lines.insert(0, f"> **{cfg.label}**: numbers from this run describe that model only.")
+    return lines
+
+
+def build_report(cfg: RunConfig, executed_run_id: str | None = None) -> dict[str, Path]:
+    """Rebuild everything downstream of the store; returns the written paths.
+
+    ``executed_run_id``: the id of the run that just executed jobs; its (task, model) rows are appended to
+    ``history.csv``. ``report`` alone passes None and records nothing."""
+    view = load_view(cfg)
+    if not any(sm.records or sm.job_failures for sm in view.models) and not view.plan_failures:
+        raise RuntimeError(f"no stored results for {cfg.name} under {cfg.out_dir / 'store'}: run it first")
+    res_dir, lb_dir = cfg.out_dir / "results", cfg.leaderboard_path
+    fig_dir = lb_dir / "figures"
+    frame, failures = sample_frame(view), failure_frame(view)
+    write_csv(frame, res_dir / "samples.csv")
+    write_csv(failures, res_dir / "failures.csv")
+    agg = aggregate(frame, cfg.scoring.n_boot)
+    write_csv(agg, res_dir / "models.csv")
+    # Baselines (randomly initialised copies) are method baselines, not models under test: they stay on the
+    # leaderboard but do not enter the attribution-vs-quality correlations.
+    tested = frame[~frame.model.isin(view.baselines)]
+    git = git_revision()
+    hist_path = lb_dir / "history.csv"
+    past = history.read(hist_path)
+    deltas = history.deltas(past, history.current_rows(view, agg, git))
+    header = _header(cfg, view)
+    corr, conf, sweeps, agree, overview_rows, regressions, todo = [], [], [], [], [], [], []
+    for name, task in tqdm(sorted(view.tasks.items()), desc="report"):
+        quality = quality_metrics(task, frame)
+        tf = tested[tested.task == name]
+        analyses = _analyses(cfg, view, task, tf, quality[:2], fig_dir)
+        corr.append(analyses["correlations"]), conf.append(analyses["confounds"]), sweeps.append(analyses["sweep"])
+        agree.append(analyses["one_pass"].assign(task=name) if not analyses["one_pass"].empty else analyses["one_pass"])
+        sets = set_metrics(view, task, cfg.metrics.kid_scale)
+        table = main_table(task, agg, sets, failures[failures.task == name], view, quality, deltas)
+        write_csv(table, lb_dir / f"{name}.csv")
+        regs = _regressions(cfg, name, table)
+        regressions += regs
+        lines = _task_page(cfg, view, task, table, sets, failures[failures.task == name], quality, analyses, regs,
+                           header, lb_dir, fig_dir, todo)
+        write_atomic(lb_dir / f"{name}.md", "\n".join(lines) + "\n")
+        defined = table[table["n"] > 0] if not table.empty else table
+        best = defined.iloc[0] if "imacs_g" in defined and len(defined) and not pd.isna(defined.iloc[0]["imacs_g"]) else None
+        overview_rows.append({"task": name, "models": len(table), "samples": int(table["n"].sum()) if len(table) else 0,
+                              "failures": int(len(failures[failures.task == name])),
+                              "best": f"{best['model']} {fmt(best['imacs_g'])}" if best is not None else "n/a"})
+    for frames, fname in ((corr, "correlations.csv"), (conf, "confounds.csv"), (sweeps, "sweep.csv"),
+                          (agree, "one_pass_agreement.csv")):
+        non_empty = [f for f in frames if not f.empty]
+        write_csv(pd.concat(non_empty, ignore_index=True) if non_empty else pd.DataFrame(), res_dir / fname)
+    from benchmark.report.figures_page import draw
+    from benchmark.report.methods import method_leaderboard
+
+    has_methods = method_leaderboard(cfg, view, lb_dir, res_dir, header, todo)
+    draw(todo, fig_dir, cfg.cluster.workers)
+    write_atomic(lb_dir / "README.md", "\n".join(render.overview(header, overview_rows, regressions, has_methods)) + "\n")
+    if executed_run_id:
+        history.record(hist_path, history.current_rows(view, agg, git, run_id=executed_run_id))
+    return {"index": lb_dir / "README.md", "results": res_dir}
+
+
+def _analyses(cfg: RunConfig, view: StoreView, task: TaskConfig, tf: pd.DataFrame, quality: list[str],
+              fig_dir: Path) -> dict:
+    """Correlations (pooled / within / between), confounds and the held-out sweeps of one task."""
+    n_boot, seed = cfg.scoring.n_boot, cfg.seed
+    kw = {"n_boot": n_boot, "n_permutations": N_PERMUTATIONS, "seed": seed}
+    cache = cfg.out_dir / "results" / "cache"
+    key = memo.digest(tf, quality, kw)
+    out = {"figures": {}, "frame": tf}
+    out["correlations"] = memo.cached(cache, f"{task.name}-correlations", key, lambda: within_between(
+        tf, SCORES, quality, ("spearman",), **kw) if quality else pd.DataFrame())
+    out["confounds"] = memo.cached(cache, f"{task.name}-confounds", key, lambda: confounds(
+        tf, SCORES, quality, **kw) if quality else pd.DataFrame())
+    sweep_rows = []
+    if quality:
+        q_lookup = tf[tf.metric == quality[0]].set_index(["model", "sample_id"])["value"]
+        terms = sweep_terms(view, task.name, sorted(tf.model.unique()))
+        lams, thrs = list(cfg.scoring.sweep_lambdas), list(cfg.scoring.sweep_thresholds)
+        for side, t in terms.items():
+            idx = [int(np.flatnonzero(np.isclose(t["thresholds"], x))[0]) for x in thrs]
+            q = np.asarray([q_lookup.get((m, s), np.nan) for m, s in zip(t["model"], t["sample_id"])], float)
+            if np.isfinite(q).sum() < 6:
+                continue
+            args = (t["a"][:, idx], t["b"][:, idx], q, t["model"], lams, thrs)
+            opts = {"default": (cfg.scoring.lam, cfg.scoring.threshold), "units": t["sample_id"], "seed": seed,
+                    "n_boot": min(n_boot, 1000), "n_permutations": N_PERMUTATIONS}
+            sw = memo.cached(cache, f"{task.name}-sweep-{side}", memo.digest([np.asarray(a).tolist() for a in args], opts),
+                             lambda: correlation_sweep(*args, **opts))
+            sw.insert(0, "side", side), sw.insert(0, "quality", quality[0]), sw.insert(0, "task", task.name)
+            sweep_rows.append(sw)
+            if sw["selection"].notna().any():
+                path = fig_dir / task.name / f"sweep_imacs_{side}.png"
+                plot_sweep_heatmap(sw, path, title=f"{task.name}: Spearman(IMACS_{side}, {metric_label(quality[0])})")
+                out["figures"][side] = path
+    out["sweep"] = pd.concat(sweep_rows, ignore_index=True) if sweep_rows else pd.DataFrame()
+    out["one_pass"] = one_pass_page.agreement(cfg, view, task.name, tf, quality[0] if quality else None, N_PERMUTATIONS)
+    out["one_pass_cost"] = one_pass_page.cost(view, task.name)
+    return out
+
+
+def _regressions(cfg: RunConfig, task: str, table: pd.DataFrame) -> list[str]:
+    from benchmark.registry import metric_direction
+
+    out = []
+    for col in [c for c in table.columns if c.endswith("_change")]:
+        metric = col[: -len("_change")]
+        for r in table[table[col].notna()].itertuples():
+            delta, mean = getattr(r, col), getattr(r, metric)
+            worse = -delta if metric_direction(metric) != "lower" else delta
+            if worse > cfg.scoring.regression_tolerance * max(abs(mean), 1e-9):
+                out.append(f"{task}/{r.model}/{metric_label(metric)}: {delta:+.3f}")
+    return out
+
+
+def _task_page(cfg, view, task, table, sets, failures, quality, analyses, regressions, header, lb_dir, fig_dir,
+               todo):
+    from benchmark.report.figures_page import model_figures
+
+    set_cols = sorted(set(sets.metric)) if not sets.empty else []
+    main = [m for m in ("imacs_g", "imacs_r") if m in table] + quality[:2]
+    lines = [f"# {task.name} (task v{task.version})", "", task.description, ""] + header + [""]
+    lines += render_imacs_landmarks(cfg.scoring.lam)
+    lines += ["x_g (IMACS_g): " + (task.region or "the generated region") + "; x_r (IMACS_r): "
+              + (task.reference_region or "the reference region") + ". Baselines (random-init copies) are models "
+              "whose maps carry no learned attribution.", "",
+              "Cells: mean [bootstrap 95% CI] over samples; (change since the latest earlier run with the same task "
+              "version, model, generation settings, scoring settings and samples).", ""]
+    if not table.empty:
+        lines += render.table(table, main, set_cols) + [""]
+    lines += [f"Every metric, with CIs: [{task.name}_full.md]({task.name}_full.md) and `{task.name}.csv`.", ""]
+    lines += render.set_metric_notes(sets)
+    agg = pd.read_csv(cfg.out_dir / "results" / "models.csv").query("task == @task.name")
+    noted = agg[agg.metric.isin(main) & agg.note.notna() & (agg.note != "")]
+    notes = [f"- {metric_label(metric)}, {', '.join(sorted(g.model))}: {note}"
+             for (metric, note), g in noted.groupby(["metric", "note"], sort=True)]
+    lines += notes + ([""] if notes else [])
+    if regressions:
+        lines += ["**Regressions beyond tolerance:** " + "; ".join(regressions), ""]
+    lines += render.failures_section(failures)
+    if not analyses["correlations"].empty:
+        lines += ["## Does IMACS track output quality?", "",
+                  "Random-init baselines left out. p: exact or Monte-Carlo permutation test; CI: BCa bootstrap.", ""]
+        lines += render_within_between(analyses["correlations"], _labels()) + [""]
+        scatter = fig_dir / task.name / "scatter.png"
+        if plot_scatter(analyses["frame"], scatter, quality[:1]):
+            lines += [render.link(scatter, lb_dir, "IMACS vs quality per sample"), ""]
+    if not analyses["confounds"].empty:
+        lines += ["## Confounds: the size of the regions", ""] + render_confounds(analyses["confounds"], _labels())
+    for side, path in analyses["figures"].items():
+        sw = analyses["sweep"][analyses["sweep"].side == side]
+        lines += [f"## IMACS_{side} sweep over lambda and threshold", ""]
+        lines += render_sweep(sw, f"IMACS_{side} vs {metric_label(sw['quality'].iloc[0])}")
+        lines += [render.link(path, lb_dir, f"sweep {side}"), ""]
+    op = [sm for sm in view.one_pass if sm.task == task.name and sm.records]
+    if op:
+        lines += one_pass_page.section(analyses["one_pass"], analyses["one_pass_cost"], _labels(),
+                                       "t = " + ", ".join(str(t) for t in sorted(op[0].records[0]["timesteps"])))
+    lines += model_figures(cfg, view, task.name, [r.model for r in table.itertuples()], lb_dir, fig_dir, todo)
+    full = [f"# {task.name}: every metric", "", f"[back]({task.name}.md)", ""]
+    metrics = [c for c in table.columns if f"{c}_ci_low" in table.columns and c not in main]
+    full += render.table(table, main + metrics, set_cols)
+    write_atomic(lb_dir / f"{task.name}_full.md", "\n".join(full) + "\n")
+    return lines
+
+
+def _labels() -> dict[str, str]:
+    from benchmark.registry import SAMPLE_METRICS
+
+    return {n: SAMPLE_METRICS.label(n) for n in SAMPLE_METRICS.names()}
