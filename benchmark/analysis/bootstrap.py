@@ -196,3 +196,23 @@ def bootstrap_mean(
         n_boot=n_boot,
         confidence=confidence,
     )
+
+
+def summarise_means(frame, keys: list[str], n_boot: int, seed: int = 0):
+    """Per group of ``keys`` of a tidy frame (a ``value`` column, NaN = undefined; a ``note`` column is joined when
+    present): mean [bootstrap CI], n defined, n undefined. Columns ``keys + [mean, ci_low, ci_high, n,
+    n_undefined, note]``; a group with no defined value has NaN statistics and n = 0."""
+    import pandas as pd
+
+    rows = []
+    for group, g in frame.groupby(keys, sort=True):
+        values = g["value"].to_numpy(float)
+        row = dict(zip(keys, group if isinstance(group, tuple) else (group,)))
+        row["note"] = "; ".join(sorted({n for n in g["note"] if n})) if "note" in g else ""
+        if not np.isfinite(values).any():
+            rows.append({**row, "mean": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n": 0, "n_undefined": len(values)})
+            continue
+        ci = bootstrap_mean(values, n_boot=n_boot, seed=seed)
+        rows.append({**row, "mean": ci.mean, "ci_low": ci.ci_low, "ci_high": ci.ci_high, "n": ci.n,
+                     "n_undefined": ci.n_dropped})
+    return pd.DataFrame(rows, columns=[*keys, "mean", "ci_low", "ci_high", "n", "n_undefined", "note"])

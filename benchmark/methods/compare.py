@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from benchmark.analysis.bootstrap import bootstrap_mean
+from benchmark.analysis.bootstrap import bootstrap_mean, summarise_means
 from benchmark.analysis.segmentation import segmentation_scores
 from benchmark.defaults import DEFAULT_LAMBDA, DEFAULT_THRESHOLD
 from benchmark.imacs import imacs, imacs_from_prepared
@@ -144,17 +144,8 @@ def compare_methods(samples: dict[tuple[str, str], list[Path]], random_init_mode
 
 
 def summarise(frame: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
-    rows = []
-    for keys, g in frame.groupby(["task", "model", "method", "metric"], sort=True):
-        v = g["value"].to_numpy(dtype=float)
-        if not np.isfinite(v).any():
-            rows.append(dict(zip(["task", "model", "method", "metric"], keys), mean=np.nan, ci_low=np.nan,
-                             ci_high=np.nan, n=0))
-            continue
-        c = bootstrap_mean(v, n_boot=n_boot, seed=0)
-        rows.append(dict(zip(["task", "model", "method", "metric"], keys), mean=c.mean, ci_low=c.ci_low,
-                         ci_high=c.ci_high, n=c.n))
-    return pd.DataFrame(rows)
+    """Per (task, model, method, metric): mean [bootstrap 95% CI] and n (:func:`summarise_means`)."""
+    return summarise_means(frame, ["task", "model", "method", "metric"], n_boot)
 
 
 def paired_differences(per_sample: pd.DataFrame, n_boot: int) -> pd.DataFrame:

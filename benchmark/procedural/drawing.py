@@ -5,11 +5,13 @@ Images are float32 arrays (H, W, 3) in [0, 1]; masks are bool arrays (H, W).
 
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from benchmark.store import write_atomic
 
 # 5x5 glyphs: small logos that a model can only reproduce by copying them.
 GLYPHS = [
@@ -122,7 +124,7 @@ def save_image(path: Path, img: np.ndarray) -> None:
         pil = Image.fromarray((img * 255).astype(np.uint8), mode="L")
     else:
         pil = Image.fromarray(to_uint8(img), mode="RGB")
-    tmp = path.with_name(path.name + ".tmp")
     kwargs = {"quality": 95, "subsampling": 0} if path.suffix.lower() in (".jpg", ".jpeg") else {}
-    pil.save(tmp, format="JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else "PNG", **kwargs)
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    pil.save(buf, format="JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else "PNG", **kwargs)
+    write_atomic(path, buf.getvalue())

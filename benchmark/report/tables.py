@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from benchmark.analysis.bootstrap import bootstrap_mean
+from benchmark.analysis.bootstrap import summarise_means
 from benchmark.config import TaskConfig
 from benchmark.registry import SAMPLE_METRICS, SET_METRICS
 from benchmark.report.store_view import StoreView
@@ -16,19 +16,7 @@ AGG_COLUMNS = ["task", "model", "metric", "mean", "ci_low", "ci_high", "n", "n_u
 
 def aggregate(frame: pd.DataFrame, n_boot: int) -> pd.DataFrame:
     """Per (task, model, metric): mean [bootstrap 95% CI] over samples, n defined, n undefined and why."""
-    rows = []
-    for (task, model, metric), g in frame.groupby(["task", "model", "metric"], sort=True):
-        values = g["value"].to_numpy(float)
-        notes = "; ".join(sorted({n for n in g["note"] if n}))
-        base = {"task": task, "model": model, "metric": metric, "note": notes}
-        if not np.isfinite(values).any():  # undefined for every sample (e.g. not applicable): say so
-            rows.append({**base, "mean": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n": 0,
-                         "n_undefined": len(values)})
-            continue
-        ci = bootstrap_mean(values, n_boot=n_boot, seed=0)
-        rows.append({**base, "mean": ci.mean, "ci_low": ci.ci_low, "ci_high": ci.ci_high, "n": ci.n,
-                     "n_undefined": ci.n_dropped})
-    return pd.DataFrame(rows, columns=AGG_COLUMNS)
+    return summarise_means(frame, ["task", "model", "metric"], n_boot)[AGG_COLUMNS]
 
 
 def quality_metrics(task: TaskConfig, frame: pd.DataFrame) -> list[str]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.capture import I2AMAccumulator
+from benchmark.store import write_atomic
 from benchmark.capture.joint_capture import OutputSpaceAccumulator
 
 
@@ -41,9 +41,7 @@ class SampleMaps:
     def save(self, path: Path) -> None:
         buf = io.BytesIO()
         np.savez_compressed(buf, __meta__=np.frombuffer(json.dumps(self.meta).encode(), dtype=np.uint8), **self.arrays)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(buf.getvalue())
-        os.replace(tmp, path)
+        write_atomic(path, buf.getvalue())
 
     @classmethod
     def load(cls, path: Path) -> "SampleMaps":

@@ -9,9 +9,9 @@ CLS-only model. Seeded, resumable from checkpoints, with progress bars.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from benchmark.api.sample import I2ISample
 from benchmark.datasets import CocoeeDataset, Cufed5Dataset, VitonHDDataset
+from benchmark.store import write_atomic
 from benchmark.models.mini import I2IModelSpec, build_dit, build_image_encoder, build_unet, build_vae
 from benchmark.pipelines.reference_dit import (DEFAULT_REFERENCE_SIZE, dit_inputs, encode_reference_latent,
                                                reference_size, unpack)
@@ -61,10 +62,9 @@ def load_split(task: EmbeddedTask, split: str, levels: tuple[int, ...] | None = 
 
 
 def _atomic_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_atomic(path, buf.getvalue())
 
 
 def _state_path(what: str, *fingerprint) -> Path:
