@@ -99,17 +99,29 @@ class TaskConfig:
             path = path / "task.yaml"
         if not path.is_file():
             raise ConfigError(f"task config not found: {path}")
-        data = yaml.safe_load(path.read_text()) or {}
         where = str(path)
-        base = data.pop("base", None)  # a variant names the base task file it extends
-        _check_keys(data, cls, where)
-        if base:
-            parent = yaml.safe_load((path.parent / base).read_text())
-            parent.update({k: v for k, v in data.items() if k != "dataset"})
-            parent["dataset"] = {**parent.get("dataset", {}), **data.get("dataset", {})}
-            data = parent
+        data = _task_data(path)
         metrics = tuple(MetricSpec(**m) for m in data.pop("metrics", []))
         return build_section(cls, {**data, "metrics": metrics}, where, dataset=lambda d, w: build_section(DatasetConfig, d, w))
+
+
+def _task_data(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """The task YAML at ``path`` merged over its ``base:`` chain (a variant names the base task file it extends,
+    relative to itself; the base may extend another): keys replace the base's, ``dataset`` merges key by key."""
+    path = path.resolve()
+    if path in chain:
+        raise ConfigError(f"{chain[0]}: the base chain loops: {' -> '.join(map(str, chain + (path,)))}")
+    if not path.is_file():
+        raise ConfigError(f"{chain[-1] if chain else path}: base task config not found: {path}")
+    data = yaml.safe_load(path.read_text()) or {}
+    base = data.pop("base", None)
+    _check_keys(data, TaskConfig, str(path))
+    if not base:
+        return data
+    parent = _task_data(path.parent / base, chain + (path,))
+    parent.update({k: v for k, v in data.items() if k != "dataset"})
+    parent["dataset"] = {**parent.get("dataset", {}), **data.get("dataset", {})}
+    return parent
 
 
 # --- run -------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import subprocess
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -16,17 +17,31 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from benchmark.analysis import confounds, correlation_sweep, plot_sweep_heatmap, render_confounds, render_sweep
+from benchmark.analysis import confounds, correlation_sweep, render_confounds, render_sweep
 from benchmark.analysis.format import format_value as fmt
 from benchmark.analysis.landmarks import render_imacs_landmarks
 from benchmark.analysis.validity import render_within_between, within_between
 from benchmark.config import RunConfig, TaskConfig, resolve_path
-from benchmark.figures import plot_scatter
 from benchmark.registry import metric_label
 from benchmark.report import history, memo, one_pass_page, render
+from benchmark.report.figures_page import schedule
 from benchmark.report.store_view import StoreView, failure_frame, load_view, sample_frame, sweep_terms
 from benchmark.report.tables import aggregate, main_table, quality_metrics, set_metrics
 from benchmark.store import write_atomic
+
+@dataclass
+class TaskPage:
+    """Everything one task page is rendered from (frames and figure paths; no computation left)."""
+
+    task: TaskConfig
+    table: pd.DataFrame  # main_table
+    agg: pd.DataFrame  # this task's model means (with the notes of undefined scores)
+    sets: pd.DataFrame  # set metrics (FID / KID, or why not)
+    failures: pd.DataFrame
+    quality: list[str]
+    analyses: dict
+    regressions: list[str]
+
 
 VERSIONED = ("torch", "diffusers", "transformers", "torchmetrics", "clean-fid", "lpips", "scipy", "pandas", "dask")
 SCORES = ("imacs_g", "imacs_r")
@@ -98,17 +113,17 @@ def build_report(cfg: RunConfig, executed_run_id: str | None = None) -> dict[str
     for name, task in tqdm(sorted(view.tasks.items()), desc="report"):
         quality = quality_metrics(task, frame)
         tf = tested[tested.task == name]
-        analyses = _analyses(cfg, view, task, tf, quality[:2], fig_dir)
+        analyses = _analyses(cfg, view, task, tf, quality[:2], fig_dir, todo)
         corr.append(analyses["correlations"]), conf.append(analyses["confounds"]), sweeps.append(analyses["sweep"])
         agree.append(analyses["one_pass"].assign(task=name) if not analyses["one_pass"].empty else analyses["one_pass"])
         sets = set_metrics(view, task, cfg.metrics.kid_scale)
         table = main_table(task, agg, sets, failures[failures.task == name], view, quality, deltas)
         write_csv(table, lb_dir / f"{name}.csv")
-        regs = _regressions(cfg, name, table)
-        regressions += regs
-        lines = _task_page(cfg, view, task, table, sets, failures[failures.task == name], quality, analyses, regs,
-                           header, lb_dir, fig_dir, todo)
-        write_atomic(lb_dir / f"{name}.md", "\n".join(lines) + "\n")
+        page = TaskPage(task, table, agg[agg.task == name], sets, failures[failures.task == name], quality, analyses,
+                        _regressions(cfg, name, table))
+        regressions += page.regressions
+        write_atomic(lb_dir / f"{name}.md", "\n".join(_task_page(cfg, view, page, header, lb_dir, todo)) + "\n")
+        write_atomic(lb_dir / f"{name}_full.md", "\n".join(_full_page(page)) + "\n")
         defined = table[table["n"] > 0] if not table.empty else table
         best = defined.iloc[0] if "imacs_g" in defined and len(defined) and not pd.isna(defined.iloc[0]["imacs_g"]) else None
         overview_rows.append({"task": name, "models": len(table), "samples": int(table["n"].sum()) if len(table) else 0,
@@ -130,17 +145,23 @@ def build_report(cfg: RunConfig, executed_run_id: str | None = None) -> dict[str
 
 
 def _analyses(cfg: RunConfig, view: StoreView, task: TaskConfig, tf: pd.DataFrame, quality: list[str],
-              fig_dir: Path) -> dict:
-    """Correlations (pooled / within / between), confounds and the held-out sweeps of one task."""
+              fig_dir: Path, todo: list[tuple]) -> dict:
+    """Correlations (pooled / within / between), confounds and the held-out sweeps of one task; their figures
+    are appended to ``todo`` when their inputs changed (:func:`benchmark.report.figures_page.schedule`)."""
     n_boot, seed = cfg.scoring.n_boot, cfg.seed
     kw = {"n_boot": n_boot, "n_permutations": N_PERMUTATIONS, "seed": seed}
     cache = cfg.out_dir / "results" / "cache"
     key = memo.digest(tf, quality, kw)
-    out = {"figures": {}, "frame": tf}
+    out = {"figures": {}, "frame": tf, "skipped": []}
     out["correlations"] = memo.cached(cache, f"{task.name}-correlations", key, lambda: within_between(
         tf, SCORES, quality, ("spearman",), **kw) if quality else pd.DataFrame())
     out["confounds"] = memo.cached(cache, f"{task.name}-confounds", key, lambda: confounds(
         tf, SCORES, quality, **kw) if quality else pd.DataFrame())
+    for score in SCORES:
+        if quality and score not in set(out["correlations"].get("x", [])):
+            reasons = sorted({n for n in tf.loc[tf.metric == score, "note"] if n}) or ["no defined value"]
+            out["skipped"].append(f"{metric_label(score)} vs quality: n/a, fewer than 3 complete pairs "
+                                  f"({'; '.join(reasons)})")
     sweep_rows = []
     if quality:
         q_lookup = tf[tf.metric == quality[0]].set_index(["model", "sample_id"])["value"]
@@ -149,7 +170,9 @@ def _analyses(cfg: RunConfig, view: StoreView, task: TaskConfig, tf: pd.DataFram
         for side, t in terms.items():
             idx = [int(np.flatnonzero(np.isclose(t["thresholds"], x))[0]) for x in thrs]
             q = np.asarray([q_lookup.get((m, s), np.nan) for m, s in zip(t["model"], t["sample_id"])], float)
-            if np.isfinite(q).sum() < 6:
+            if (np.isfinite(q) & np.isfinite(t["a"][:, idx[0]])).sum() < 6:
+                out["skipped"].append(f"IMACS_{side} sweep: n/a, fewer than 6 samples with both a score and "
+                                      f"{metric_label(quality[0])}")
                 continue
             args = (t["a"][:, idx], t["b"][:, idx], q, t["model"], lams, thrs)
             opts = {"default": (cfg.scoring.lam, cfg.scoring.threshold), "units": t["sample_id"], "seed": seed,
@@ -160,9 +183,15 @@ def _analyses(cfg: RunConfig, view: StoreView, task: TaskConfig, tf: pd.DataFram
             sweep_rows.append(sw)
             if sw["selection"].notna().any():
                 path = fig_dir / task.name / f"sweep_imacs_{side}.png"
-                plot_sweep_heatmap(sw, path, title=f"{task.name}: Spearman(IMACS_{side}, {metric_label(quality[0])})")
+                schedule(todo, fig_dir, "benchmark.analysis.sweep:plot_sweep_heatmap",
+                         (sw, path, f"{task.name}: Spearman(IMACS_{side}, {metric_label(quality[0])})"), path,
+                         memo.digest(sw))
                 out["figures"][side] = path
     out["sweep"] = pd.concat(sweep_rows, ignore_index=True) if sweep_rows else pd.DataFrame()
+    if quality and tf["metric"].isin(SCORES).any():
+        out["scatter"] = fig_dir / task.name / "scatter.png"
+        schedule(todo, fig_dir, "benchmark.figures:plot_scatter", (tf, out["scatter"], quality[:1]), out["scatter"],
+                 memo.digest(tf, quality[:1]))
     out["one_pass"] = one_pass_page.agreement(cfg, view, task.name, tf, quality[0] if quality else None, N_PERMUTATIONS)
     out["one_pass_cost"] = one_pass_page.cost(view, task.name)
     return out
@@ -182,12 +211,13 @@ def _regressions(cfg: RunConfig, task: str, table: pd.DataFrame) -> list[str]:
     return out
 
 
-def _task_page(cfg, view, task, table, sets, failures, quality, analyses, regressions, header, lb_dir, fig_dir,
-               todo):
+def _task_page(cfg: RunConfig, view: StoreView, page: TaskPage, header: list[str], lb_dir: Path,
+               todo: list[tuple]) -> list[str]:
     from benchmark.report.figures_page import model_figures
 
-    set_cols = sorted(set(sets.metric)) if not sets.empty else []
-    main = [m for m in ("imacs_g", "imacs_r") if m in table] + quality[:2]
+    task, table, analyses, quality = page.task, page.table, page.analyses, page.quality
+    set_cols = sorted(set(page.sets.metric)) if not page.sets.empty else []
+    main = [m for m in SCORES if m in table] + quality[:2]
     lines = [f"# {task.name} (task v{task.version})", "", task.description, ""] + header + [""]
     lines += render_imacs_landmarks(cfg.scoring.lam)
     lines += ["x_g (IMACS_g): " + (task.region or "the generated region") + "; x_r (IMACS_r): "
@@ -198,22 +228,17 @@ def _task_page(cfg, view, task, table, sets, failures, quality, analyses, regres
     if not table.empty:
         lines += render.table(table, main, set_cols) + [""]
     lines += [f"Every metric, with CIs: [{task.name}_full.md]({task.name}_full.md) and `{task.name}.csv`.", ""]
-    lines += render.set_metric_notes(sets)
-    agg = pd.read_csv(cfg.out_dir / "results" / "models.csv").query("task == @task.name")
-    noted = agg[agg.metric.isin(main) & agg.note.notna() & (agg.note != "")]
-    notes = [f"- {metric_label(metric)}, {', '.join(sorted(g.model))}: {note}"
-             for (metric, note), g in noted.groupby(["metric", "note"], sort=True)]
-    lines += notes + ([""] if notes else [])
-    if regressions:
-        lines += ["**Regressions beyond tolerance:** " + "; ".join(regressions), ""]
-    lines += render.failures_section(failures)
+    lines += render.set_metric_notes(page.sets) + render.undefined_notes(page.agg, main)
+    if page.regressions:
+        lines += ["**Regressions beyond tolerance:** " + "; ".join(page.regressions), ""]
+    lines += render.failures_section(page.failures)
     if not analyses["correlations"].empty:
         lines += ["## Does IMACS track output quality?", "",
                   "Random-init baselines left out. p: exact or Monte-Carlo permutation test; CI: BCa bootstrap.", ""]
         lines += render_within_between(analyses["correlations"], _labels()) + [""]
-        scatter = fig_dir / task.name / "scatter.png"
-        if plot_scatter(analyses["frame"], scatter, quality[:1]):
-            lines += [render.link(scatter, lb_dir, "IMACS vs quality per sample"), ""]
+        if "scatter" in analyses:
+            lines += [render.link(analyses["scatter"], lb_dir, "IMACS vs quality per sample"), ""]
+    lines += [f"- {line}" for line in analyses["skipped"]] + ([""] if analyses["skipped"] else [])
     if not analyses["confounds"].empty:
         lines += ["## Confounds: the size of the regions", ""] + render_confounds(analyses["confounds"], _labels())
     for side, path in analyses["figures"].items():
@@ -225,12 +250,17 @@ def _task_page(cfg, view, task, table, sets, failures, quality, analyses, regres
     if op:
         lines += one_pass_page.section(analyses["one_pass"], analyses["one_pass_cost"], _labels(),
                                        "t = " + ", ".join(str(t) for t in sorted(op[0].records[0]["timesteps"])))
-    lines += model_figures(cfg, view, task.name, [r.model for r in table.itertuples()], lb_dir, fig_dir, todo)
-    full = [f"# {task.name}: every metric", "", f"[back]({task.name}.md)", ""]
+    return lines + model_figures(cfg, view, task.name, [r.model for r in table.itertuples()], lb_dir,
+                                 lb_dir / "figures", todo)
+
+
+def _full_page(page: TaskPage) -> list[str]:
+    """Every metric of the task's models, with CIs and changes."""
+    table, name = page.table, page.task.name
+    main = [m for m in SCORES if m in table] + page.quality[:2]
     metrics = [c for c in table.columns if f"{c}_ci_low" in table.columns and c not in main]
-    full += render.table(table, main + metrics, set_cols)
-    write_atomic(lb_dir / f"{task.name}_full.md", "\n".join(full) + "\n")
-    return lines
+    set_cols = sorted(set(page.sets.metric)) if not page.sets.empty else []
+    return [f"# {name}: every metric", "", f"[back]({name}.md)", ""] + render.table(table, main + metrics, set_cols)
 
 
 def _labels() -> dict[str, str]:

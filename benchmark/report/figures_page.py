@@ -45,12 +45,20 @@ def model_figures(cfg: RunConfig, view: StoreView, task: str, models: list[str],
                                                        f"{task} / {model}: SRAM (specific-reference maps)", None, thr)))
         for fname, fn, args in wanted:
             out = base / fname
-            key, stamp = out.relative_to(fig_dir).as_posix(), f"{d.relative_to(cfg.out_dir).as_posix()}|{thr}|{FIGURE_VERSION}"
-            if stamps.get(key) != stamp or not out.is_file():
-                todo.append((fn, args, key, stamp))
+            schedule(todo, fig_dir, f"benchmark.report.figures:{fn}", args, out,
+                     f"{d.relative_to(cfg.out_dir).as_posix()}|{thr}", stamps)
             lines.append(f"![{fname[:-4]}]({out.relative_to(lb_dir).as_posix()})  ")
         lines.append("")
     return lines
+
+
+def schedule(todo: list[tuple], fig_dir: Path, fn: str, args: tuple, out: Path, inputs: str,
+             stamps: dict | None = None) -> None:
+    """Append the figure ``fn(*args)`` (``"module:function"``, writing ``out``) to ``todo`` unless ``out`` exists
+    and was drawn from the same ``inputs`` (a digest or the stored sample folder) by this figure code."""
+    key, stamp = out.relative_to(fig_dir).as_posix(), f"{inputs}|{FIGURE_VERSION}"
+    if (stamps if stamps is not None else stamps_of(fig_dir)).get(key) != stamp or not out.is_file():
+        todo.append((fn, args, key, stamp))
 
 
 def stamps_of(fig_dir: Path) -> dict:
@@ -61,9 +69,10 @@ def stamps_of(fig_dir: Path) -> dict:
 
 
 def _draw_one(fn: str, args: tuple):
-    from benchmark.report import figures
+    import importlib
 
-    return getattr(figures, fn)(*args)
+    module, _, name = fn.partition(":")
+    return getattr(importlib.import_module(module), name)(*args)
 
 
 def draw(todo: list[tuple], fig_dir: Path, workers: int) -> None:

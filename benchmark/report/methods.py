@@ -30,7 +30,7 @@ def method_leaderboard(cfg: RunConfig, view: StoreView, lb_dir: Path, res_dir: P
     """Write ``methods.{csv,md}`` and ``methods_paired.csv``; False when no model has enough samples. Figures
     still to draw are appended to ``todo`` (:func:`benchmark.report.figures_page.draw`)."""
     from benchmark.methods.compare import compare_methods, paired_differences, summarise
-    from benchmark.report.figures_page import FIGURE_VERSION, stamps_of
+    from benchmark.report.figures_page import schedule, stamps_of
 
     from benchmark.report import memo
 
@@ -92,11 +92,10 @@ def method_leaderboard(cfg: RunConfig, view: StoreView, lb_dir: Path, res_dir: P
 
             mask = SampleMaps.load(d / "maps.npz").get("mask/region")
             path = lb_dir / "figures" / task / model / "methods.png"
-            name, stamp = path.relative_to(lb_dir / "figures").as_posix(), f"{key}|{d.name}|{FIGURE_VERSION}"
-            if stamps.get(name) != stamp or not path.is_file():
-                todo.append(("methods_figure", (d / "generated.png", maps, mask, cfg.scoring.threshold, path,
-                                                f"{task} / {model}: generated-side map of each method (sample {d.name})"),
-                             name, stamp))
+            schedule(todo, lb_dir / "figures", "benchmark.report.figures:methods_figure",
+                     (d / "generated.png", maps, mask, cfg.scoring.threshold, path,
+                      f"{task} / {model}: generated-side map of each method (sample {d.name})"), path,
+                     f"{key}|{d.name}", stamps)
             lines += [f"![methods]({path.relative_to(lb_dir).as_posix()})", ""]
     write_atomic(lb_dir / "methods.md", "\n".join(lines) + "\n")
     return True

@@ -76,6 +76,14 @@ def set_metric_notes(sets: pd.DataFrame) -> list[str]:
     return lines + [""] if lines else []
 
 
+def undefined_notes(agg: pd.DataFrame, metrics: list[str]) -> list[str]:
+    """Why some scores are undefined, per metric and note, naming the models (``agg``: one task's model means)."""
+    noted = agg[agg.metric.isin(metrics) & agg.note.fillna("").astype(bool)]
+    lines = [f"- {metric_label(metric)}, {', '.join(sorted(g.model))}: {note}"
+             for (metric, note), g in noted.groupby(["metric", "note"], sort=True)]
+    return lines + [""] if lines else []
+
+
 def link(path: Path, base: Path, alt: str) -> str:
     return f"![{alt}]({path.relative_to(base).as_posix()})"
 

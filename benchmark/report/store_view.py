@@ -195,6 +195,7 @@ def sweep_terms(view: StoreView, task: str, models: list[str]) -> dict[str, dict
                     if sid in rec["_keep"] and "a" in t:
                         a.append(t["a"]), b.append(t["b"]), ids.append(sid), mods.append(sm.model)
         if a:
-            out[side] = {"a": np.asarray(a), "b": np.asarray(b), "sample_id": np.asarray(ids),
-                         "model": np.asarray(mods), "thresholds": np.asarray(grid)}
+            order = np.lexsort((np.asarray(ids), np.asarray(mods)))  # by (model, sample): not by finishing order
+            out[side] = {"a": np.asarray(a)[order], "b": np.asarray(b)[order], "sample_id": np.asarray(ids)[order],
+                         "model": np.asarray(mods)[order], "thresholds": np.asarray(grid)}
     return out

@@ -38,7 +38,7 @@ def set_metrics(view: StoreView, task: TaskConfig, kid_scale: float) -> pd.DataF
         return pd.DataFrame(columns=["model", "metric", "value", "n", "label", "note"])
     cache = ReferenceStatsCache()
     for sm in view.of(task.name):
-        gen, ref, ref_ids, notes, lpips_notes = [], [], [], set(), set()
+        gen, ref, ref_ids, order, notes, lpips_notes = [], [], [], [], set(), set()
         for rec in sm.records:
             path = rec["_dir"] + "/set_inputs.npz"
             try:
@@ -56,6 +56,7 @@ def set_metrics(view: StoreView, task: TaskConfig, kid_scale: float) -> pd.DataF
             gen.append(inputs.inception_generated[keep])
             ref.append(inputs.inception_reference[keep])
             ref_ids += [ids[i] for i in keep]
+            order += [rec["samples"][i]["index"] for i in keep]
         if lpips_wanted and lpips_notes:  # LPIPS is per sample; a row here only says why it is missing
             rows.append({"model": sm.model, "metric": "lpips", "value": np.nan, "n": 0, "label": "",
                          "note": "; ".join(sorted(lpips_notes))})
@@ -68,8 +69,11 @@ def set_metrics(view: StoreView, task: TaskConfig, kid_scale: float) -> pd.DataF
             continue
         key = {"dataset": f"{task.dataset.format}:{task.dataset.root}", "split": task.dataset.split,
                "size": list(task.dataset.size or ["native"]), "sample_ids": ref_ids}
-        out = set_metric_values(np.concatenate(gen), np.concatenate(ref), kid_scale=kid_scale, cache=cache,
-                                cache_key_parts=key)
+        # Dataset order, whatever order the shards finished in: KID sums float32 kernel terms, so the order of
+        # the features moves it by up to ~3e-5 relative on small sets (and clean-fid reads a folder sorted).
+        perm = np.argsort(order, kind="stable")
+        out = set_metric_values(np.concatenate(gen)[perm], np.concatenate(ref)[perm], kid_scale=kid_scale,
+                                cache=cache, cache_key_parts={**key, "sample_ids": [ref_ids[i] for i in perm]})
         for metric in wanted:
             rows.append({"model": sm.model, "metric": metric, "value": out[metric], "n": out["n_generated"],
                          "label": out["label"], "note": out.get("note", "")})
