@@ -1,33 +1,188 @@
-"""``python -m benchmark perf``: capture overhead and accumulator memory, measured in one run.
+"""``python -m benchmark perf``: capture overhead, accumulator state and peak memory, measured in one run.
 
-Generation without capture, with capture of ULAM+TLAM+HLAM+LLAM, and with
-SRAM as well, on the same model, batch and seeds; repeats are interleaved so
-machine noise hits every mode alike, and the median is reported.
+Two scales (``--scale``):
+
+* ``mini``: whole generations of the shipped object-inpainting ``full`` mini
+  model (batch 8, DDIM, CFG 3), without capture, with ULAM+TLAM+HLAM+LLAM and
+  with SRAM as well; every UNet call inside them is timed too.
+* ``sd15``: a UNet with Stable Diffusion 1.5's architecture and random
+  weights, built here (no download): 320/640/1280/1280 channels, 16
+  cross-attention layers with 8 heads, a 768-wide context of 257 reference
+  tokens (CLS + 16x16 patches, CLS dropped), a 64x48 latent (512x384 images),
+  batch 2 (one CFG pair). Single UNet calls per mode, since a call takes
+  seconds on a CPU.
+
+Repeats are interleaved (one run of every mode per round) so that load from
+other processes hits every mode alike; the tables give medians, the spread
+(min..max) and the overhead both as the ratio of medians and as the spread of
+the per-round ratios. On a CPU the process CPU time is reported beside the wall
+time (it is less disturbed by other processes), and torch's thread count is
+used as set (``OMP_NUM_THREADS=1`` keeps OpenMP threads from waiting on each
+other on a machine shared with other jobs); on CUDA the clock waits for the
+device and peak memory is ``torch.cuda.max_memory_allocated``.
 """
 
 from __future__ import annotations
 
+import resource
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from benchmark.api.model import ModelSpec, SamplingSettings
-from benchmark.api.sample import collate
-from benchmark.config import resolve_path
-from benchmark.generation import CaptureSettings, generate_with_capture
+from benchmark.generation import CaptureSettings
 
+SCALES = ("mini", "sd15")
 MODES = {
     "no capture": CaptureSettings(enabled=False),
     "ULAM+TLAM+HLAM+LLAM": CaptureSettings(levels=("ulam", "tlam", "hlam", "llam"), time_groups=5),
     "ULAM+TLAM+HLAM+LLAM+SRAM": CaptureSettings(levels=("ulam", "tlam", "hlam", "llam", "sram"), time_groups=5),
 }
+BASE = "no capture"
 
 
-def _model(args) -> tuple[ModelSpec, str]:
-    if args.model:
+# --- clocks and memory ------------------------------------------------------------------------------
+class _Clock:
+    """Wall and process-CPU time; waits for the device first on CUDA so that queued work is counted."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+
+    def now(self) -> tuple[float, float]:
+        if self.cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter(), time.process_time()
+
+
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:  # Linux: "5" resets the peak resident set size (VmHWM) of this process
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def _peak_bytes(device: torch.device) -> int:
+    """Peak since the last ``_reset_peak``: CUDA memory allocated, or this process's peak RSS."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # never reset: whole-process peak
+
+
+class _CallTimer:
+    """Times every forward call of a module (forward hooks), for per-UNet-call figures inside a generation."""
+
+    def __init__(self, module: torch.nn.Module, clock: _Clock):
+        self.clock, self.times, self._t0 = clock, [], None
+        self._hooks = [module.register_forward_pre_hook(self._pre), module.register_forward_hook(self._post)]
+
+    def _pre(self, *_):
+        self._t0 = self.clock.now()[0]
+
+    def _post(self, *_):
+        self.times.append(self.clock.now()[0] - self._t0)
+
+    def take(self) -> list[float]:
+        times, self.times = self.times, []
+        return times
+
+    def remove(self) -> None:
+        for h in self._hooks:
+            h.remove()
+
+
+# --- results ----------------------------------------------------------------------------------------
+@dataclass
+class ModeTimes:
+    """Per-round measurements of one mode (seconds; bytes)."""
+
+    wall: list[float] = field(default_factory=list)  # one unit of work per round (a generation or a UNet call)
+    cpu: list[float] = field(default_factory=list)
+    call: list[float] = field(default_factory=list)  # median UNet call of the round (mini: inside the generation)
+    state_bytes: int = 0
+    peak_bytes: int = 0
+
+
+@dataclass
+class PerfReport:
+    title: str
+    info: str
+    unit: str  # what one round's wall time measures
+    times: dict[str, ModeTimes]
+    cpu_device: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def _overhead(mode: list[float], base: list[float]) -> str:
+    """'ratio of medians; median (min..max) of the per-round ratios', each as an overhead in %."""
+    rounds = [m / b - 1 for m, b in zip(mode, base)]
+    med = statistics.median(mode) / statistics.median(base) - 1
+    return f"{_pct(med)}; {_pct(statistics.median(rounds))} ({_pct(min(rounds))}..{_pct(max(rounds))})"
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:+.1f}%"
+
+
+def _spread(values: list[float], scale: float = 1.0, digits: int = 3) -> str:
+    return f"{statistics.median(values) * scale:.{digits}f} ({min(values) * scale:.{digits}f}..{max(values) * scale:.{digits}f})"
+
+
+def render(report: PerfReport) -> str:
+    """The Markdown table of a :class:`PerfReport`."""
+    base = report.times[BASE]
+    calls = report.unit != "UNet call" and all(t.call for t in report.times.values())
+    head = ["mode", f"{report.unit}, median (min..max) s", "overhead: ratio of medians; per-round median (min..max)"]
+    if report.cpu_device:
+        head.append("CPU-time overhead, same")
+    if calls:
+        head += ["UNet call, median (min..max) ms", "UNet-call overhead, same"]
+    head += ["accumulator state (MiB)", "peak memory (MiB)"]
+    lines = [f"### {report.title}", "", report.info, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for mode, t in report.times.items():
+        ref = mode == BASE
+        row = [mode, _spread(t.wall), "baseline" if ref else _overhead(t.wall, base.wall)]
+        if report.cpu_device:
+            row.append("baseline" if ref else _overhead(t.cpu, base.cpu))
+        if calls:
+            row += [_spread(t.call, 1e3, 1), "baseline" if ref else _overhead(t.call, base.call)]
+        row += [f"{t.state_bytes / 2**20:.2f}", f"{t.peak_bytes / 2**20:.0f}"]
+        lines.append("| " + " | ".join(row) + " |")
+    if report.notes:
+        lines.append("")
+        lines += report.notes
+    return "\n".join(lines)
+
+
+def _environment(device: torch.device, repeats: int) -> str:
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
+    return f"device {where}; torch {torch.__version__}; {repeats} interleaved rounds"
+
+
+def _memory_note(device: torch.device) -> str:
+    if device.type == "cuda":
+        return "Peak memory: `torch.cuda.max_memory_allocated` over the round's unit of work, per mode (max over rounds)."
+    return ("Peak memory: the process's peak resident set size (VmHWM, reset before each unit of work; "
+            "includes the model and the interpreter), per mode (max over rounds).")
+
+
+# --- mini scale -------------------------------------------------------------------------------------
+def _mini_model(args):
+    from benchmark.api.model import ModelSpec
+    from benchmark.config import resolve_path
+
+    if getattr(args, "model", None):
         return ModelSpec("perf", "reference_unet", str(resolve_path(args.model)),
                          {"vae": str(resolve_path(args.vae))} if args.vae else {}), args.model
     default = resolve_path("tasks/object_inpainting/models/full")
@@ -41,52 +196,157 @@ def _model(args) -> tuple[ModelSpec, str]:
     return ModelSpec("perf", "reference_unet", str(folder)), "tiny random model"
 
 
-def measure(args) -> tuple[list[dict], str]:
-    from benchmark.config import TaskConfig
+def measure_mini(args) -> PerfReport:
+    """Whole generations per mode, interleaved; UNet calls timed inside them."""
+    from benchmark.api.model import SamplingSettings
+    from benchmark.api.sample import collate
+    from benchmark.config import TaskConfig, resolve_path
+    from benchmark.generation import generate_with_capture
     from benchmark.jobs import load_adapter, pick_device
     from benchmark.tasks import build_dataset
 
-    spec, label = _model(args)
+    spec, label = _mini_model(args)
     device = pick_device("auto")
     adapter = load_adapter(spec, device)
     dataset = build_dataset(TaskConfig.load(resolve_path("tasks/object_inpainting")))
     batch = collate([dataset[i] for i in range(args.batch)])
     sampling = SamplingSettings(args.steps, 3.0)
-    times: dict[str, list[float]] = {m: [] for m in MODES}
-    state: dict[str, int] = {}
-    generate_with_capture(adapter, batch, sampling, 0, MODES["no capture"])  # warm-up
-    for _ in range(args.repeats):
-        for mode, settings in MODES.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t = time.perf_counter()
-            _, acc = generate_with_capture(adapter, batch, sampling, 0, settings)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            times[mode].append(time.perf_counter() - t)
-            state[mode] = acc.state_bytes() if acc is not None else 0
-    base = statistics.median(times["no capture"])
-    rows = []
-    for mode in MODES:
-        med = statistics.median(times[mode])
-        rows.append({"mode": mode, "median_s": med, "overhead": med / base - 1, "state_kib": state[mode] / 1024})
-    info = (f"{label}; device {device}; batch {args.batch}; {args.steps} DDIM steps, CFG 3; "
-            f"{args.repeats} interleaved repeats; {torch.get_num_threads()} threads")
-    return rows, info
+    clock = _Clock(device)
+    timer = _CallTimer(adapter.capture_module(), clock)
+    times = {m: ModeTimes() for m in MODES}
+    try:
+        generate_with_capture(adapter, batch, sampling, 0, MODES[BASE])  # warm-up
+        for _ in range(args.repeats):
+            for mode, settings in MODES.items():
+                timer.take()
+                _reset_peak(device)
+                (w0, c0) = clock.now()
+                _, acc = generate_with_capture(adapter, batch, sampling, 0, settings)
+                if acc is not None:
+                    acc.flush()  # the last step's deferred calls belong to the generation
+                (w1, c1) = clock.now()
+                t = times[mode]
+                t.wall.append(w1 - w0)
+                t.cpu.append(c1 - c0)
+                t.call.append(statistics.median(timer.take()))
+                t.peak_bytes = max(t.peak_bytes, _peak_bytes(device))
+                t.state_bytes = acc.state_bytes() if acc is not None else 0
+    finally:
+        timer.remove()
+    info = (f"{label}; batch {args.batch}; {args.steps} DDIM steps, CFG 3 (each UNet call runs 2 x {args.batch} "
+            f"rows, the conditional half captured); 5 time groups; eq. (17) region masks; "
+            f"{_environment(device, args.repeats)}.")
+    notes = ["Overhead against `no capture`: the ratio of the medians, then the median and range of the ratios "
+             "within each round (the rounds interleave the modes, so a round's ratio compares runs under the same "
+             "load). A generation includes the reference encoding and the VAE decode, which capture does not touch.",
+             _memory_note(device)]
+    return PerfReport("Capture overhead, mini scale", info, "generation", times, device.type == "cpu", notes)
 
 
-def table(rows: list[dict], info: str) -> str:
-    lines = [f"Capture overhead ({info})", "", "| mode | median time (s) | overhead vs no capture | accumulator state (KiB) |",
-             "|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['mode']} | {r['median_s']:.3f} | {r['overhead'] * 100:+.1f}% | {r['state_kib']:.1f} |")
-    return "\n".join(lines)
+# --- SD-1.5 scale -----------------------------------------------------------------------------------
+SD15_LATENT = (64, 48)  # 512 x 384 images at f = 8
+SD15_TOKENS = (16, 16)  # CLIP ViT-L/14 at 224 px: 16 x 16 patches, plus CLS (dropped after the softmax)
+
+
+def sd15_unet(device: torch.device, dtype: torch.dtype = torch.float32):
+    """A randomly initialised UNet with Stable Diffusion 1.5's architecture (nothing is downloaded)."""
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=768, attention_head_dim=8)
+    return unet.to(device=device, dtype=dtype).eval().requires_grad_(False)
+
+
+def measure_sd15(args) -> PerfReport:
+    """Single UNet calls of the SD-1.5-shaped UNet per mode, interleaved, at the step indices of one generation."""
+    from benchmark.capture import I2AMAccumulator, TokenLayout, capture_diffusers, cross_attention_layers
+    from benchmark.capture.session import CaptureSession
+    from benchmark.jobs import pick_device
+
+    device = pick_device("auto")
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    unet = sd15_unet(device, dtype)
+    n_layers = len(cross_attention_layers(unet))
+    g = torch.Generator().manual_seed(0)
+    latents = torch.randn(1, 4, *SD15_LATENT, generator=g).repeat(2, 1, 1, 1)
+    context = torch.randn(1, 1 + SD15_TOKENS[0] * SD15_TOKENS[1], 768, generator=g)
+    context = torch.cat([torch.zeros_like(context), context])  # [unconditional; conditional]
+    latents, context = latents.to(device, dtype), context.to(device, dtype)
+    region = torch.zeros(1, 1, *SD15_LATENT, device=device)
+    region[..., SD15_LATENT[0] // 4: 3 * SD15_LATENT[0] // 4, SD15_LATENT[1] // 4: 3 * SD15_LATENT[1] // 4] = 1
+    steps = args.steps
+    sessions = {}
+    for mode, settings in MODES.items():
+        if settings.enabled:
+            acc = I2AMAccumulator(SD15_LATENT, TokenLayout(SD15_TOKENS, drop=(0,)), steps,
+                                  min(settings.time_groups, steps), settings.levels, region)
+            sessions[mode] = CaptureSession(acc, n_samples=1)
+    clock = _Clock(device)
+    times = {m: ModeTimes() for m in MODES}
+
+    def call(step: int) -> None:
+        with torch.no_grad():
+            unet(latents, 999 - step * (1000 // steps), encoder_hidden_states=context)
+
+    call(0)  # warm-up
+    for r in range(args.repeats):
+        for mode in MODES:
+            session = sessions.get(mode)
+            _reset_peak(device)
+            if session is None:
+                (w0, c0) = clock.now()
+                call(r % steps)
+                (w1, c1) = clock.now()
+            else:
+                with capture_diffusers(unet, session):
+                    session.step = r % steps
+                    (w0, c0) = clock.now()
+                    call(r % steps)
+                    session.accumulator.flush()
+                    (w1, c1) = clock.now()
+            t = times[mode]
+            t.wall.append(w1 - w0)
+            t.cpu.append(c1 - c0)
+            t.peak_bytes = max(t.peak_bytes, _peak_bytes(device))
+            t.state_bytes = session.accumulator.state_bytes() if session is not None else 0
+    info = (f"UNet2DConditionModel with SD-1.5's architecture and random weights (320/640/1280/1280 channels, "
+            f"{n_layers} cross-attention layers, 8 heads, context width 768), {str(dtype).removeprefix('torch.')}; "
+            f"latent {SD15_LATENT[0]}x{SD15_LATENT[1]} (512x384 images); {1 + SD15_TOKENS[0] * SD15_TOKENS[1]} "
+            f"reference tokens, CLS dropped; batch 2 = one CFG pair, the conditional row captured; accumulators "
+            f"of a {steps}-step generation with 5 time groups and an eq. (17) region (a centred box); "
+            f"{_environment(device, args.repeats)}.")
+    base = statistics.median(times[BASE].wall)
+    worst = max(statistics.median(t.wall) / base - 1 for m, t in times.items() if m != BASE)
+    notes = ["Overhead against `no capture`: the ratio of the medians, then the median and range of the ratios "
+             "within each round (the rounds interleave the modes, so a round's ratio compares runs under the same load).",
+             f"Per generation: a {steps}-step generation is {steps} such calls (the state above is its whole "
+             f"accumulator), plus the reference encoding and VAE decode that capture does not touch, so its "
+             f"overhead is at most the per-call figure ({_pct(worst)} for the costliest mode, ratio of medians).",
+             _memory_note(device)]
+    return PerfReport("Capture overhead, Stable Diffusion 1.5 scale", info, "UNet call", times,
+                      device.type == "cpu", notes)
+
+
+def _command(args, scale: str) -> str:
+    parts = ["python -m benchmark perf", f"--scale {scale}", f"--repeats {args.repeats}", f"--steps {args.steps}"]
+    if scale == "mini":
+        parts.append(f"--batch {args.batch}")
+    threads = torch.get_num_threads()
+    return f"Measured with `OMP_NUM_THREADS={threads} {' '.join(parts)}`."
 
 
 def main(args) -> int:
-    rows, info = measure(args)
-    out = table(rows, info)
+    scale = getattr(args, "scale", "mini")
+    if scale not in SCALES:
+        raise ValueError(f"unknown perf scale {scale!r}; choose from {SCALES}")
+    report = measure_mini(args) if scale == "mini" else measure_sd15(args)
+    report.notes.append(_command(args, scale))
+    out = render(report)
     print(out)
-    if args.out:
+    if getattr(args, "out", None):
         Path(args.out).write_text(out + "\n")
     return 0

@@ -14,6 +14,13 @@ tokens):
   generated positions -> (N, K). Literal eq. (12)+(15) is constant likewise.
 * eq. (17) restricts that mean to the inpainting region (``region_mask``).
 
+A call arrives as its key-axis probabilities P and the rows' log-sum-exp L
+(what the attention computes anyway). The query-axis softmax needs no second
+pass of exponentials: exp(S[q,k] - c) = a_q P[q,k] with a_q = exp(L_q - c), so
+its per-token normaliser and the token mean are products with P (see
+:meth:`I2AMAccumulator.update`), and one batched product with P gives that
+normaliser, the reference side and eq. (17) together.
+
 Reduction happens as the calls arrive: sums over the steps of each time group
 (eq. 10; one group gives eq. 5), heads and layers kept apart, so memory depends
 on layers x heads x positions x groups and never on the number of steps.
@@ -35,9 +42,11 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
+from benchmark.capture.attention import captured_probabilities, stacked_probabilities
 from benchmark.capture.tokens import TokenLayout
 
 MAP_LEVELS = ("ulam", "tlam", "hlam", "llam", "sram")
+_TINY = torch.finfo(torch.float32).tiny  # guards 0/0 for a token that no query attends (see ``update``)
 
 
 def layer_grid(n_queries: int, latent_grid: tuple[int, int]) -> tuple[int, int]:
@@ -76,6 +85,44 @@ class LayerInfo:
     tokens: int  # kept reference tokens
 
 
+# Calls whose key-axis probabilities have at most this many entries are deferred and batched with the
+# other layers of the same shape (``add_attention``): at that size the fixed cost of the twenty-odd
+# operations per layer and call is most of what capture costs. Larger calls are reduced at once; their
+# cost is arithmetic, which batching does not lower.
+BATCH_MAX_ELEMENTS = 1 << 20
+
+
+class _Bank:
+    """State and constants of layers whose calls have one shape, stacked on a leading layer axis L.
+
+    One set of operations updates all of them; each layer's public state is a
+    view of its row. g (L, B, G, N, Q); ref (L, B, G, N, R, K) holding r (and
+    rm, eq. 17) or None; sr (L, B, Q, K) or None, a view of sr_all
+    (L, B, Q, K_all) when the kept tokens are contiguous (dropped columns then
+    collect sums nobody reads, so that the head sum needs no slicing);
+    lhs (L, B, N, 1 + R, Q): row 0 takes a_q on each call, rows 1.. are the
+    reference-side weights; weights (K_all,): 1 / n_kept on kept tokens, 0 on
+    dropped ones; kept: the kept positions (a slice when contiguous, else an
+    index tensor).
+    """
+
+    __slots__ = ("layers", "shape", "g", "ref", "sr", "sr_all", "lhs", "weights", "kept", "_rows")
+
+    def __init__(self, layers, shape, g, ref, sr, sr_all, lhs, weights, kept):
+        self.layers, self.shape = layers, shape  # shape: (B, N, Q, K_all) of one layer's calls
+        self.g, self.ref, self.sr, self.sr_all = g, ref, sr, sr_all
+        self.lhs, self.weights, self.kept = lhs, weights, kept
+        self._rows: dict[int, _Bank] = {}
+
+    def row(self, i: int) -> "_Bank":
+        """Layer i alone, as a bank of one whose tensors are views of this one's."""
+        if i not in self._rows:
+            part = lambda x: None if x is None else x[i:i + 1]  # noqa: E731
+            self._rows[i] = _Bank(self.layers[i:i + 1], self.shape, part(self.g), part(self.ref), part(self.sr),
+                                  part(self.sr_all), part(self.lhs), self.weights, self.kept)
+        return self._rows[i]
+
+
 class I2AMAccumulator:
     """Accumulates I2AM state for a batch of B samples over one sampling run.
 
@@ -88,6 +135,12 @@ class I2AMAccumulator:
             (Q_l, K) sum per layer.
         region_mask: optional (B, 1, h, w) or (B, h, w) weights in [0, 1] at
             the latent grid, the inpainting region of eq. (17).
+
+    State (per layer): ``g`` (B, G, N, Q_l); where the layout has a reference
+    side ``r`` (B, G, N, K), with a region mask also ``rm`` (B, G, N, K), with
+    ``sram`` requested also ``sr`` (B, Q_l, K); ``calls`` (G,) updates per
+    group. Nothing else is computed or kept. Reading any of them (or a map)
+    first completes the calls still deferred by :meth:`add_attention`.
     """
 
     def __init__(self, latent_grid: tuple[int, int], tokens: TokenLayout, num_steps: int, num_groups: int = 1,
@@ -106,17 +159,62 @@ class I2AMAccumulator:
             if region_mask.shape[1] != self.latent_grid[0] * self.latent_grid[1]:
                 raise ValueError(f"region_mask must be at the latent grid {self.latent_grid}")
         self.region_mask = region_mask
-        self.layers: dict[str, LayerInfo] = {}
-        # Declared state: per layer sums; see the module docstring.
-        self.g: dict[str, torch.Tensor] = {}  # (B, G, N, Q_l)
-        self.r: dict[str, torch.Tensor] = {}  # (B, G, N, K)
-        self.rm: dict[str, torch.Tensor] = {}  # (B, G, N, K), eq. (17)
-        self.sr: dict[str, torch.Tensor] = {}  # (B, Q_l, K)
-        self.calls: dict[str, torch.Tensor] = {}  # (G,) updates per group
-        # Derived constants (not state): kept-token positions, per-layer reduction weights.
+        # Declared state, per layer: views into the banks (see the class docstring).
+        self._order: dict[str, None] = {}  # layers in the order of their first call (banks group them by shape)
+        self._layers: dict[str, LayerInfo] = {}
+        self._g: dict[str, torch.Tensor] = {}
+        self._r: dict[str, torch.Tensor] = {}
+        self._rm: dict[str, torch.Tensor] = {}
+        self._sr: dict[str, torch.Tensor] = {}
+        self._calls: dict[str, list[int]] = {}
+        self._banks: dict[tuple[str, ...], _Bank] = {}
+        self._bank_of: dict[str, tuple[_Bank, int]] = {}
         self._kept_cache: dict = {}
-        self._weights: dict[str, torch.Tensor] = {}
-        self._region_weights: dict[str, torch.Tensor] = {}
+        # Deferred calls of one time group, by shape (see ``add_attention``).
+        self._pending: dict[tuple, list[tuple]] = {}  # {shapes, scale, dtype, device: [(layer, q, k, lse)]}
+        self._pending_layers: set[str] = set()
+        self._pending_group: int | None = None
+
+    # --- state (completes deferred calls first) ---------------------------------------------------
+    @property
+    def layers(self) -> dict[str, LayerInfo]:
+        """{layer: LayerInfo} in the order of the layers' first calls."""
+        self.flush()
+        return {layer: self._layers[layer] for layer in self._order if layer in self._layers}
+
+    @property
+    def g(self) -> dict[str, torch.Tensor]:
+        """{layer: (B, G, N, Q_l)} generated-side sums."""
+        self.flush()
+        return self._g
+
+    @property
+    def r(self) -> dict[str, torch.Tensor]:
+        """{layer: (B, G, N, K)} reference-side sums (mean over the resized latent grid)."""
+        self.flush()
+        return self._r
+
+    @property
+    def rm(self) -> dict[str, torch.Tensor]:
+        """{layer: (B, G, N, K)} reference-side sums restricted to the region (eq. 17)."""
+        self.flush()
+        return self._rm
+
+    @property
+    def sr(self) -> dict[str, torch.Tensor]:
+        """{layer: (B, Q_l, K)} key-axis probabilities summed over heads and steps (SRAM)."""
+        self.flush()
+        return self._sr
+
+    def __getstate__(self) -> dict:
+        self.flush()  # a pickled accumulator carries its state, not the queries of deferred calls
+        return self.__dict__.copy()
+
+    @property
+    def calls(self) -> dict[str, torch.Tensor]:
+        """Updates per time group: {layer: (G,) int64}."""
+        self.flush()
+        return {layer: torch.tensor(c, dtype=torch.long) for layer, c in self._calls.items()}
 
     # --- update ---------------------------------------------------------------------------------
     def group_of(self, step: int) -> int:
@@ -125,71 +223,167 @@ class I2AMAccumulator:
         return step * self.num_groups // self.num_steps
 
     @torch.no_grad()
-    def update(self, layer: str, scores: torch.Tensor, probs: torch.Tensor, step: int) -> None:
-        """Add one call of ``layer`` at sampling ``step``: scores and probs (B, N, Q, K_all), conditional rows only."""
-        b, n, q, k_all = scores.shape
-        kept = self._kept(k_all, scores.device)
+    def add_attention(self, layer: str, q: torch.Tensor, k: torch.Tensor, scale: float, step: int,
+                      additive_mask: torch.Tensor | None = None, lse: torch.Tensor | None = None) -> None:
+        """Add one call of ``layer`` at ``step`` from its captured (conditional) rows' queries and keys.
+
+        q (B, N, Q, d), k (B, N, K_all, d); ``additive_mask`` broadcasts to
+        (B, N, Q, K_all); ``lse`` (B, N, Q) is the rows' log-sum-exp where the
+        fused attention kernel returned it. The logits and key-axis
+        probabilities are formed here
+        (:func:`~benchmark.capture.attention.captured_probabilities`). Small
+        calls are deferred until the layer comes round again, the time group
+        changes or the state is read, and then reduced together with the other
+        layers of the same shape; q, k and lse must not be modified in place
+        meanwhile (attention projections never are).
+        """
         group = self.group_of(step)
-        info = self.layers.get(layer)
-        if info is None:
-            n_kept = kept.stop - kept.start if isinstance(kept, slice) else len(kept)
-            info = LayerInfo(layer_grid(q, self.latent_grid), n, n_kept)
-            self._init_layer(layer, info, b, scores.device)
-        elif (info.heads, info.grid[0] * info.grid[1]) != (n, q):
-            raise ValueError(f"layer {layer}: shape changed between calls ({info} vs heads={n}, queries={q})")
-        self.calls[layer][group] += 1
-        # Every reduction runs over the full, contiguous token axis; dropped tokens are removed from the
-        # small reduced results (or weighted 0), which is the same as dropping them after the softmax.
-        # Generated side: softmax over the query axis, mean over kept reference tokens.
-        self.g[layer][:, group] += torch.matmul(scores.float().softmax(dim=-2), self._token_weights(k_all, kept, scores.device))
-        if not self.tokens.reference_side:
+        self._order.setdefault(layer)
+        b, n, n_q, _ = q.shape
+        n_k = k.shape[-2]
+        if additive_mask is not None or b * n * n_q * n_k > BATCH_MAX_ELEMENTS:
+            self.update(layer, *captured_probabilities(q, k, scale, additive_mask, lse), step)
             return
-        p_key = probs.float()  # (B, N, Q, K_all), softmax over keys
-        self.r[layer][:, group] += self._take(torch.matmul(self._weights[layer], p_key), kept)
-        if layer in self._region_weights:
-            w = self._region_weights[layer][:, None, None, :]  # (B, 1, 1, Q)
-            self.rm[layer][:, group] += self._take(torch.matmul(w, p_key)[..., 0, :], kept)
-        if "sram" in self.levels:
-            self.sr[layer] += self._take(p_key.sum(1), kept)
+        if layer not in self._bank_of:  # fail on a wrong layout now, not when the state is read
+            self._kept(n_k, q.device)
+            layer_grid(n_q, self.latent_grid)
+        if layer in self._pending_layers or group != self._pending_group:
+            self.flush()
+        key = (tuple(q.shape), tuple(k.shape), float(scale), q.dtype, q.device, lse is None)
+        self._pending.setdefault(key, []).append((layer, q, k, lse))
+        self._pending_layers.add(layer)
+        self._pending_group = group
 
-    def _token_weights(self, n_tokens: int, kept, device) -> torch.Tensor:
-        """(K_all,) weights: 1 / n_kept on kept tokens, 0 on dropped ones."""
-        key = ("w", n_tokens, str(device))
-        if key not in self._kept_cache:
-            w = torch.zeros(n_tokens, device=device)
-            w[kept] = 1.0
-            self._kept_cache[key] = w / w.sum()
-        return self._kept_cache[key]
+    @torch.no_grad()
+    def flush(self) -> None:
+        """Reduce the deferred calls, each set of equal-shape layers at once."""
+        if not self._pending:
+            return
+        pending, group = self._pending, self._pending_group
+        self._pending, self._pending_layers, self._pending_group = {}, set(), None
+        for (_, _, scale, _, _, no_lse), entries in pending.items():
+            layers = tuple(e[0] for e in entries)
+            if no_lse:
+                q, k = torch.stack([e[1] for e in entries]), torch.stack([e[2] for e in entries])
+                probs, lse = captured_probabilities(q, k, scale)
+            else:
+                probs, lse = stacked_probabilities([e[1] for e in entries], [e[2] for e in entries],
+                                                   [e[3] for e in entries], scale)
+            self._add(layers, probs, lse, group)
 
-    def _kept(self, n_tokens: int, device):
-        """Kept token positions: a slice when contiguous (a view, no copy), else an index tensor."""
-        key = (n_tokens, str(device))
-        if key not in self._kept_cache:
-            idx = self.tokens.kept_index(n_tokens, device)
-            contiguous = len(idx) > 0 and bool((idx.diff() == 1).all()) if len(idx) > 1 else len(idx) == 1
-            self._kept_cache[key] = slice(int(idx[0]), int(idx[-1]) + 1) if contiguous else idx
-        return self._kept_cache[key]
+    @torch.no_grad()
+    def update(self, layer: str, probs: torch.Tensor, lse: torch.Tensor, step: int) -> None:
+        """Add one call of ``layer`` at sampling ``step`` (conditional rows only).
+
+        probs (B, N, Q, K_all): the key-axis softmax of the call's logits S, in
+        [0, 1], every token (dropped ones too) included; lse (B, N, Q): the
+        rows' log-sum-exp of S over the same keys, so exp(S) = probs * exp(lse).
+        """
+        group = self.group_of(step)
+        self._order.setdefault(layer)
+        self._add((layer,), probs[None], lse[None], group)
+
+    def _add(self, layers: tuple[str, ...], probs: torch.Tensor, lse: torch.Tensor, group: int) -> None:
+        """probs (L, B, N, Q, K_all), lse (L, B, N, Q) of one call of each of ``layers``."""
+        bank = self._banks.get(layers)
+        if bank is None:
+            if any(layer in self._bank_of for layer in layers):  # stacked differently before: one by one
+                for i, layer in enumerate(layers):
+                    if layer in self._bank_of:
+                        owner, j = self._bank_of[layer]
+                        self._reduce(owner.row(j), probs[i:i + 1], lse[i:i + 1], group)
+                    else:
+                        self._reduce(self._new_bank((layer,), probs.shape[1:], probs.device),
+                                     probs[i:i + 1], lse[i:i + 1], group)
+                return
+            bank = self._new_bank(layers, probs.shape[1:], probs.device)
+        self._reduce(bank, probs, lse, group)
+
+    def _reduce(self, bank: _Bank, probs: torch.Tensor, lse: torch.Tensor, group: int) -> None:
+        if bank.shape != tuple(probs.shape[1:]):
+            raise ValueError(f"layer {bank.layers[0]}: attention shape changed between calls ({bank.shape} vs "
+                             f"{tuple(probs.shape[1:])}; batch, heads, queries, tokens)")
+        for layer in bank.layers:
+            self._calls[layer][group] += 1
+        probs = probs.float()
+        # Generated side, the softmax of S over the QUERY axis without a second softmax: with
+        # c = max_q lse_q and a_q = exp(lse_q - c) <= 1, exp(S[q,k] - c) = a_q * P[q,k], so the per-token
+        # normaliser is Z_k = sum_q a_q P[q,k] and the mean over kept tokens (weights w) is
+        # g_q = a_q * sum_k P[q,k] w_k / Z_k. Exact as long as exp(S[q,k] - c) stays in float32 range for
+        # each token's best query, i.e. unless a token's largest logit lies some 85 nats below the head's
+        # largest row log-sum-exp; a token that no query attends at all (Z_k = 0, e.g. masked out) then
+        # adds nothing instead of dividing by zero.
+        lhs = bank.lhs
+        a = torch.exp(lse - lse.amax(-1, keepdim=True), out=lhs[..., 0, :])
+        sums = torch.matmul(lhs, probs)  # (L, B, N, 1 + R, K_all): Z, then the reference-side sums
+        u = bank.weights / sums[..., 0, :].clamp_min(_TINY)  # (L, B, N, K_all)
+        # u^T P^T rather than P u: a row-vector product is a GEMM, several times faster on CPU than a
+        # batched matrix-vector product, and needs no temporary of P's size.
+        bank.g[:, :, group].addcmul_(a, torch.matmul(u.unsqueeze(-2), probs.transpose(-1, -2)).squeeze(-2))
+        if bank.ref is not None:
+            bank.ref[:, :, group] += self._take(sums[..., 1:, :], bank.kept)
+        if bank.sr_all is not None and probs.is_contiguous():
+            # the sum over heads as a product with ones, accumulated straight into the state
+            n_layers, b, n, q, k_all = probs.shape
+            flat = bank.sr_all.view(n_layers * b, 1, q * k_all)
+            ones = probs.new_ones((1, 1, n)).expand(n_layers * b, 1, n)
+            torch.baddbmm(flat, ones, probs.view(n_layers * b, n, q * k_all), out=flat)
+        elif bank.sr is not None:
+            bank.sr += self._take(probs.sum(2), bank.kept)
 
     @staticmethod
     def _take(x: torch.Tensor, kept) -> torch.Tensor:
         return x[..., kept] if isinstance(kept, slice) else x.index_select(-1, kept)
 
-    def _init_layer(self, layer: str, info: LayerInfo, b: int, device) -> None:
+    def _kept(self, n_tokens: int, device):
+        """Kept token positions among ``n_tokens``: a slice when contiguous (a view, no copy), else indices."""
+        key = (n_tokens, str(device))
+        if key not in self._kept_cache:
+            idx = self.tokens.kept_index(n_tokens, device)
+            contiguous = len(idx) == 1 or (len(idx) > 1 and bool((idx.diff() == 1).all()))
+            self._kept_cache[key] = slice(int(idx[0]), int(idx[-1]) + 1) if contiguous else idx
+        return self._kept_cache[key]
+
+    def _new_bank(self, layers: tuple[str, ...], shape, device) -> _Bank:
+        """Zero state for ``layers``, whose calls have ``shape`` (B, N, Q, K_all)."""
+        b, n, q, k_all = shape
         if self.region_mask is not None and self.region_mask.shape[0] != b:
             raise ValueError(f"region_mask has {self.region_mask.shape[0]} rows, attention batch has {b}")
-        self.layers[layer] = info
-        g, q, k, n = self.num_groups, info.grid[0] * info.grid[1], info.tokens, info.heads
+        kept = self._kept(k_all, device)
+        weights = torch.zeros(k_all, device=device)
+        weights[kept] = 1.0
+        info = LayerInfo(layer_grid(q, self.latent_grid), n, int(weights.sum().item()))
+        n_layers, k = len(layers), info.tokens
         zeros = lambda *s: torch.zeros(*s, device=device, dtype=torch.float32)  # noqa: E731
-        self.g[layer] = zeros(b, g, n, q)
-        self.calls[layer] = torch.zeros(g, dtype=torch.long)
+        rows, ref, sr, sr_all = [], None, None, None
         if self.tokens.reference_side:
-            self.r[layer] = zeros(b, g, n, k)
-            self._weights[layer] = self._adjoint_weights(info, device)
+            rows.append(self._adjoint_weights(info, device).expand(b, q))
             if self.region_mask is not None:
-                self.rm[layer] = zeros(b, g, n, k)
-                self._region_weights[layer] = self._adjoint_weights(info, device, self.region_mask.to(device))
-            if "sram" in self.levels:
-                self.sr[layer] = zeros(b, q, k)
+                rows.append(self._adjoint_weights(info, device, self.region_mask.to(device)))
+            ref = zeros(n_layers, b, self.num_groups, n, len(rows), k)
+            if "sram" in self.levels and isinstance(kept, slice):
+                sr_all = zeros(n_layers, b, q, k_all)
+                sr = sr_all[..., kept]
+            elif "sram" in self.levels:
+                sr = zeros(n_layers, b, q, k)
+        lhs = zeros(n_layers, b, n, 1 + len(rows), q)
+        for i, row in enumerate(rows):
+            lhs[:, :, :, 1 + i] = row[None, :, None]
+        bank = _Bank(layers, tuple(shape), zeros(n_layers, b, self.num_groups, n, q), ref, sr, sr_all, lhs,
+                     weights / info.tokens, kept)
+        self._banks[layers] = bank
+        for i, layer in enumerate(layers):
+            self._layers[layer] = info
+            self._bank_of[layer] = (bank, i)
+            self._calls[layer] = [0] * self.num_groups
+            self._g[layer] = bank.g[i]
+            if ref is not None:
+                self._r[layer] = ref[i, :, :, :, 0]
+                if self.region_mask is not None:
+                    self._rm[layer] = ref[i, :, :, :, 1]
+            if sr is not None:
+                self._sr[layer] = sr[i]
+        return bank
 
     def _adjoint_weights(self, info: LayerInfo, device, region: torch.Tensor | None = None) -> torch.Tensor:
         """Weights w with sum_q w[q] x[q] = mean over the latent grid of (region * Resize(x))."""
@@ -207,27 +401,29 @@ class I2AMAccumulator:
         """Add another shard's state (e.g. other steps of the same samples) in place; exact."""
         if self._config() != other._config():
             raise ValueError(f"cannot merge accumulators with different configs: {self._config()} vs {other._config()}")
-        for layer, info in other.layers.items():
-            if layer not in self.layers:
-                self.layers[layer] = info
-                self._weights.update({k: v for k, v in other._weights.items() if k == layer})
-                self._region_weights.update({k: v for k, v in other._region_weights.items() if k == layer})
-                for name in ("g", "r", "rm", "sr", "calls"):
-                    src = getattr(other, name)
-                    if layer in src:
-                        getattr(self, name)[layer] = src[layer].clone()
-                continue
-            if self.layers[layer] != info:
-                raise ValueError(f"layer {layer} differs between shards: {self.layers[layer]} vs {info}")
-            for name in ("g", "r", "rm", "sr", "calls"):
-                mine, theirs = getattr(self, name), getattr(other, name)
-                if layer in theirs:
-                    mine[layer] += theirs[layer].to(mine[layer].device)
+        if (self.region_mask is None) != (other.region_mask is None):
+            raise ValueError("cannot merge an accumulator with an eq. (17) region_mask and one without")
+        self.flush()
+        other.flush()
+        for layer in other.layers:
+            theirs, j = other._bank_of[layer]
+            self._order.setdefault(layer)
+            if layer not in self._bank_of:
+                self._new_bank((layer,), theirs.shape, theirs.g.device)
+            mine, i = self._bank_of[layer]
+            if mine.shape != theirs.shape:
+                raise ValueError(f"layer {layer} differs between shards: {mine.shape} vs {theirs.shape}")
+            for name in ("g", "ref", "sr"):
+                src = getattr(theirs, name)
+                if src is not None:
+                    getattr(mine, name)[i] += src[j].to(getattr(mine, name).device)
+            self._calls[layer] = [x + y for x, y in zip(self._calls[layer], other._calls[layer])]
         return self
 
     def state_bytes(self) -> int:
         """Bytes held by the declared state (for the memory benchmark)."""
-        return sum(t.numel() * t.element_size() for d in (self.g, self.r, self.rm, self.sr) for t in d.values())
+        self.flush()
+        return sum(t.numel() * t.element_size() for d in (self._g, self._r, self._rm, self._sr) for t in d.values())
 
     # --- maps -----------------------------------------------------------------------------------
     @property
@@ -248,14 +444,14 @@ class I2AMAccumulator:
         out: dict[str, torch.Tensor] = {}
         # Each (layer, head) map is resized once; every level is a mean of these.
         resized = [resize_maps(self._grid(l, self.g[l].sum(1)), self.latent_grid) for l in self.layers]  # (B, N_l, h, w)
-        per_layer_heads = torch.stack(resized, 1) if self._same_heads() else None
         per_layer = [r.mean(1) for r in resized]
         out["ulam"] = torch.stack(per_layer, 1).mean(1)  # mean over heads then layers = eq. (6)
         if "llam" in self.levels:
             out["llam"] = torch.stack(per_layer, 1)
         if "hlam" in self.levels:
-            if per_layer_heads is None:
+            if not self._same_heads():
                 raise ValueError("HLAM needs the same number of heads in every captured layer")
+            per_layer_heads = torch.stack(resized, 1)
             out["hlam"] = per_layer_heads.mean(1)
             out["layer_heads"] = per_layer_heads  # (B, L, N, h, w): for head selection
         if "tlam" in self.levels:
@@ -276,15 +472,15 @@ class I2AMAccumulator:
         if restricted and not src:
             raise ValueError("no region_mask was given, so the eq. (17) restricted map does not exist")
         grid = self.tokens.grid
-        stacked = torch.stack([src[l] for l in self.layers], 1) if self._same_heads() else None  # (B, L, G, N, K)
         per_layer = torch.stack([src[l].sum(1).mean(1) for l in self.layers], 1)  # (B, L, K)
         b = per_layer.shape[0]
         out = {"ulam": per_layer.mean(1).view(b, *grid)}
         if "llam" in self.levels:
             out["llam"] = per_layer.view(b, -1, *grid)
         if "hlam" in self.levels:
-            if stacked is None:
+            if not self._same_heads():
                 raise ValueError("HLAM needs the same number of heads in every captured layer")
+            stacked = torch.stack([src[l] for l in self.layers], 1)  # (B, L, G, N, K)
             out["hlam"] = stacked.sum(2).mean(1).view(b, -1, *grid)
             out["layer_heads"] = stacked.sum(2).view(b, stacked.shape[1], stacked.shape[3], *grid)
         if "tlam" in self.levels:

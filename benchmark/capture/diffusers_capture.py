@@ -22,15 +22,17 @@ def cross_attention_layers(model: torch.nn.Module, name_filter: Callable[[str], 
 
 
 class I2AMAttnProcessor:
-    """A drop-in for diffusers' ``AttnProcessor`` that also feeds the I2AM capture.
+    """A drop-in for diffusers' ``AttnProcessor2_0`` that also feeds the I2AM capture.
 
-    The logits are computed once (:func:`attention_with_capture`); the same
-    softmax gives the layer output, so captured and uncaptured runs agree to
-    float rounding.
+    The output of every row comes from the same fused kernel as in
+    ``AttnProcessor2_0``, so captured and uncaptured runs agree; explicit
+    probabilities are formed for the captured (conditional) rows only
+    (:func:`attention_with_capture`).
     """
 
     def __init__(self, session: CaptureSession, layer: str):
         self.session, self.layer = session, layer
+        self.sink = session.sink(layer)
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
         residual = hidden_states
@@ -60,8 +62,7 @@ class I2AMAttnProcessor:
             if attn.norm_k is not None:
                 key = attn.norm_k(key.view(batch, -1, attn.heads, head_dim)).flatten(2)
         hidden_states = attention_with_capture(
-            query, key, value, attn.heads, attn.scale, self.session.sink(self.layer), attention_mask,
-            upcast=attn.upcast_attention)
+            query, key, value, attn.heads, attn.scale, self.sink, attention_mask)
         hidden_states = attn.to_out[0](hidden_states.to(query.dtype))
         hidden_states = attn.to_out[1](hidden_states)
         if input_ndim == 4:

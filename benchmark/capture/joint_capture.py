@@ -7,13 +7,15 @@ matrix with the same rules as the UNet path: the key-axis probabilities of the
 FULL softmax (other keys dropped after it) for the reference side, and the
 softmax over the generated-query axis of the block's logits for the generated
 side, fed to the same :class:`~benchmark.capture.accumulator.I2AMAccumulator`.
+The output of every token stays on the fused attention kernel; explicit
+logits are formed only for the conditional rows' generated queries.
 
 ConceptAttention-style maps (seed 003) use the attention OUTPUT space instead:
 for every generated token, the dot products of its attention output (before
 the output projection) with the reference tokens' outputs, softmaxed over
 reference tokens, summed over the chosen layers and steps
 (:class:`OutputSpaceAccumulator`). The logits, outputs and image are the
-ones the block computes anyway: nothing is run twice and the output is unchanged.
+ones the block computes anyway, and the output is unchanged.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import torch
+import torch.nn.functional as F
 from diffusers.models.embeddings import apply_rotary_emb
 from diffusers.models.transformers.transformer_flux import _get_qkv_projections
 
+from benchmark.capture.attention import captured_probabilities, fused_attention
 from benchmark.capture.diffusers_capture import swapped_processors
 from benchmark.capture.session import CaptureSession
 
@@ -98,13 +102,16 @@ class FluxI2AMProcessor:
             query = apply_rotary_emb(query, image_rotary_emb, sequence_dim=1)
             key = apply_rotary_emb(key, image_rotary_emb, sequence_dim=1)
         q, k, v = (t.transpose(1, 2) for t in (query, key, value))  # (B, H, S, D)
-        scores = torch.matmul(q, k.transpose(-1, -2)) * (q.shape[-1] ** -0.5)
-        if attention_mask is not None:
-            scores = scores + (attention_mask if attention_mask.dtype != torch.bool
-                               else torch.zeros_like(scores).masked_fill(~attention_mask, float("-inf")))
-        probs = scores.softmax(-1)
-        out = torch.matmul(probs.to(v.dtype), v).transpose(1, 2).flatten(2, 3).to(query.dtype)  # (B, S, H*D)
-        self._capture(scores, probs, out)
+        # The output of every row stays on the fused kernel (as in FluxAttnProcessor); only the
+        # captured rows' generated queries get explicit logits, in _capture.
+        rows = self.session.capture_rows(q.shape[0])
+        if rows is None:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask)
+        else:
+            out, lse = fused_attention(q, k, v, q.shape[-1] ** -0.5, attention_mask)
+        out = out.transpose(1, 2).flatten(2, 3).to(query.dtype)  # (B, S, H*D)
+        if rows is not None:
+            self._capture(rows, q, k, attention_mask, lse, out)
         if encoder_hidden_states is not None:
             n_text = encoder_hidden_states.shape[1]
             encoder_hidden_states, hidden = out[:, :n_text], out[:, n_text:]
@@ -112,16 +119,27 @@ class FluxI2AMProcessor:
             return hidden, attn.to_add_out(encoder_hidden_states.contiguous())
         return out
 
-    def _capture(self, scores, probs, out) -> None:
+    def _capture(self, rows: slice, q: torch.Tensor, k: torch.Tensor, attention_mask: torch.Tensor | None,
+                 lse: torch.Tensor | None, out: torch.Tensor) -> None:
+        """The captured ``rows`` of one call. q, k (B, H, S, D); ``attention_mask`` bool (True = attend) or
+        additive, broadcast to (B, H, S, S); lse (B, H, S) from the fused kernel or None; out (B, S, H*D)
+        the attention output."""
         s = self.session
-        if not s.enabled or s.step >= s.accumulator.num_steps:
-            return
         gen, ref = self.layout.blocks()
-        if ref.stop > scores.shape[-1]:
-            raise ValueError(f"layer {self.layer}: sequence of {scores.shape[-1]} tokens is shorter than the "
+        if ref.stop > k.shape[2]:
+            raise ValueError(f"layer {self.layer}: sequence of {k.shape[2]} tokens is shorter than the "
                              f"declared layout {self.layout}")
-        rows = s.conditional_rows(scores.shape[0])
-        s.accumulator.update(self.layer, scores[rows][:, :, gen, ref], probs[rows][:, :, gen, ref], s.step)
+        mask = None
+        if attention_mask is not None:
+            mask = attention_mask.expand(q.shape[0], q.shape[1], q.shape[2], k.shape[2])[rows][:, :, gen]
+            if mask.dtype == torch.bool:
+                mask = torch.zeros(mask.shape, device=mask.device).masked_fill(~mask, float("-inf"))
+        # The softmax runs over ALL keys of the generated rows (text and image tokens take their share);
+        # the reference block is cut out afterwards, and lse is the full rows' log-sum-exp, so
+        # exp(S_block) = probs_block * exp(lse) still holds for the generated-side identity.
+        probs, lse = captured_probabilities(q[rows][:, :, gen], k[rows], q.shape[-1] ** -0.5, mask,
+                                            None if lse is None else lse[rows][:, :, gen])
+        s.accumulator.update(self.layer, probs[..., ref], lse, s.step)
         if self.concept is not None:
             self.concept.update(self.layer, out[rows][:, gen], out[rows][:, ref])
 

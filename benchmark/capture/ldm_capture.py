@@ -3,8 +3,9 @@
 StableVITON and the original Paint-by-Example code use modules with ``to_q``,
 ``to_k``, ``to_v``, ``to_out``, ``heads`` (and ``scale``) whose forward is
 ``forward(x, context=None, mask=None)``. Their forward is replaced, for the
-duration of the context manager only, by one that computes the attention once
-through :func:`attention_with_capture`; nothing else in the model changes.
+duration of the context manager only, by one that runs the attention through
+:func:`attention_with_capture` (fused kernel for the output, explicit
+probabilities for the captured rows); nothing else in the model changes.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ def ldm_attention_modules(model: torch.nn.Module, name_filter: Callable[[str], b
 
 
 def _forward(layer: str, session: CaptureSession):
+    sink = session.sink(layer)
+
     def forward(self, x, context=None, mask=None, **kwargs):
         context = x if context is None else context
         q, k, v = self.to_q(x), self.to_k(context), self.to_v(context)
@@ -36,7 +39,7 @@ def _forward(layer: str, session: CaptureSession):
         if mask is not None:  # ldm: boolean keep-mask over keys, (B, K)
             additive = torch.zeros(mask.shape, dtype=q.dtype, device=q.device)
             additive = additive.masked_fill(~mask.bool(), -torch.finfo(q.dtype).max).view(mask.shape[0], 1, 1, -1)
-        out = attention_with_capture(q, k, v, self.heads, scale, session.sink(layer), additive)
+        out = attention_with_capture(q, k, v, self.heads, scale, sink, additive)
         return self.to_out(out)
 
     return forward

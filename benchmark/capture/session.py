@@ -37,11 +37,28 @@ class CaptureSession:
             return slice(self.n_samples, batch) if self.cond_half == "second" else slice(0, self.n_samples)
         raise ValueError(f"attention batch {batch} is neither {self.n_samples} samples nor 2x that (CFG)")
 
-    def sink(self, layer: str):
-        def _sink(scores: torch.Tensor, probs: torch.Tensor) -> None:
-            if not self.enabled or self.step >= self.accumulator.num_steps:
-                return
-            rows = self.conditional_rows(scores.shape[0])
-            self.accumulator.update(layer, scores[rows], probs[rows], self.step)
+    def capture_rows(self, batch: int) -> slice | None:
+        """Rows of an attention call with ``batch`` rows to capture now; None while disabled or past the last step."""
+        if not self.enabled or self.step >= self.accumulator.num_steps:
+            return None
+        return self.conditional_rows(batch)
 
-        return _sink
+    def sink(self, layer: str) -> "LayerSink":
+        return LayerSink(self, layer)
+
+
+class LayerSink:
+    """One layer's :class:`~benchmark.capture.attention.CaptureSink`: the session's rows, its accumulator."""
+
+    __slots__ = ("session", "layer")
+
+    def __init__(self, session: CaptureSession, layer: str):
+        self.session, self.layer = session, layer
+
+    def rows(self, batch: int) -> slice | None:
+        return self.session.capture_rows(batch)
+
+    def __call__(self, q: torch.Tensor, k: torch.Tensor, scale: float, additive_mask: torch.Tensor | None,
+                 lse: torch.Tensor | None) -> None:
+        """The captured rows of one call; see :meth:`I2AMAccumulator.add_attention`."""
+        self.session.accumulator.add_attention(self.layer, q, k, scale, self.session.step, additive_mask, lse)

@@ -9,7 +9,7 @@ from benchmark.capture import I2AMAccumulator, TokenLayout
 from benchmark.capture.joint_capture import JointLayout, OutputSpaceAccumulator, capture_joint
 from benchmark.capture.session import CaptureSession
 
-from helpers import Recorder
+from helpers import Recorder, assert_maps_close
 
 T, GEN, REF = 3, (4, 4), (2, 2)  # text tokens, generated grid, reference grid
 N_GEN, N_REF = GEN[0] * GEN[1], REF[0] * REF[1]
@@ -56,6 +56,7 @@ def test_joint_capture_equals_brute_force_block():
     model = tiny_flux()
     x = inputs()
     rec = Recorder(1)
+    acc = I2AMAccumulator(GEN, TokenLayout(grid=REF), num_steps=1)
     block = model.transformer_blocks[0]
     seen = {}
 
@@ -64,10 +65,11 @@ def test_joint_capture_equals_brute_force_block():
         seen["rope"] = kwargs["image_rotary_emb"]
 
     handle = block.attn.register_forward_pre_hook(grab, with_kwargs=True)
-    with capture_joint(model, CaptureSession(rec, 2), JointLayout(T, N_GEN, N_REF)):
-        model(**x)
+    for sink in (rec, acc):
+        with capture_joint(model, CaptureSession(sink, 2), JointLayout(T, N_GEN, N_REF)):
+            model(**x)
     handle.remove()
-    layer, _, scores, probs = next(c for c in rec.calls if c[0].startswith("transformer_blocks.0"))
+    layer, _, probs, lse = next(c for c in rec.calls if c[0].startswith("transformer_blocks.0"))
     # brute force from diffusers' own projections, norms and rotary embedding
     attn = block.attn
     q, k, v, eq, ek, ev = _get_qkv_projections(attn, seen["hidden"], seen["encoder"])
@@ -75,7 +77,13 @@ def test_joint_capture_equals_brute_force_block():
     eq, ek = attn.norm_added_q(eq.unflatten(-1, (-1, 8))), attn.norm_added_k(ek.unflatten(-1, (-1, 8)))
     q, k = torch.cat([eq, q], 1), torch.cat([ek, k], 1)
     q, k = apply_rotary_emb(q, seen["rope"], sequence_dim=1), apply_rotary_emb(k, seen["rope"], sequence_dim=1)
-    full = torch.einsum("bshd,bthd->bhst", q, k) / 8**0.5
+    full = torch.einsum("bshd,bthd->bhst", q.double(), k.double()) / 8**0.5
     gen, ref = slice(T, T + N_GEN), slice(T + N_GEN, T + N_GEN + N_REF)
-    assert torch.allclose(scores, full[:, :, gen, ref], atol=1e-5)
-    assert torch.allclose(probs, full.softmax(-1)[:, :, gen, ref], atol=1e-6)
+    # key-axis probabilities of the FULL softmax, the reference block cut out after it
+    assert torch.allclose(probs.double(), full.softmax(-1)[:, :, gen, ref], atol=1e-6)
+    assert torch.allclose(lse.double(), full.logsumexp(-1)[:, :, gen], atol=1e-5)
+    # generated side: softmax of the block's logits over the generated queries, mean over reference tokens
+    expected_g = full[:, :, gen, ref].softmax(2).mean(-1)  # (B, H, G)
+    assert_maps_close(acc.g[layer][:, 0], expected_g)
+    # reference side: the block's key-axis probabilities averaged over generated positions
+    assert_maps_close(acc.r[layer][:, 0], full.softmax(-1)[:, :, gen, ref].mean(2))
