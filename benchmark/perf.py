@@ -80,26 +80,34 @@ def _peak_bytes(device: torch.device) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # never reset: whole-process peak
 
 
-class _CallTimer:
-    """Times every forward call of a module (forward hooks), for per-UNet-call figures inside a generation."""
+class _HookTimer:
+    """Times every forward call of some modules with forward hooks: wall and process-CPU seconds per call."""
 
-    def __init__(self, module: torch.nn.Module, clock: _Clock):
-        self.clock, self.times, self._t0 = clock, [], None
-        self._hooks = [module.register_forward_pre_hook(self._pre), module.register_forward_hook(self._post)]
+    def __init__(self, modules: list[torch.nn.Module], clock: _Clock):
+        self.clock, self.calls, self._t0 = clock, [], None
+        self._hooks = [h for m in modules for h in (m.register_forward_pre_hook(self._pre),
+                                                    m.register_forward_hook(self._post))]
 
     def _pre(self, *_):
-        self._t0 = self.clock.now()[0]
+        self._t0 = self.clock.now()
 
     def _post(self, *_):
-        self.times.append(self.clock.now()[0] - self._t0)
+        (w0, c0), (w1, c1) = self._t0, self.clock.now()
+        self.calls.append((w1 - w0, c1 - c0))
 
-    def take(self) -> list[float]:
-        times, self.times = self.times, []
-        return times
+    def take(self) -> list[tuple[float, float]]:
+        calls, self.calls = self.calls, []
+        return calls
 
     def remove(self) -> None:
         for h in self._hooks:
             h.remove()
+
+
+def _cross_attention_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
+    from benchmark.capture import cross_attention_layers
+
+    return [model.get_submodule(k.removesuffix(".processor")) for k in cross_attention_layers(model)]
 
 
 # --- results ----------------------------------------------------------------------------------------
@@ -110,6 +118,8 @@ class ModeTimes:
     wall: list[float] = field(default_factory=list)  # one unit of work per round (a generation or a UNet call)
     cpu: list[float] = field(default_factory=list)
     call: list[float] = field(default_factory=list)  # median UNet call of the round (mini: inside the generation)
+    call_cpu: list[float] = field(default_factory=list)  # the same in process-CPU time (wall on CUDA)
+    attn: list[float] = field(default_factory=list)  # cross-attention layers (and deferred capture) per UNet call
     state_bytes: int = 0
     peak_bytes: int = 0
 
@@ -125,10 +135,11 @@ class PerfReport:
 
 
 def _overhead(mode: list[float], base: list[float]) -> str:
-    """'ratio of medians; median (min..max) of the per-round ratios', each as an overhead in %."""
+    """Overhead in % as 'ratio of medians; median (min..max) of the per-round ratios; ratio of minimums'."""
     rounds = [m / b - 1 for m, b in zip(mode, base)]
     med = statistics.median(mode) / statistics.median(base) - 1
-    return f"{_pct(med)}; {_pct(statistics.median(rounds))} ({_pct(min(rounds))}..{_pct(max(rounds))})"
+    return (f"{_pct(med)}; {_pct(statistics.median(rounds))} ({_pct(min(rounds))}..{_pct(max(rounds))}); "
+            f"{_pct(min(mode) / min(base) - 1)}")
 
 
 def _pct(x: float) -> str:
@@ -142,14 +153,18 @@ def _spread(values: list[float], scale: float = 1.0, digits: int = 3) -> str:
 def render(report: PerfReport) -> str:
     """The Markdown table of a :class:`PerfReport`."""
     base = report.times[BASE]
-    calls = report.unit != "UNet call" and all(t.call for t in report.times.values())
-    head = ["mode", f"{report.unit}, median (min..max) s", "overhead: ratio of medians; per-round median (min..max)"]
+    calls = report.unit != "UNet call"
+    kind = "CPU" if report.cpu_device else "wall"
+    head = ["mode", f"{report.unit}, median (min..max) s",
+            "overhead: ratio of medians; per-round ratios, median (min..max); ratio of minimums"]
     if report.cpu_device:
         head.append("CPU-time overhead, same")
     if calls:
         head += ["UNet call, median (min..max) ms", "UNet-call overhead, same"]
-    head += ["accumulator state (MiB)", "peak memory (MiB)"]
+    head += [f"cross-attention layers per UNet call, {kind} ms", "capture cost per UNet call",
+             "accumulator state (MiB)", "peak memory (MiB)"]
     lines = [f"### {report.title}", "", report.info, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    base_call = statistics.median(base.call_cpu)
     for mode, t in report.times.items():
         ref = mode == BASE
         row = [mode, _spread(t.wall), "baseline" if ref else _overhead(t.wall, base.wall)]
@@ -157,12 +172,23 @@ def render(report: PerfReport) -> str:
             row.append("baseline" if ref else _overhead(t.cpu, base.cpu))
         if calls:
             row += [_spread(t.call, 1e3, 1), "baseline" if ref else _overhead(t.call, base.call)]
-        row += [f"{t.state_bytes / 2**20:.2f}", f"{t.peak_bytes / 2**20:.0f}"]
+        extra = statistics.median(t.attn) - statistics.median(base.attn)
+        row += [_spread(t.attn, 1e3, 2), "baseline" if ref else f"{extra * 1e3:+.2f} ms = {_pct(extra / base_call)}",
+                f"{t.state_bytes / 2**20:.2f}", f"{t.peak_bytes / 2**20:.0f}"]
         lines.append("| " + " | ".join(row) + " |")
     if report.notes:
         lines.append("")
         lines += report.notes
     return "\n".join(lines)
+
+
+_HOW_TO_READ = ("Overhead against `no capture`: the ratio of the medians; the median and range of the ratios "
+                "within each round (the rounds interleave the modes, so a round compares runs under the same load); "
+                "and the ratio of the fastest runs, the least disturbed by other processes. Capture cost: the time "
+                "spent inside the cross-attention layers per UNet call (with the capture work they defer), its "
+                "median minus that of `no capture`, and that difference as a share of the median uncaptured UNet "
+                "call; it leaves out the rest of the model, whose run-to-run noise dominates the whole-call "
+                "figures on a shared machine.")
 
 
 def _environment(device: torch.device, repeats: int) -> str:
@@ -175,6 +201,28 @@ def _memory_note(device: torch.device) -> str:
         return "Peak memory: `torch.cuda.max_memory_allocated` over the round's unit of work, per mode (max over rounds)."
     return ("Peak memory: the process's peak resident set size (VmHWM, reset before each unit of work; "
             "includes the model and the interpreter), per mode (max over rounds).")
+
+
+def _flush(acc, clock: _Clock) -> tuple[float, float]:
+    """Complete an accumulator's deferred calls; (wall, CPU) seconds it took, zeros without one."""
+    if acc is None:
+        return 0.0, 0.0
+    (w0, c0) = clock.now()
+    acc.flush()
+    (w1, c1) = clock.now()
+    return w1 - w0, c1 - c0
+
+
+def _record(t: ModeTimes, clock: _Clock, start, end, unet_calls: list, attention_calls: list,
+            flush: tuple[float, float]) -> None:
+    """One round of one mode: the unit's wall and CPU time, its median UNet call, and per UNet call the
+    time inside the cross-attention layers plus the deferred capture work (CPU time; wall on CUDA)."""
+    t.wall.append(end[0] - start[0])
+    t.cpu.append(end[1] - start[1])
+    which = 0 if clock.cuda else 1  # CPU time where there is one to take
+    t.call.append(statistics.median(c[0] for c in unet_calls))
+    t.call_cpu.append(statistics.median(c[which] for c in unet_calls))
+    t.attn.append((sum(c[which] for c in attention_calls) + flush[which]) / len(unet_calls))
 
 
 # --- mini scale -------------------------------------------------------------------------------------
@@ -212,33 +260,30 @@ def measure_mini(args) -> PerfReport:
     batch = collate([dataset[i] for i in range(args.batch)])
     sampling = SamplingSettings(args.steps, 3.0)
     clock = _Clock(device)
-    timer = _CallTimer(adapter.capture_module(), clock)
+    unet = adapter.capture_module()
+    calls = _HookTimer([unet], clock)
+    attention = _HookTimer(_cross_attention_modules(unet) if adapter.capture_path == "diffusers" else [], clock)
     times = {m: ModeTimes() for m in MODES}
     try:
         generate_with_capture(adapter, batch, sampling, 0, MODES[BASE])  # warm-up
         for _ in range(args.repeats):
             for mode, settings in MODES.items():
-                timer.take()
+                calls.take(), attention.take()
                 _reset_peak(device)
-                (w0, c0) = clock.now()
+                start = clock.now()
                 _, acc = generate_with_capture(adapter, batch, sampling, 0, settings)
-                if acc is not None:
-                    acc.flush()  # the last step's deferred calls belong to the generation
-                (w1, c1) = clock.now()
-                t = times[mode]
-                t.wall.append(w1 - w0)
-                t.cpu.append(c1 - c0)
-                t.call.append(statistics.median(timer.take()))
-                t.peak_bytes = max(t.peak_bytes, _peak_bytes(device))
-                t.state_bytes = acc.state_bytes() if acc is not None else 0
+                flush = _flush(acc, clock)  # the last step's deferred calls belong to the generation
+                _record(times[mode], clock, start, clock.now(), calls.take(), attention.take(), flush)
+                times[mode].peak_bytes = max(times[mode].peak_bytes, _peak_bytes(device))
+                times[mode].state_bytes = acc.state_bytes() if acc is not None else 0
     finally:
-        timer.remove()
+        calls.remove()
+        attention.remove()
     info = (f"{label}; batch {args.batch}; {args.steps} DDIM steps, CFG 3 (each UNet call runs 2 x {args.batch} "
             f"rows, the conditional half captured); 5 time groups; eq. (17) region masks; "
             f"{_environment(device, args.repeats)}.")
-    notes = ["Overhead against `no capture`: the ratio of the medians, then the median and range of the ratios "
-             "within each round (the rounds interleave the modes, so a round's ratio compares runs under the same "
-             "load). A generation includes the reference encoding and the VAE decode, which capture does not touch.",
+    notes = [_HOW_TO_READ + " A generation includes the reference encoding and the VAE decode, which capture "
+             "does not touch.",
              _memory_note(device)]
     return PerfReport("Capture overhead, mini scale", info, "generation", times, device.type == "cpu", notes)
 
@@ -258,7 +303,10 @@ def sd15_unet(device: torch.device, dtype: torch.dtype = torch.float32):
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
         cross_attention_dim=768, attention_head_dim=8)
-    return unet.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    unet = unet.to(device)
+    if dtype != torch.float32:  # built in float32; half precision only where it is the norm (CUDA)
+        unet = unet.to(dtype)
+    return unet.eval().requires_grad_(False)
 
 
 def measure_sd15(args) -> PerfReport:
@@ -286,6 +334,7 @@ def measure_sd15(args) -> PerfReport:
                                   min(settings.time_groups, steps), settings.levels, region)
             sessions[mode] = CaptureSession(acc, n_samples=1)
     clock = _Clock(device)
+    calls, attention = _HookTimer([unet], clock), _HookTimer(_cross_attention_modules(unet), clock)
     times = {m: ModeTimes() for m in MODES}
 
     def call(step: int) -> None:
@@ -296,23 +345,24 @@ def measure_sd15(args) -> PerfReport:
     for r in range(args.repeats):
         for mode in MODES:
             session = sessions.get(mode)
+            calls.take(), attention.take()
             _reset_peak(device)
             if session is None:
-                (w0, c0) = clock.now()
+                start = clock.now()
                 call(r % steps)
-                (w1, c1) = clock.now()
+                flush, end = (0.0, 0.0), clock.now()
             else:
                 with capture_diffusers(unet, session):
                     session.step = r % steps
-                    (w0, c0) = clock.now()
+                    start = clock.now()
                     call(r % steps)
-                    session.accumulator.flush()
-                    (w1, c1) = clock.now()
-            t = times[mode]
-            t.wall.append(w1 - w0)
-            t.cpu.append(c1 - c0)
-            t.peak_bytes = max(t.peak_bytes, _peak_bytes(device))
-            t.state_bytes = session.accumulator.state_bytes() if session is not None else 0
+                    flush = _flush(session.accumulator, clock)
+                    end = clock.now()
+            _record(times[mode], clock, start, end, calls.take(), attention.take(), flush)
+            times[mode].peak_bytes = max(times[mode].peak_bytes, _peak_bytes(device))
+            times[mode].state_bytes = session.accumulator.state_bytes() if session is not None else 0
+    calls.remove()
+    attention.remove()
     info = (f"UNet2DConditionModel with SD-1.5's architecture and random weights (320/640/1280/1280 channels, "
             f"{n_layers} cross-attention layers, 8 heads, context width 768), {str(dtype).removeprefix('torch.')}; "
             f"latent {SD15_LATENT[0]}x{SD15_LATENT[1]} (512x384 images); {1 + SD15_TOKENS[0] * SD15_TOKENS[1]} "
@@ -321,8 +371,7 @@ def measure_sd15(args) -> PerfReport:
             f"{_environment(device, args.repeats)}.")
     base = statistics.median(times[BASE].wall)
     worst = max(statistics.median(t.wall) / base - 1 for m, t in times.items() if m != BASE)
-    notes = ["Overhead against `no capture`: the ratio of the medians, then the median and range of the ratios "
-             "within each round (the rounds interleave the modes, so a round's ratio compares runs under the same load).",
+    notes = [_HOW_TO_READ,
              f"Per generation: a {steps}-step generation is {steps} such calls (the state above is its whole "
              f"accumulator), plus the reference encoding and VAE decode that capture does not touch, so its "
              f"overhead is at most the per-call figure ({_pct(worst)} for the costliest mode, ratio of medians).",
