@@ -14,8 +14,11 @@ Two scales (``--scale``):
 
 Repeats are interleaved (one run of every mode per round) so that load from
 other processes hits every mode alike; the tables give medians, the spread
-(min..max) and the overhead both as the ratio of medians and as the spread of
-the per-round ratios. On a CPU the process CPU time is reported beside the wall
+(min..max) and the overhead as the ratio of medians, the spread of the
+per-round ratios and the ratio of the fastest runs. Forward hooks also time
+the cross-attention layers themselves (with the capture work they defer), so
+that the capture's own cost per UNet call is reported apart from the noise of
+the rest of the model. On a CPU the process CPU time is reported beside the wall
 time (it is less disturbed by other processes), and torch's thread count is
 used as set (``OMP_NUM_THREADS=1`` keeps OpenMP threads from waiting on each
 other on a machine shared with other jobs); on CUDA the clock waits for the
