@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=64)
     p.set_defaults(func=lambda a: __import__("benchmark.training.evaluate", fromlist=["main"]).main(a))
     p = sub.add_parser("perf", help="capture overhead and accumulator memory benchmark")
-    p.add_argument("--model", help="reference_unet model folder (default: a tiny random model)")
+    p.add_argument("--model", help="reference_unet model folder (default: the shipped object_inpainting full model)")
     p.add_argument("--vae", help="VAE folder for --model")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--batch", type=int, default=8)
