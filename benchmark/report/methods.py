@@ -41,8 +41,11 @@ def method_leaderboard(cfg: RunConfig, view: StoreView, lb_dir: Path, res_dir: P
             label = f"{METHODS.label('one_pass')} t=" + ",".join(str(t) for t in sorted(sm.records[0]["timesteps"]))
             others.setdefault((sm.task, sm.model), {})[label] = {d.name: d for d in sm.sample_dirs}
     args = (samples, view.baselines, cfg.scoring.lam, cfg.scoring.threshold)
-    key = memo.digest(sorted((k, [str(d) for d in v]) for k, v in samples.items()), sorted(view.baselines), args[2:],
-                      sorted((k, sorted((lbl, sorted(str(p) for p in v.values())) for lbl, v in d.items()))
+    def rel(path: Path) -> str:  # keys that do not depend on where the run folder lives
+        return path.relative_to(cfg.out_dir).as_posix()
+
+    key = memo.digest(sorted((k, [rel(d) for d in v]) for k, v in samples.items()), sorted(view.baselines), args[2:],
+                      sorted((k, sorted((lbl, sorted(rel(p) for p in v.values())) for lbl, v in d.items()))
                              for k, d in others.items()))
     per_sample, examples = memo.cached(res_dir / "cache", "methods", key, lambda: compare_methods(*args, other_captures=others))
     stamps = stamps_of(lb_dir / "figures")
