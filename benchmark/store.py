@@ -98,27 +98,20 @@ def shard_name(indices: tuple[int, ...], samples_hash: str) -> str:
     return f"shard-{span}-{samples_hash}"
 
 
+def _model_dirs(store: Path, task: str, version: int, model: str) -> list[Path]:
+    """The ``<model>-<model hash>`` folders of one model name under a task version (one per set of weights)."""
+    root = store / f"{task}-v{version}"
+    return [d for d in root.iterdir() if d.name.rsplit("-", 1)[0] == model] if root.is_dir() else []
+
+
 def stored_results(store: Path, task: str, version: int, model: str, generation_key: str) -> list[Path]:
     """Every finished job (its ``result.json``) of one (task version, model name, generation key), across model
     hashes; a directory listing, no dataset and no weights needed."""
-    root = store / f"{task}-v{version}"
-    if not root.is_dir():
-        return []
-    out = []
-    for mdir in root.iterdir():
-        if mdir.name.rsplit("-", 1)[0] == model and (mdir / generation_key).is_dir():
-            out += sorted((mdir / generation_key).glob(f"shard-*/{RESULT}"))
-    return out
+    return [p for mdir in _model_dirs(store, task, version, model)
+            for p in sorted((mdir / generation_key).glob(f"shard-*/{RESULT}"))]
 
 
 def stored_failures(store: Path, task: str, version: int, model: str, generation_key: str) -> list[dict]:
     """The ``failed.json`` records of jobs of one (task version, model, generation key) that have no result."""
-    root = store / f"{task}-v{version}"
-    out = []
-    if root.is_dir():
-        for mdir in root.iterdir():
-            if mdir.name.rsplit("-", 1)[0] == model:
-                for p in sorted((mdir / generation_key).glob(f"shard-*/{FAILED}")):
-                    if not (p.parent / RESULT).is_file():
-                        out.append(json.loads(p.read_text()))
-    return out
+    return [json.loads(p.read_text()) for mdir in _model_dirs(store, task, version, model)
+            for p in sorted((mdir / generation_key).glob(f"shard-*/{FAILED}")) if not (p.parent / RESULT).is_file()]
