@@ -11,19 +11,11 @@ from benchmark.analysis.correlation import (
     TOO_FEW_MODELS,
     CorrelationResult,
     correlation,
-    pearson,
-    spearman,
 )
 from benchmark.analysis.landmarks import imacs_landmarks, render_imacs_landmarks
-from benchmark.analysis.segmentation import SegmentationScores, average_precision, binarize, segmentation_scores
+from benchmark.analysis.segmentation import SegmentationScores, average_precision, segmentation_scores
 from benchmark.analysis.sweep import DEFAULT_CELL, correlation_sweep, plot_sweep_heatmap, render_sweep, split_halves
-from benchmark.analysis.validity import (
-    WITHIN_BETWEEN_NOTE,
-    combined_within_groups,
-    render_within_between,
-    within_between,
-    within_combined,
-)
+from benchmark.analysis.validity import WITHIN_BETWEEN_NOTE, render_within_between, within_between, within_combined
 
 __all__ = [
     "AREAS",
@@ -39,23 +31,19 @@ __all__ = [
     "MeanCI",
     "SegmentationScores",
     "average_precision",
-    "binarize",
     "bootstrap_ci",
     "bootstrap_mean",
-    "combined_within_groups",
     "confounds",
     "correlation",
     "correlation_sweep",
     "imacs_landmarks",
     "partial_correlation",
-    "pearson",
     "plot_sweep_heatmap",
     "render_confounds",
     "render_imacs_landmarks",
     "render_sweep",
     "render_within_between",
     "segmentation_scores",
-    "spearman",
     "split_halves",
     "within_between",
     "within_combined",

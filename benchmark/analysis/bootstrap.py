@@ -22,15 +22,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
 
-__all__ = [
-    "Interval",
-    "MeanCI",
-    "bootstrap_ci",
-    "bootstrap_indices",
-    "bootstrap_mean",
-    "drop_nan",
-    "percentile_interval",
-]
+__all__ = ["Interval", "MeanCI", "bootstrap_ci", "bootstrap_mean", "drop_nan", "summarise_means"]
 
 
 @dataclass(frozen=True)
@@ -104,10 +96,17 @@ def bootstrap_ci(
         why = f"every resample gives {finite[0]:.3g}"
     else:
         why = "BCa acceleration undefined"
-    alpha = (1.0 - confidence) / 2.0
-    plow, phigh = np.quantile(finite, [alpha, 1.0 - alpha])
-    return Interval(float(plow), float(phigh), "percentile", n_resamples, n_undefined,
+    return Interval(*_percentile(finite, confidence), "percentile", n_resamples, n_undefined,
                     f"BCa not defined ({why}); percentile interval")
+
+
+def _percentile(replicates: np.ndarray, confidence: float) -> tuple[float, float]:
+    """Equal-tailed percentile interval of bootstrap replicates; (NaN, NaN) when there are none."""
+    if replicates.size == 0:
+        return float("nan"), float("nan")
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(replicates, [alpha, 1.0 - alpha])
+    return float(low), float(high)
 
 
 # --- percentile bootstrap of a mean (leaderboard cells) --------------------------------------
@@ -145,29 +144,8 @@ def drop_nan(*arrays: ArrayLike) -> tuple[list[np.ndarray], int]:
             raise ValueError(f"expected 1-D arrays, got shape {a.shape}")
         if a.shape != arrs[0].shape:
             raise ValueError(f"arrays have different lengths: {[x.shape[0] for x in arrs]}")
-    keep = np.ones(arrs[0].shape[0], dtype=bool)
-    for a in arrs:
-        keep &= ~np.isnan(a)
+    keep = ~np.any([np.isnan(a) for a in arrs], axis=0)
     return [a[keep] for a in arrs], int((~keep).sum())
-
-
-def bootstrap_indices(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """Resampling indices, int array (n_boot, n), drawn uniformly with replacement."""
-    if n < 1 or n_boot < 1:
-        raise ValueError(f"need n >= 1 and n_boot >= 1, got n={n}, n_boot={n_boot}")
-    return rng.integers(0, n, size=(n_boot, n))
-
-
-def percentile_interval(replicates: np.ndarray, confidence: float) -> tuple[float, float]:
-    """Equal-tailed percentile interval of bootstrap replicates; NaN replicates (degenerate resamples) are ignored."""
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    finite = replicates[~np.isnan(replicates)]
-    if finite.size == 0:
-        return float("nan"), float("nan")
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(finite, [alpha, 1.0 - alpha])
-    return float(low), float(high)
 
 
 def bootstrap_mean(
@@ -184,18 +162,14 @@ def bootstrap_mean(
     (x,), n_dropped = drop_nan(values)
     if x.size == 0:
         raise ValueError(f"no finite values to average ({n_dropped} NaN dropped)")
-    rng = np.random.default_rng(seed)
-    replicates = x[bootstrap_indices(x.size, n_boot, rng)].mean(axis=1)
-    low, high = percentile_interval(replicates, confidence)
-    return MeanCI(
-        mean=float(x.mean()),
-        ci_low=low,
-        ci_high=high,
-        n=int(x.size),
-        n_dropped=n_dropped,
-        n_boot=n_boot,
-        confidence=confidence,
-    )
+    if n_boot < 1:
+        raise ValueError(f"need n_boot >= 1, got {n_boot}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    # Resamples drawn uniformly with replacement; NaN replicates (degenerate resamples) are ignored.
+    replicates = x[np.random.default_rng(seed).integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)
+    low, high = _percentile(replicates[~np.isnan(replicates)], confidence)
+    return MeanCI(float(x.mean()), low, high, int(x.size), n_dropped, n_boot, confidence)
 
 
 def summarise_means(frame, keys: list[str], n_boot: int, seed: int = 0):
@@ -204,15 +178,16 @@ def summarise_means(frame, keys: list[str], n_boot: int, seed: int = 0):
     n_undefined, note]``; a group with no defined value has NaN statistics and n = 0."""
     import pandas as pd
 
+    stats_columns = ["mean", "ci_low", "ci_high", "n", "n_undefined"]
     rows = []
     for group, g in frame.groupby(keys, sort=True):
         values = g["value"].to_numpy(float)
         row = dict(zip(keys, group if isinstance(group, tuple) else (group,)))
         row["note"] = "; ".join(sorted({n for n in g["note"] if n})) if "note" in g else ""
-        if not np.isfinite(values).any():
-            rows.append({**row, "mean": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n": 0, "n_undefined": len(values)})
-            continue
-        ci = bootstrap_mean(values, n_boot=n_boot, seed=seed)
-        rows.append({**row, "mean": ci.mean, "ci_low": ci.ci_low, "ci_high": ci.ci_high, "n": ci.n,
-                     "n_undefined": ci.n_dropped})
-    return pd.DataFrame(rows, columns=[*keys, "mean", "ci_low", "ci_high", "n", "n_undefined", "note"])
+        if np.isfinite(values).any():
+            ci = bootstrap_mean(values, n_boot=n_boot, seed=seed)
+            row.update(zip(stats_columns, (ci.mean, ci.ci_low, ci.ci_high, ci.n, ci.n_dropped)))
+        else:
+            row.update(zip(stats_columns, (np.nan, np.nan, np.nan, 0, len(values))))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=[*keys, *stats_columns, "note"])

@@ -27,7 +27,6 @@ BCa bootstrap of whole rows, ranks and regression redone in every resample.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -47,19 +46,12 @@ from benchmark.analysis.correlation import (
     permutation_pvalue,
 )
 from benchmark.analysis.format import format_ci, format_p, format_value, label
-from benchmark.analysis.validity import ATTRIBUTION_SCORES, QUALITY_METRICS, RESULT_COLUMNS, paired_wide
+from benchmark.analysis.validity import ATTRIBUTION_SCORES, QUALITY_METRICS, RESULT_COLUMNS, paired_wide, result_row
 
 __all__ = ["AREAS", "confounds", "partial_correlation", "render_confounds"]
 
 AREAS: tuple[str, ...] = ("area_g", "area_r")
 BOOT_BATCH = 256  # resamples regressed at once: bounds memory at (batch, n, covariates)
-
-
-def _design(cov: np.ndarray, dummies: np.ndarray, ranked: bool) -> np.ndarray:
-    """Regressors (..., n, 1 + k + d): intercept, covariates (ranked along the pairs if asked), dummies."""
-    c = stats.rankdata(cov, axis=-2) if ranked and cov.shape[-1] else cov
-    ones = np.ones((*c.shape[:-1], 1))
-    return np.concatenate([ones, c, dummies], axis=-1)
 
 
 def _residualise(v: np.ndarray, z: np.ndarray) -> np.ndarray:
@@ -68,13 +60,15 @@ def _residualise(v: np.ndarray, z: np.ndarray) -> np.ndarray:
     return v - (z @ beta)[..., 0]
 
 
-def _partial_stat(method: Method, x: np.ndarray, y: np.ndarray, cov: np.ndarray, dummies: np.ndarray) -> np.ndarray:
-    """Partial r for stacked inputs x, y (..., n), cov (..., n, k), dummies (..., n, d)."""
-    ranked = method == "spearman"
-    if ranked:
+def _residuals(method: Method, x: np.ndarray, y: np.ndarray, cov: np.ndarray, dummies: np.ndarray) -> tuple:
+    """(x, y, x residuals, y residuals) for stacked x, y (..., n), cov (..., n, k), dummies (..., n, d); x, y and
+    cov ranked along the pairs for Spearman. The regressors are an intercept, cov and the dummies; the partial r
+    is Pearson's r of the two residuals."""
+    if method == "spearman":
         x, y = stats.rankdata(x, axis=-1), stats.rankdata(y, axis=-1)
-    z = _design(cov, dummies, ranked)
-    return pearson_along(_residualise(x, z), _residualise(y, z))
+        cov = stats.rankdata(cov, axis=-2) if cov.shape[-1] else cov
+    z = np.concatenate([np.ones((*cov.shape[:-1], 1)), cov, dummies], axis=-1)
+    return x, y, _residualise(x, z), _residualise(y, z)
 
 
 def partial_correlation(
@@ -127,33 +121,25 @@ def partial_correlation(
     keep = ~(np.isnan(xa) | np.isnan(ya) | np.isnan(cov).any(axis=1))
     xs, ys, cs, ds = xa[keep], ya[keep], cov[keep], dummies[keep]
     n, n_dropped = int(keep.sum()), int((~keep).sum())
-    nan = float("nan")
-
-    def undefined(note: str) -> CorrelationResult:
-        return CorrelationResult(method, nan, nan, nan, nan, n, n_dropped, "none", "none", n_boot, confidence, note)
-
     n_params = 1 + cs.shape[1] + ds.shape[1]
     if n < max(MIN_PAIRS, n_params + 2):
-        return undefined(f"too few complete rows (n={n}) for {n_params} regressors")
-    ranked = method == "spearman"
-    z = _design(cs, ds, ranked)
-    xt, yt = (stats.rankdata(xs), stats.rankdata(ys)) if ranked else (xs, ys)
-    u, v = _residualise(xt, z), _residualise(yt, z)
+        return CorrelationResult.undefined(method, n, n_dropped, n_boot, confidence,
+                                           f"too few complete rows (n={n}) for {n_params} regressors")
+    xt, yt, u, v = _residuals(method, xs, ys, cs, ds)
     # Residuals at round-off level mean the covariates explain x (or y) completely.
     explained = [name for name, t, e in (("x", xt, u), ("y", yt, v))
                  if np.linalg.norm(e) <= 1e-9 * max(np.linalg.norm(t - t.mean()), np.finfo(np.float64).tiny)]
     if explained:
-        return undefined(f"{' and '.join(explained)} fully explained by the covariates: no partial correlation defined")
+        why = f"{' and '.join(explained)} fully explained by the covariates: no partial correlation defined"
+        return CorrelationResult.undefined(method, n, n_dropped, n_boot, confidence, why)
     statistic = float(pearson_along(u, v))
     p_value, p_method = permutation_pvalue(u, v, n_permutations=n_permutations, seed=seed)
 
     def stat(idx: np.ndarray, axis: int = -1) -> np.ndarray:
-        return _partial_stat(method, xs[idx], ys[idx], cs[idx], ds[idx])
+        return pearson_along(*_residuals(method, xs[idx], ys[idx], cs[idx], ds[idx])[2:])
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        ci = bootstrap_ci((np.arange(n),), stat, paired=True, n_resamples=n_boot, confidence=confidence,
-                          seed=seed, batch=BOOT_BATCH)
+    ci = bootstrap_ci((np.arange(n),), stat, paired=True, n_resamples=n_boot, confidence=confidence, seed=seed,
+                      batch=BOOT_BATCH)
     return CorrelationResult(method, statistic, p_value, ci.low, ci.high, n, n_dropped,
                              f"{p_method} of residuals", ci.method, n_boot, confidence, ci.note)
 
@@ -193,27 +179,22 @@ def confounds(
     rows: list[dict[str, Any]] = []
 
     def add(task: Any, kind: str, x: str, y: str, controls: str, res: CorrelationResult) -> None:
-        d = res.to_dict()
-        rows.append({"task": task, "kind": kind, "x": x, "y": y, "controls": controls, "method": method,
-                     **{c: d[c] for c in RESULT_COLUMNS}})
+        rows.append(result_row(res, task=task, kind=kind, x=x, y=y, controls=controls, method=method))
 
     for task, tf in wide.groupby("task", sort=True):
-        present = lambda names: [m for m in names if tf[m].notna().any()]  # noqa: E731
-        task_scores, task_qualities, task_areas = present(scores), present(qualities), present(areas)
+        task_scores, task_qualities, task_areas = ([m for m in names if tf[m].notna().any()]
+                                                   for names in (scores, qualities, areas))
         for metric in [*task_scores, *task_qualities]:
             for area in task_areas:
                 add(task, "area", metric, area, "", correlation(tf[metric], tf[area], method, **kw))
         cov = tf[task_areas].to_numpy()
+        partials = [("areas", None), ("areas + model", tf["model"].astype(str).to_numpy())] if task_areas else []
         for x in task_scores:
             for y in task_qualities:
                 add(task, "plain", x, y, "", correlation(tf[x], tf[y], method, **kw))
-                if not task_areas:
-                    continue
-                add(task, "partial", x, y, "areas", partial_correlation(tf[x], tf[y], cov, None, method, **kw))
-                add(task, "partial", x, y, "areas + model",
-                    partial_correlation(tf[x], tf[y], cov, tf["model"].astype(str).to_numpy(), method, **kw))
-    cols = ["task", "kind", "x", "y", "controls", "method", *RESULT_COLUMNS]
-    return pd.DataFrame(rows, columns=cols)
+                for controls, groups in partials:
+                    add(task, "partial", x, y, controls, partial_correlation(tf[x], tf[y], cov, groups, method, **kw))
+    return pd.DataFrame(rows, columns=["task", "kind", "x", "y", "controls", "method", *RESULT_COLUMNS])
 
 
 def _cell(r: pd.Series) -> str:

@@ -23,7 +23,6 @@ constant coordinate give NaN values with the reason in ``note``.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -31,7 +30,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
 
-from benchmark.analysis.bootstrap import bootstrap_ci, drop_nan
+from benchmark.analysis.bootstrap import Interval, bootstrap_ci, drop_nan
 
 Method = Literal["spearman", "pearson"]
 Level = Literal["sample", "model"]
@@ -49,10 +48,8 @@ __all__ = [
     "TOO_FEW_MODELS",
     "CorrelationResult",
     "correlation",
-    "pearson",
     "pearson_along",
     "permutation_pvalue",
-    "spearman",
     "statistic_along",
 ]
 
@@ -90,6 +87,13 @@ class CorrelationResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def undefined(cls, method: str, n: int, n_dropped: int, n_boot: int, confidence: float,
+                  note: str) -> CorrelationResult:
+        """A result with NaN statistic, p-value and interval; ``note`` says why."""
+        nan = float("nan")
+        return cls(method, nan, nan, nan, nan, n, n_dropped, "none", "none", n_boot, confidence, note)
 
 
 # --- vectorised statistics (the last axis holds the pairs) ----------------------------------
@@ -134,21 +138,12 @@ def permutation_pvalue(
     n = int(u.size)
     exact = n <= EXACT_MAX_N
     n_resamples = math.factorial(n) if exact else int(n_permutations)
-
-    def stat(u_perm: np.ndarray, axis: int = -1) -> np.ndarray:
-        return pearson_along(u_perm, v, axis=axis)
-
     res = stats.permutation_test(
-        (u,), stat, permutation_type="pairings", vectorized=True, n_resamples=n_resamples,
-        alternative="two-sided", rng=np.random.default_rng(seed),
+        (u,), lambda u_perm, axis=-1: pearson_along(u_perm, v, axis=axis), permutation_type="pairings",
+        vectorized=True, n_resamples=n_resamples, alternative="two-sided", rng=np.random.default_rng(seed),
     )
     how = f"exact ({n_resamples} permutations)" if exact else f"Monte Carlo ({n_resamples} permutations)"
     return float(res.pvalue), how
-
-
-def _undefined(method: str, n: int, n_dropped: int, n_boot: int, confidence: float, note: str) -> CorrelationResult:
-    nan = float("nan")
-    return CorrelationResult(method, nan, nan, nan, nan, n, n_dropped, "none", "none", n_boot, confidence, note)
 
 
 def correlation(
@@ -187,47 +182,21 @@ def correlation(
     (xs, ys), n_dropped = drop_nan(x, y)
     n = int(xs.size)
     if n < MIN_PAIRS:
-        return _undefined(method, n, n_dropped, n_boot, confidence,
-                          f"fewer than {MIN_PAIRS} complete pairs (n={n}, {n_dropped} dropped)")
+        why = f"fewer than {MIN_PAIRS} complete pairs (n={n}, {n_dropped} dropped)"
+        return CorrelationResult.undefined(method, n, n_dropped, n_boot, confidence, why)
     constant = [name for name, a in (("x", xs), ("y", ys)) if np.ptp(a) == 0]
     if constant:
-        return _undefined(method, n, n_dropped, n_boot, confidence,
-                          f"{' and '.join(constant)} constant over the {n} pairs: no correlation defined")
+        why = f"{' and '.join(constant)} constant over the {n} pairs: no correlation defined"
+        return CorrelationResult.undefined(method, n, n_dropped, n_boot, confidence, why)
 
     u, v = (stats.rankdata(xs), stats.rankdata(ys)) if method == "spearman" else (xs, ys)
     statistic = float(pearson_along(u, v))
     p_value, p_method = permutation_pvalue(u, v, n_permutations=n_permutations, seed=seed)
 
     if level == "model" and n < MIN_MODELS_FOR_CI:
-        low = high = float("nan")
-        ci_method, note = "none", TOO_FEW_MODELS
+        ci = Interval(float("nan"), float("nan"), "none", n_boot, 0, TOO_FEW_MODELS)
     else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            ci = bootstrap_ci((xs, ys), lambda a, b, axis=-1: statistic_along(method, a, b, axis=axis),
-                              paired=True, n_resamples=n_boot, confidence=confidence, seed=seed)
-        low, high, ci_method, note = ci.low, ci.high, ci.method, ci.note
-    return CorrelationResult(
-        method=method,
-        statistic=statistic,
-        p_value=p_value,
-        ci_low=low,
-        ci_high=high,
-        n=n,
-        n_dropped=n_dropped,
-        p_method=p_method,
-        ci_method=ci_method,
-        n_boot=n_boot,
-        confidence=confidence,
-        note=note,
-    )
-
-
-def spearman(x: ArrayLike, y: ArrayLike, **kwargs: Any) -> CorrelationResult:
-    """:func:`correlation` with ``method="spearman"``."""
-    return correlation(x, y, method="spearman", **kwargs)
-
-
-def pearson(x: ArrayLike, y: ArrayLike, **kwargs: Any) -> CorrelationResult:
-    """:func:`correlation` with ``method="pearson"``."""
-    return correlation(x, y, method="pearson", **kwargs)
+        ci = bootstrap_ci((xs, ys), lambda a, b, axis=-1: statistic_along(method, a, b, axis=axis),
+                          paired=True, n_resamples=n_boot, confidence=confidence, seed=seed)
+    return CorrelationResult(method, statistic, p_value, ci.low, ci.high, n, n_dropped, p_method, ci.method, n_boot,
+                             confidence, ci.note)

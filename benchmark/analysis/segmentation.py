@@ -24,12 +24,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = [
-    "SegmentationScores",
-    "binarize",
-    "average_precision",
-    "segmentation_scores",
-]
+__all__ = ["SegmentationScores", "average_precision", "segmentation_scores"]
 
 
 @dataclass(frozen=True)
@@ -56,25 +51,13 @@ class SegmentationScores:
         return asdict(self)
 
 
-def _check_pair(soft_map: ArrayLike, mask: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    s = np.asarray(soft_map, dtype=np.float64)
-    g = np.asarray(mask)
-    if s.ndim != 2 or s.shape != g.shape:
-        raise ValueError(f"expected soft map and mask of the same (H, W) shape, got {s.shape} and {g.shape}")
-    if not np.isfinite(s).all():
-        raise ValueError("soft map contains NaN or inf")
-    if g.dtype != bool:
-        if not np.isin(g, (0, 1)).all():
-            raise ValueError("mask must be binary (bool or values in {0, 1})")
-        g = g.astype(bool)
-    return s, g
-
-
-def binarize(soft_map: ArrayLike, threshold: float | None = None) -> np.ndarray:
-    """Foreground prediction ``soft_map > threshold`` (bool, same shape); threshold defaults to the map's mean."""
-    s = np.asarray(soft_map, dtype=np.float64)
-    t = float(s.mean()) if threshold is None else float(threshold)
-    return s > t
+def _as_bool(a: np.ndarray, name: str) -> np.ndarray:
+    """``a`` as a bool array; raises unless it is bool or holds only 0 and 1."""
+    if a.dtype == bool:
+        return a
+    if not np.isin(a, (0, 1)).all():
+        raise ValueError(f"{name} must be binary (bool or values in {{0, 1}})")
+    return a.astype(bool)
 
 
 def average_precision(scores: ArrayLike, labels: ArrayLike) -> float:
@@ -86,10 +69,7 @@ def average_precision(scores: ArrayLike, labels: ArrayLike) -> float:
     y = np.asarray(labels).ravel()
     if s.shape != y.shape:
         raise ValueError(f"scores and labels differ in size: {s.size} vs {y.size}")
-    if y.dtype != bool:
-        if not np.isin(y, (0, 1)).all():
-            raise ValueError("labels must be binary (bool or values in {0, 1})")
-        y = y.astype(bool)
+    y = _as_bool(y, "labels")
     n_pos = int(y.sum())
     if n_pos == 0:
         return float("nan")
@@ -121,7 +101,12 @@ def segmentation_scores(soft_map: ArrayLike, mask: ArrayLike, threshold: float |
         mask: (H, W), bool or {0, 1}; True/1 is foreground.
         threshold: binarisation threshold in map units; None uses the map's mean.
     """
-    s, g = _check_pair(soft_map, mask)
+    s, g = np.asarray(soft_map, dtype=np.float64), np.asarray(mask)
+    if s.ndim != 2 or s.shape != g.shape:
+        raise ValueError(f"expected soft map and mask of the same (H, W) shape, got {s.shape} and {g.shape}")
+    if not np.isfinite(s).all():
+        raise ValueError("soft map contains NaN or inf")
+    g = _as_bool(g, "mask")
     t = float(s.mean()) if threshold is None else float(threshold)
     pred = s > t
     iou_bg, iou_fg = _iou(~pred, ~g), _iou(pred, g)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,12 +31,11 @@ from numpy.typing import ArrayLike
 from benchmark.analysis.bootstrap import drop_nan
 from benchmark.analysis.correlation import METHODS, MIN_PAIRS, Method, correlation, statistic_along
 from benchmark.analysis.format import format_ci, format_p, format_value
-from benchmark.analysis.validity import combined_statistic, group_pairs, within_combined
 from benchmark.defaults import DEFAULT_LAMBDA, DEFAULT_THRESHOLD
 
 DEFAULT_CELL: tuple[float, float] = (DEFAULT_LAMBDA, DEFAULT_THRESHOLD)
-Best = Literal["max", "min", "abs"]
-Scope = Literal["pooled", "within"]
+HELD_OUT_COLUMNS = ("held_out", "held_out_p", "held_out_ci_low", "held_out_ci_high", "held_out_note")
+SCOPE_TEXT = "samples pooled over models"
 
 __all__ = ["DEFAULT_CELL", "correlation_sweep", "plot_sweep_heatmap", "render_sweep", "split_halves"]
 
@@ -80,15 +79,6 @@ def split_halves(groups: ArrayLike, seed: int = 0, units: ArrayLike | None = Non
     return selection
 
 
-def _choose(values: np.ndarray, best: Best) -> int | None:
-    """Flat index of the best finite value (first in grid order on ties), None if none is finite."""
-    finite = np.isfinite(values)
-    if not finite.any():
-        return None
-    key = {"max": values, "min": -values, "abs": np.abs(values)}[best]
-    return int(np.flatnonzero(finite & (key == np.max(key[finite])))[0])
-
-
 def correlation_sweep(
     a: ArrayLike,
     b: ArrayLike,
@@ -99,8 +89,6 @@ def correlation_sweep(
     *,
     default: tuple[float, float] | None = DEFAULT_CELL,
     method: Method = "spearman",
-    scope: Scope = "pooled",
-    best: Best = "max",
     units: ArrayLike | None = None,
     seed: int = 0,
     n_boot: int = 1000,
@@ -117,15 +105,9 @@ def correlation_sweep(
         lambdas, thresholds: grid values (non-empty, no duplicates).
         default: (lambda, threshold) of the default cell, which must be on
             the grid; also evaluated on the held-out half. None skips it.
-        method: ``"spearman"`` or ``"pearson"``.
-        scope: ``"pooled"``: one correlation over all samples of all models;
-            ``"within"``: the combined within-model correlation
-            (:func:`benchmark.analysis.validity.within_combined`: Fisher-z mean
-            of per-model coefficients), which is blind to differences between
-            models. Selection and held-out evaluation use the same scope.
-        best: the chosen cell has the largest (``"max"``), smallest
-            (``"min"``, e.g. a lower-is-better quality) or largest-magnitude
-            (``"abs"``) selection-half correlation. NaN cells never win.
+        method: ``"spearman"`` or ``"pearson"``, over the samples of all models
+            pooled; the chosen cell has the largest selection-half correlation
+            (the first in grid order on ties; NaN cells never win).
         units: optional (S,) input id per sample; see :func:`split_halves`.
         seed: seed of the split, the permutations and the resampling.
         n_boot, n_permutations, confidence: held-out evaluation settings, see
@@ -133,8 +115,8 @@ def correlation_sweep(
 
     Returns:
         Tidy frame, one row per (lambda, threshold) in grid order, columns
-        ``lambda, threshold, method, scope, n_selection, selection`` (correlation on
-        the selection half), ``chosen``, ``default`` (bools), ``n_held_out``
+        ``lambda, threshold, method, scope`` (``"pooled"``), ``n_selection, selection``
+        (correlation on the selection half), ``chosen``, ``default`` (bools), ``n_held_out``
         (the cell's complete pairs in the held-out half; on evaluated rows,
         the pairs the held-out correlation used) and, on the chosen
         and the default rows only, ``held_out, held_out_p, held_out_ci_low,
@@ -143,10 +125,6 @@ def correlation_sweep(
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
-    if scope not in ("pooled", "within"):
-        raise ValueError(f"scope must be 'pooled' or 'within', got {scope!r}")
-    if best not in ("max", "min", "abs"):
-        raise ValueError(f"best must be 'max', 'min' or 'abs', got {best!r}")
     for name, grid in (("lambdas", lambdas), ("thresholds", thresholds)):
         if len(grid) == 0 or len(set(grid)) != len(grid):
             raise ValueError(f"{name} must be non-empty without duplicates, got {list(grid)}")
@@ -170,50 +148,32 @@ def correlation_sweep(
     def score(i: int, j: int) -> np.ndarray:
         return av[:, j] - lam_grid[i] * bv[:, j]
 
-    def selection_value(s: np.ndarray) -> tuple[int, float]:
-        """(pairs used, statistic) on the selection half."""
-        if scope == "within":
-            xs, ys, _, _ = group_pairs(s[sel], q[sel], g[sel])
-            return int(sum(x.size for x in xs)), combined_statistic(xs, ys, method)
-        (xs, ys), _ = drop_nan(s[sel], q[sel])
-        value = float(statistic_along(method, xs, ys)) if xs.size >= MIN_PAIRS else float("nan")
-        return int(xs.size), value
-
     n_sel = np.zeros((lam_grid.size, thr_grid.size), dtype=int)
     n_out = np.zeros_like(n_sel)
     values = np.full(n_sel.shape, np.nan)
     for i in range(lam_grid.size):
         for j in range(thr_grid.size):
             s = score(i, j)
-            n_sel[i, j], values[i, j] = selection_value(s)
+            (xs, ys), _ = drop_nan(s[sel], q[sel])
+            n_sel[i, j] = xs.size
+            values[i, j] = float(statistic_along(method, xs, ys)) if xs.size >= MIN_PAIRS else float("nan")
             n_out[i, j] = int((np.isfinite(s[~sel]) & np.isfinite(q[~sel])).sum())
-    flat = _choose(values.ravel(), best)
-    chosen_ij = None if flat is None else divmod(flat, thr_grid.size)
+    # Selection values are coefficients in [-1, 1] or NaN: the first largest one in grid order wins.
+    chosen_ij = None if np.isnan(values).all() else divmod(int(np.nanargmax(values)), thr_grid.size)
 
     kw = {"n_boot": n_boot, "n_permutations": n_permutations, "confidence": confidence, "seed": seed}
-
-    def held_out(ij: tuple[int, int]) -> Any:
-        s = score(*ij)
-        if scope == "within":
-            return within_combined(s[~sel], q[~sel], g[~sel], method, **kw)
-        return correlation(s[~sel], q[~sel], method, **kw)
-
-    evaluated = {ij: held_out(ij) for ij in {chosen_ij, default_ij} if ij}
+    evaluated = {ij: correlation(score(*ij)[~sel], q[~sel], method, **kw) for ij in {chosen_ij, default_ij} if ij}
     rows: list[dict[str, Any]] = []
     for i in range(lam_grid.size):
         for j in range(thr_grid.size):
             res = evaluated.get((i, j))
+            held = (res.statistic, res.p_value, res.ci_low, res.ci_high, res.note) if res else (np.nan,) * 4 + ("",)
             rows.append({
-                "lambda": float(lam_grid[i]), "threshold": float(thr_grid[j]), "method": method, "scope": scope,
+                "lambda": float(lam_grid[i]), "threshold": float(thr_grid[j]), "method": method, "scope": "pooled",
                 "n_selection": int(n_sel[i, j]), "selection": float(values[i, j]),
                 "chosen": (i, j) == chosen_ij, "default": (i, j) == default_ij,
                 "n_held_out": int(res.n) if res else int(n_out[i, j]),
-                "held_out": res.statistic if res else np.nan,
-                "held_out_p": res.p_value if res else np.nan,
-                "held_out_ci_low": res.ci_low if res else np.nan,
-                "held_out_ci_high": res.ci_high if res else np.nan,
-                "held_out_note": res.note if res else "",
-                "split_seed": seed,
+                **dict(zip(HELD_OUT_COLUMNS, held)), "split_seed": seed,
             })
     return pd.DataFrame(rows)
 
@@ -228,11 +188,6 @@ def _grid_index(values: np.ndarray, target: float, name: str) -> int:
 def _held_out_text(row: pd.Series) -> str:
     return (f"{format_value(row['held_out'], 2)} {format_ci(row['held_out_ci_low'], row['held_out_ci_high'], 2)}, "
             f"p {format_p(row['held_out_p'])}, n = {int(row['n_held_out'])}")
-
-
-def _scope_text(frame: pd.DataFrame) -> str:
-    scope = str(frame["scope"].iloc[0]) if "scope" in frame else "pooled"
-    return "combined within-model" if scope == "within" else "samples pooled over models"
 
 
 def _flagged(frame: pd.DataFrame, column: str) -> pd.Series | None:
@@ -273,14 +228,13 @@ def plot_sweep_heatmap(frame: pd.DataFrame, path: str | os.PathLike[str], title:
     thr_values = grid.columns.to_numpy(dtype=np.float64)
     data = grid.to_numpy(dtype=np.float64)
     method = str(frame["method"].iloc[0])
-    scope = _scope_text(frame)
 
     fig = Figure(figsize=(1.1 * len(thr_values) + 2.8, 0.8 * len(lam_values) + 2.2))
     ax = fig.subplots()
     finite = data[np.isfinite(data)]
     bound = float(np.max(np.abs(finite))) if finite.size and np.max(np.abs(finite)) > 0 else 1.0
     image = ax.imshow(data, cmap="RdBu_r", vmin=-bound, vmax=bound, origin="lower", aspect="auto")
-    fig.colorbar(image, ax=ax, label=f"{method} ({scope}), selection half")
+    fig.colorbar(image, ax=ax, label=f"{method} ({SCOPE_TEXT}), selection half")
     ax.set_xticks(range(len(thr_values)), [f"{t:g}" for t in thr_values])
     ax.set_yticks(range(len(lam_values)), [f"{lam:g}" for lam in lam_values])
     ax.set_xlabel("threshold")
@@ -293,21 +247,19 @@ def plot_sweep_heatmap(frame: pd.DataFrame, path: str | os.PathLike[str], title:
 
     chosen, default = _flagged(frame, "chosen"), _flagged(frame, "default")
     subtitle = "no cell defined on the selection half"
-    if chosen is not None:
-        ci = _grid_index(lam_values, float(chosen["lambda"]), "lambda")
-        cj = _grid_index(thr_values, float(chosen["threshold"]), "threshold")
-        _outline(ax, cj, ci, "solid", f"chosen on selection half; held-out {format_value(chosen['held_out'], 2)}")
-        subtitle = (f"chosen (lambda={chosen['lambda']:g}, threshold={chosen['threshold']:g}) on "
-                    f"{int(chosen['n_selection'])} samples; "
-                    f"held-out: {_held_out_text(chosen)}")
-    if default is not None:
-        di = _grid_index(lam_values, float(default["lambda"]), "lambda")
-        dj = _grid_index(thr_values, float(default["threshold"]), "threshold")
-        _outline(ax, dj, di, "--", f"default (lambda={default['lambda']:g}, threshold={default['threshold']:g}); "
-                 f"held-out {format_value(default['held_out'], 2)}")
+    for row, style in ((chosen, "solid"), (default, "--")):
+        if row is None:
+            continue
+        cell = f"lambda={row['lambda']:g}, threshold={row['threshold']:g}"
+        i = _grid_index(lam_values, float(row["lambda"]), "lambda")
+        j = _grid_index(thr_values, float(row["threshold"]), "threshold")
+        what = "chosen on selection half" if style == "solid" else f"default ({cell})"
+        _outline(ax, j, i, style, f"{what}; held-out {format_value(row['held_out'], 2)}")
+        if style == "solid":
+            subtitle = f"chosen ({cell}) on {int(row['n_selection'])} samples; held-out: {_held_out_text(row)}"
     if chosen is not None or default is not None:
         ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.12), fontsize=8, frameon=False)
-    ax.set_title(f"{title or f'{method} per sample ({scope}), selection half'}\n{subtitle}", fontsize=9)
+    ax.set_title(f"{title or f'{method} per sample ({SCOPE_TEXT}), selection half'}\n{subtitle}", fontsize=9)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120, bbox_inches="tight")
@@ -323,7 +275,7 @@ def render_sweep(frame: pd.DataFrame, name: str = "the score") -> list[str]:
     """
     if frame.empty:
         return []
-    method = f"{frame['method'].iloc[0]}, {_scope_text(frame)}"
+    method = f"{frame['method'].iloc[0]}, {SCOPE_TEXT}"
     n_cells = len(frame)
     chosen, default = _flagged(frame, "chosen"), _flagged(frame, "default")
     seed = int(frame["split_seed"].iloc[0])

@@ -31,7 +31,6 @@ task, as one tidy frame with a ``scope`` column:
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -40,13 +39,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from benchmark.analysis.bootstrap import bootstrap_ci
-from benchmark.analysis.correlation import (
-    METHODS,
-    CorrelationResult,
-    Method,
-    correlation,
-    statistic_along,
-)
+from benchmark.analysis.correlation import METHODS, CorrelationResult, Method, correlation, statistic_along
 from benchmark.analysis.format import format_ci, format_p, format_value, label
 
 __all__ = [
@@ -54,11 +47,9 @@ __all__ = [
     "QUALITY_METRICS",
     "RESULT_COLUMNS",
     "WITHIN_BETWEEN_NOTE",
-    "combined_statistic",
-    "combined_within_groups",
-    "group_pairs",
     "paired_wide",
     "render_within_between",
+    "result_row",
     "within_between",
     "within_combined",
 ]
@@ -102,45 +93,33 @@ def paired_wide(frame: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
     return wide.reset_index()
 
 
-def group_pairs(
-    x: ArrayLike, y: ArrayLike, groups: ArrayLike
-) -> tuple[list[np.ndarray], list[np.ndarray], list[str], list[str]]:
-    """Complete (x, y) pairs per group, keeping the groups usable for :func:`combined_within_groups`.
+def result_row(res: CorrelationResult, **keys: Any) -> dict[str, Any]:
+    """One row of a tidy result frame: ``keys``, then the :data:`RESULT_COLUMNS` of ``res``."""
+    d = res.to_dict()
+    return {**keys, **{c: d[c] for c in RESULT_COLUMNS}}
 
-    Args:
-        x, y: (n,) paired values (NaN allowed: such pairs are dropped).
-        groups: (n,) group label per pair (the model).
+
+def _group_pairs(x: ArrayLike, y: ArrayLike, groups: ArrayLike) -> tuple[list, list, list[str], int]:
+    """Complete (x, y) pairs per usable group, in sorted group order.
 
     Returns:
-        (x per kept group, y per kept group, kept group names, left-out group
-        names): a group is left out when it has fewer than 4 complete pairs or
-        a constant x or y (its correlation is undefined); groups in sorted order.
+        (x per kept group, y per kept group, left-out group names, pairs with
+        a NaN): a group is left out when it has fewer than 4 complete pairs or
+        a constant x or y (its correlation is undefined).
     """
     xa, ya, ga = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64), np.asarray(groups)
     if xa.ndim != 1 or xa.shape != ya.shape or ga.shape != xa.shape:
         raise ValueError(f"x, y and groups must be 1-D of equal length, got {xa.shape}, {ya.shape}, {ga.shape}")
     complete = np.isfinite(xa) & np.isfinite(ya)
-    xs, ys, kept, left_out = [], [], [], []
+    xs, ys, left_out = [], [], []
     for level in np.unique(ga):
         m = complete & (ga == level)
         if m.sum() >= 4 and np.ptp(xa[m]) > 0 and np.ptp(ya[m]) > 0:
             xs.append(xa[m])
             ys.append(ya[m])
-            kept.append(str(level))
         else:
             left_out.append(str(level))
-    return xs, ys, kept, left_out
-
-
-def combined_statistic(
-    x_groups: Sequence[np.ndarray], y_groups: Sequence[np.ndarray], method: Method = "spearman"
-) -> float:
-    """Point estimate of :func:`combined_within_groups` (Fisher-z mean, weights n_i - 3), in [-1, 1]; no p or CI."""
-    xs = [np.asarray(a, dtype=np.float64) for a in x_groups]
-    ys = [np.asarray(a, dtype=np.float64) for a in y_groups]
-    if not xs:
-        return float("nan")
-    return float(_combined_statistic(method, xs, ys))
+    return xs, ys, left_out, int((~complete).sum())
 
 
 def _combined_statistic(method: Method, xs: list[np.ndarray], ys: list[np.ndarray], axis: int = -1) -> np.ndarray:
@@ -154,9 +133,10 @@ def _combined_statistic(method: Method, xs: list[np.ndarray], ys: list[np.ndarra
     return np.tanh(sum(wi * zi for wi, zi in zip(w, zs)) / w.sum())
 
 
-def combined_within_groups(
-    x_groups: Sequence[np.ndarray],
-    y_groups: Sequence[np.ndarray],
+def within_combined(
+    x: ArrayLike,
+    y: ArrayLike,
+    groups: ArrayLike,
     method: Method = "spearman",
     *,
     n_boot: int = 2000,
@@ -164,11 +144,14 @@ def combined_within_groups(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> CorrelationResult:
-    """Stratified within-group correlation: Fisher-z mean of per-group coefficients.
+    """Stratified within-group correlation: Fisher-z mean of per-group coefficients (see the module docstring).
+
+    Groups with fewer than 4 complete pairs or an undefined correlation are
+    left out and named in ``note``; never raises on data.
 
     Args:
-        x_groups, y_groups: per group (model), 1-D arrays of complete pairs
-            (no NaN), each group with n_i >= 4 pairs and neither side constant.
+        x, y: (n,) paired values, NaN allowed (such pairs are dropped and counted).
+        groups: (n,) group label per pair (the model).
         method: ``"spearman"`` or ``"pearson"``.
         n_boot: stratified bootstrap resamples (each group resampled on its own).
         n_permutations: stratified permutations (y permuted within each group).
@@ -176,18 +159,14 @@ def combined_within_groups(
         seed: seed of the permutations and the resampling.
 
     Returns:
-        A :class:`CorrelationResult`; ``n`` is the total number of pairs.
+        A :class:`CorrelationResult`; ``n`` is the number of pairs in the kept groups.
     """
+    xs, ys, left_out, n_dropped = _group_pairs(x, y, groups)
+    if not xs:
+        return CorrelationResult.undefined(method, 0, n_dropped, n_boot, confidence,
+                                           "no model has 4 or more complete pairs with a defined correlation")
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
-    xs = [np.asarray(a, dtype=np.float64) for a in x_groups]
-    ys = [np.asarray(a, dtype=np.float64) for a in y_groups]
-    if not xs or len(xs) != len(ys):
-        raise ValueError(f"need the same non-zero number of x and y groups, got {len(xs)} and {len(ys)}")
-    for i, (x, y) in enumerate(zip(xs, ys)):
-        if x.ndim != 1 or x.shape != y.shape or x.size < 4 or np.isnan(x).any() or np.isnan(y).any():
-            raise ValueError(f"group {i}: need two equally long 1-D arrays of >= 4 complete pairs, "
-                             f"got shapes {x.shape} and {y.shape}")
     statistic = float(_combined_statistic(method, xs, ys))
     n = int(sum(x.size for x in xs))
 
@@ -205,67 +184,18 @@ def combined_within_groups(
     p_less = (1 + np.sum(null <= statistic + tol)) / (n_permutations + 1)
     p_value = float(min(1.0, 2 * min(p_greater, p_less)))
 
-    k = len(xs)
-
     def stat(*idx: np.ndarray, axis: int = -1) -> np.ndarray:
         return _combined_statistic(method, [x[i] for x, i in zip(xs, idx)], [y[i] for y, i in zip(ys, idx)], axis)
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        ci = bootstrap_ci([np.arange(x.size) for x in xs], stat, paired=False, n_resamples=n_boot,
-                          confidence=confidence, seed=seed)
-    return CorrelationResult(
-        method=method,
-        statistic=statistic,
-        p_value=p_value,
-        ci_low=ci.low,
-        ci_high=ci.high,
-        n=n,
-        n_dropped=0,
-        p_method=f"stratified Monte Carlo ({n_permutations} permutations within {k} groups)",
-        ci_method=f"stratified {ci.method}" if ci.method != "none" else "none",
-        n_boot=n_boot,
-        confidence=confidence,
-        note=ci.note,
-    )
-
-
-def within_combined(
-    x: ArrayLike,
-    y: ArrayLike,
-    groups: ArrayLike,
-    method: Method = "spearman",
-    *,
-    n_boot: int = 2000,
-    n_permutations: int = 9999,
-    confidence: float = 0.95,
-    seed: int = 0,
-) -> CorrelationResult:
-    """:func:`combined_within_groups` over labelled pairs: groups with fewer than 4 complete pairs or an
-    undefined correlation are left out and named in ``note``; never raises on data.
-
-    Args:
-        x, y: (n,) paired values, NaN allowed. groups: (n,) group labels (the model).
-        method, n_boot, n_permutations, confidence, seed: see :func:`combined_within_groups`.
-    """
-    xs, ys, _, left_out = group_pairs(x, y, groups)
-    complete = np.isfinite(np.asarray(x, dtype=np.float64)) & np.isfinite(np.asarray(y, dtype=np.float64))
-    n_dropped = int((~complete).sum())
-    if not xs:
-        nan = float("nan")
-        return CorrelationResult(method, nan, nan, nan, nan, 0, n_dropped, "none", "none", n_boot, confidence,
-                                 "no model has 4 or more complete pairs with a defined correlation")
-    res = combined_within_groups(xs, ys, method, n_boot=n_boot, n_permutations=n_permutations,
-                                 confidence=confidence, seed=seed)
+    ci = bootstrap_ci([np.arange(x.size) for x in xs], stat, paired=False, n_resamples=n_boot,
+                      confidence=confidence, seed=seed)
     why = f"left out (fewer than 4 pairs or undefined): {', '.join(left_out)}" if left_out else ""
-    note = "; ".join(filter(None, [res.note, why]))
-    return CorrelationResult(**{**res.to_dict(), "n_dropped": n_dropped, "note": note})
-
-
-def _row(task: Any, x: str, y: str, method: str, scope: str, model: Any, res: CorrelationResult) -> dict[str, Any]:
-    d = res.to_dict()
-    return {"task": task, "x": x, "y": y, "method": method, "scope": scope, "model": model,
-            **{c: d[c] for c in RESULT_COLUMNS}}
+    return CorrelationResult(
+        method, statistic, p_value, ci.low, ci.high, n, n_dropped,
+        f"stratified Monte Carlo ({n_permutations} permutations within {len(xs)} groups)",
+        f"stratified {ci.method}" if ci.method != "none" else "none", n_boot, confidence,
+        "; ".join(filter(None, [ci.note, why])),
+    )
 
 
 def within_between(
@@ -305,23 +235,23 @@ def within_between(
     for task, tf in wide.groupby("task", sort=True):
         for x in scores:
             for y in qualities:
-                if tf[x].notna().sum() == 0 or tf[y].notna().sum() == 0:
-                    continue
-                for method in methods:
-                    rows.extend(_task_rows(task, tf, x, y, method, kw))
-    cols = ["task", "x", "y", "method", "scope", "model", *RESULT_COLUMNS]
-    return pd.DataFrame(rows, columns=cols)
+                if tf[x].notna().any() and tf[y].notna().any():
+                    for method in methods:
+                        rows.extend(_task_rows(task, tf, x, y, method, kw))
+    return pd.DataFrame(rows, columns=["task", "x", "y", "method", "scope", "model", *RESULT_COLUMNS])
 
 
 def _task_rows(task: Any, tf: pd.DataFrame, x: str, y: str, method: Method, kw: dict) -> list[dict[str, Any]]:
-    rows = [_row(task, x, y, method, "pooled", None, correlation(tf[x], tf[y], method, **kw))]
+    def row(scope: str, model: Any, res: CorrelationResult) -> dict[str, Any]:
+        return result_row(res, task=task, x=x, y=y, method=method, scope=scope, model=model)
+
+    rows = [row("pooled", None, correlation(tf[x], tf[y], method, **kw))]
     for model, g in tf.groupby("model", sort=True):
-        rows.append(_row(task, x, y, method, f"within:{model}", model, correlation(g[x], g[y], method, **kw)))
+        rows.append(row(f"within:{model}", model, correlation(g[x], g[y], method, **kw)))
     combined = within_combined(tf[x], tf[y], tf["model"].astype(str).to_numpy(), method, **kw)
-    rows.append(_row(task, x, y, method, "within (combined)", None, combined))
+    rows.append(row("within (combined)", None, combined))
     means = tf.groupby("model", sort=True)[[x, y]].mean()
-    rows.append(_row(task, x, y, method, "between models", None,
-                     correlation(means[x], means[y], method, level="model", **kw)))
+    rows.append(row("between models", None, correlation(means[x], means[y], method, level="model", **kw)))
     return rows
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from benchmark.analysis.correlation import TOO_FEW_MODELS, correlation, pearson, spearman
+from benchmark.analysis.correlation import TOO_FEW_MODELS, correlation
 
 
 def brute_force_p(x: np.ndarray, y: np.ndarray, method: str) -> float:
@@ -25,7 +25,7 @@ def brute_force_p(x: np.ndarray, y: np.ndarray, method: str) -> float:
 def test_exact_p_for_four_models_in_perfect_order_is_one_twelfth() -> None:
     x = np.array([0.1, 0.2, 0.5, 0.9])
     for y, rho in ((np.array([10.0, 11.0, 15.0, 30.0]), 1.0), (np.array([30.0, 15.0, 11.0, 10.0]), -1.0)):
-        res = spearman(x, y, level="model", n_boot=50)
+        res = correlation(x, y, "spearman", level="model", n_boot=50)
         assert res.statistic == pytest.approx(rho)
         assert res.p_value == pytest.approx(2 / 24, abs=1e-12)  # not scipy's asymptotic ~0
         assert res.p_method == "exact (24 permutations)"
@@ -66,35 +66,35 @@ def test_bca_interval_close_to_fisher_z_interval() -> None:
     n, rho = 400, 0.6
     x = rng.normal(size=n)
     y = rho * x + math.sqrt(1 - rho**2) * rng.normal(size=n)
-    res = pearson(x, y, n_boot=2000)
+    res = correlation(x, y, "pearson", n_boot=2000)
     z, se = math.atanh(res.statistic), 1 / math.sqrt(n - 3)
     assert res.ci_low == pytest.approx(math.tanh(z - 1.96 * se), abs=0.03)
     assert res.ci_high == pytest.approx(math.tanh(z + 1.96 * se), abs=0.03)
-    assert pearson(x, y, n_boot=2000) == res  # fixed seed: reproducible
+    assert correlation(x, y, "pearson", n_boot=2000) == res  # fixed seed: reproducible
 
 
 def test_degenerate_bootstrap_falls_back_to_percentile_and_says_so() -> None:
     x = np.arange(6.0)
-    res = spearman(x, np.exp(x), n_boot=300)
+    res = correlation(x, np.exp(x), "spearman", n_boot=300)
     assert res.statistic == 1.0 and res.p_value == pytest.approx(2 / 720)
     assert (res.ci_low, res.ci_high, res.ci_method) == (1.0, 1.0, "percentile")
     assert "BCa not defined" in res.note and "every resample" in res.note
     # Five models are enough for an interval.
-    five = spearman(x[:5], np.exp(x[:5]), level="model", n_boot=300)
+    five = correlation(x[:5], np.exp(x[:5]), "spearman", level="model", n_boot=300)
     assert five.ci_method == "percentile" and five.note != TOO_FEW_MODELS
 
 
 def test_never_raises_on_data_and_counts_dropped_pairs() -> None:
-    short = pearson([1.0, 2.0, np.nan], [1.0, 2.0, 3.0])
+    short = correlation([1.0, 2.0, np.nan], [1.0, 2.0, 3.0], "pearson")
     assert math.isnan(short.statistic) and math.isnan(short.p_value)
     assert (short.n, short.n_dropped) == (2, 1) and "fewer than 3 complete pairs" in short.note
-    constant = spearman(np.ones(5), np.arange(5.0))
+    constant = correlation(np.ones(5), np.arange(5.0), "spearman")
     assert math.isnan(constant.statistic) and "x constant" in constant.note
     x = np.random.default_rng(4).normal(size=30)
     y = x + np.random.default_rng(5).normal(size=30)
     x[[0, 5]] = np.nan
     y[7] = np.nan
-    res = spearman(x, y, n_boot=100)
+    res = correlation(x, y, "spearman", n_boot=100)
     keep = ~(np.isnan(x) | np.isnan(y))
     assert (res.n, res.n_dropped) == (27, 3)
     assert res.statistic == pytest.approx(stats.spearmanr(x[keep], y[keep]).statistic)

@@ -5,11 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from benchmark.analysis.segmentation import (
-    average_precision,
-    binarize,
-    segmentation_scores,
-)
+from benchmark.analysis.segmentation import average_precision, segmentation_scores
 
 
 def brute_force_ap(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -47,7 +43,7 @@ def test_threshold_and_any_range() -> None:
     assert segmentation_scores(soft, mask).pixel_accuracy == 1.0
     res = segmentation_scores(soft, mask, threshold=15.0)
     assert res.pixel_accuracy == 0.75 and res.threshold == 15.0
-    assert binarize(soft, 35.0).tolist() == [[False, False], [False, True]]
+    assert segmentation_scores(soft, mask, threshold=35.0).iou_foreground == 0.5  # only the 40 pixel predicted
 
 
 def test_ties_enter_together() -> None:

@@ -8,12 +8,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from benchmark.analysis.validity import (
-    WITHIN_BETWEEN_NOTE,
-    combined_within_groups,
-    render_within_between,
-    within_between,
-)
+from benchmark.analysis.validity import WITHIN_BETWEEN_NOTE, render_within_between, within_between, within_combined
 
 
 def zero_spearman_permutation(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -23,6 +18,12 @@ def zero_spearman_permutation(n: int, rng: np.random.Generator) -> np.ndarray:
         p = rng.permutation(n)
         if np.sum((p - np.arange(n)) ** 2) == target:
             return p.astype(float)
+
+
+def labelled(xs: list[np.ndarray], ys: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-group arrays as labelled pairs (x, y, group), the groups in sorted order."""
+    groups = np.concatenate([np.full(x.size, f"g{k}") for k, x in enumerate(xs)])
+    return np.concatenate(xs), np.concatenate(ys), groups
 
 
 def tidy(task: str, data: dict[str, tuple[np.ndarray, np.ndarray]], x: str = "imacs_g",
@@ -68,7 +69,7 @@ def test_combined_is_weighted_fisher_z_mean() -> None:
     xs = [rng.normal(size=n) for n in (10, 25, 40)]
     ys = [x * s + rng.normal(size=x.size) for x, s in zip(xs, (0.2, 1.0, -0.5))]
     for method, f in (("spearman", stats.spearmanr), ("pearson", stats.pearsonr)):
-        res = combined_within_groups(xs, ys, method, n_boot=200, n_permutations=499)
+        res = within_combined(*labelled(xs, ys), method, n_boot=200, n_permutations=499)
         z = [math.atanh(f(x, y).statistic) for x, y in zip(xs, ys)]
         w = [x.size - 3 for x in xs]
         assert res.statistic == pytest.approx(math.tanh(np.dot(w, z) / sum(w)), rel=1e-12)
@@ -89,7 +90,7 @@ def test_stratified_permutation_p_matches_exact_enumeration() -> None:
     null = np.tanh((z0[:, None] + 2 * z1[None, :]) / 3).ravel()
     observed = math.tanh((z(xs[0], ys[0]) + 2 * z(xs[1], ys[1])) / 3)
     exact = min(1.0, 2 * min(np.mean(null >= observed - 1e-12), np.mean(null <= observed + 1e-12)))
-    res = combined_within_groups(xs, ys, "pearson", n_boot=100, n_permutations=9999)
+    res = within_combined(*labelled(xs, ys), "pearson", n_boot=100, n_permutations=9999)
     assert res.statistic == pytest.approx(observed, rel=1e-9)
     assert res.p_value == pytest.approx(exact, abs=0.02)  # Monte-Carlo sd ~0.005
 
