@@ -18,6 +18,8 @@ from benchmark.registry import SAMPLE_METRICS, SET_METRICS, metric_direction, me
 from benchmark.store import write_atomic  # noqa: E402
 
 UPSCALE = 4  # the embedded images are tiny; enlarge for viewing
+GAP = 4  # white pixels between the panels of a strip
+ALPHA = 0.55
 
 
 def to_uint8(img: torch.Tensor) -> np.ndarray:
@@ -25,30 +27,25 @@ def to_uint8(img: torch.Tensor) -> np.ndarray:
     return (img.detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
 
 
-def overlay(image: torch.Tensor, raw_map: torch.Tensor | None, threshold: float = 0.4, alpha: float = 0.55) -> np.ndarray:
+def overlay(image: torch.Tensor, raw_map: torch.Tensor | None, threshold: float = 0.4) -> np.ndarray:
     """Blend the thresholded, normalised map (jet) over ``image`` (3, H, W); zeros stay transparent."""
-    base = to_uint8(image).astype(np.float32)
-    if raw_map is None:
-        return base.astype(np.uint8)
-    m = prepare_map(raw_map, tuple(image.shape[-2:]), threshold).numpy()
-    if np.isnan(m).any():
-        return base.astype(np.uint8)
+    base = to_uint8(image)
+    m = None if raw_map is None else prepare_map(raw_map, tuple(image.shape[-2:]), threshold).numpy()
+    if m is None or np.isnan(m).any():
+        return base
     colour = colormaps["jet"](m)[..., :3] * 255
-    a = (m > 0)[..., None] * alpha
-    return (base * (1 - a) + colour * a).astype(np.uint8)
+    a = (m > 0)[..., None] * ALPHA
+    return (base.astype(np.float32) * (1 - a) + colour * a).astype(np.uint8)
 
 
-def _enlarge(arr: np.ndarray, height: int) -> np.ndarray:
-    h, w = arr.shape[:2]
-    return np.asarray(Image.fromarray(arr).resize((max(1, round(w * height / h)), height), Image.NEAREST))
-
-
-def strip(panels: list[np.ndarray], height: int | None = None, gap: int = 4) -> np.ndarray:
-    """Concatenate RGB panels horizontally at a common height with white gaps."""
-    height = height or max(p.shape[0] for p in panels) * UPSCALE
+def strip(panels: list[np.ndarray]) -> np.ndarray:
+    """Concatenate RGB panels horizontally at a common height (:data:`UPSCALE` x the tallest) with white gaps."""
+    height = max(p.shape[0] for p in panels) * UPSCALE
     parts = []
     for p in panels:
-        parts += [_enlarge(p, height), np.full((height, gap, 3), 255, np.uint8)]
+        width = max(1, round(p.shape[1] * height / p.shape[0]))
+        parts += [np.asarray(Image.fromarray(p).resize((width, height), Image.NEAREST)),
+                  np.full((height, GAP, 3), 255, np.uint8)]
     return np.concatenate(parts[:-1], 1)
 
 
@@ -57,6 +54,13 @@ def save_png(arr: np.ndarray, path: Path) -> None:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG")
     write_atomic(path, buf.getvalue())
+
+
+def png_bytes(fig, dpi: int) -> bytes:
+    """A matplotlib Figure as PNG bytes without a software stamp (the same figure gives the same bytes)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    return buf.getvalue()
 
 
 def sample_overlay(generated: torch.Tensor, reference: torch.Tensor, g_map: torch.Tensor,
@@ -73,12 +77,9 @@ def plot_scatter(frame, path: Path, quality: list[str]) -> bool:
     returns True; False (nothing written) when there is no quality metric or no IMACS value.
     """
     fig = scatter_figure(frame, quality)
-    if fig is None:
-        return False
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
-    write_atomic(path, buf.getvalue())
-    return True
+    if fig is not None:
+        write_atomic(path, png_bytes(fig, 110))
+    return fig is not None
 
 
 def scatter_figure(frame, quality: list[str]):
@@ -105,24 +106,18 @@ def scatter_figure(frame, quality: list[str]):
         ax.set_title(f"{metric_label(side)} against {metric_label(q)}", fontsize=9)
         ax.grid(alpha=0.3)
     found = {label: h for ax in axes for h, label in zip(*ax.get_legend_handles_labels())}
-    handles, labels = [found[m] for m in colour if m in found], [m for m in colour if m in found]
-    if handles:  # outside the axes: a legend over the points hides the ones it is about
-        fig.legend(handles, labels, loc="outside right upper", title="model", fontsize=7, title_fontsize=8)
+    labels = [m for m in colour if m in found]
+    if labels:  # outside the axes: a legend over the points hides the ones it is about
+        fig.legend([found[m] for m in labels], labels, loc="outside right upper", title="model", fontsize=7,
+                   title_fontsize=8)
     fig.suptitle("Per-sample attribution score against output quality (one point per sample)", fontsize=10)
     return fig
 
 
-_IMACS_RANGE = "[-λ, 1]"
-
-
 def _axis_label(name: str) -> str:
     """``<label> (<unit or "no unit">[, range]; higher/lower is better)`` from the metric registry."""
-    info = {}
-    for reg in (SAMPLE_METRICS, SET_METRICS):
-        if name in reg:
-            info = reg.info(name)
-    unit = info.get("unit") or "no unit"
-    extra = f", range {_IMACS_RANGE}" if name.startswith("imacs") else ""
+    info = next((reg.info(name) for reg in (SET_METRICS, SAMPLE_METRICS) if name in reg), {})
+    extra = ", range [-λ, 1]" if name.startswith("imacs") else ""
     direction = metric_direction(name)
     better = f"; {direction} is better" if direction else ""
-    return f"{metric_label(name)} ({unit}{extra}{better})"
+    return f"{metric_label(name)} ({info.get('unit') or 'no unit'}{extra}{better})"

@@ -1,5 +1,5 @@
-"""Build the report: :func:`build_report` reads the stored records of a config (:mod:`benchmark.report.store_view`), builds tidy
-frames (:mod:`benchmark.report.tables`, :mod:`benchmark.analysis`), and renders them
+"""Build the report: :func:`build_report` reads the stored records of a config (:mod:`benchmark.report.store_view`),
+builds tidy frames (:mod:`benchmark.report.tables`, :mod:`benchmark.analysis`), and renders them
 (:mod:`benchmark.report.render`, :mod:`benchmark.report.figures`). It writes the frames under the run's
 ``results/`` and the leaderboards under the config's leaderboard folder; a run that executed jobs also
 records its history rows. No dataset is opened and no model is loaded.
@@ -22,12 +22,20 @@ from benchmark.analysis.format import format_value as fmt
 from benchmark.analysis.landmarks import render_imacs_landmarks
 from benchmark.analysis.validity import render_within_between, within_between
 from benchmark.config import RunConfig, TaskConfig, resolve_path
-from benchmark.registry import metric_label
+from benchmark.registry import SAMPLE_METRICS, metric_direction, metric_label
 from benchmark.report import history, memo, one_pass_page, render
-from benchmark.report.figures_page import schedule
+from benchmark.report.figures_page import draw, model_figures, schedule
+from benchmark.report.methods import method_leaderboard
 from benchmark.report.store_view import StoreView, failure_frame, load_view, sample_frame, sweep_terms
-from benchmark.report.tables import aggregate, main_table, quality_metrics, set_metrics
-from benchmark.store import write_atomic
+from benchmark.report.tables import aggregate, main_table, quality_metrics, set_metrics, write_csv
+
+VERSIONED = ("torch", "diffusers", "transformers", "torchmetrics", "clean-fid", "lpips", "scipy", "pandas", "dask")
+SCORES = ("imacs_g", "imacs_r")
+N_PERMUTATIONS = 9999  # Monte-Carlo permutations where n! is larger (exact enumeration below that)
+# results/<file> <- the concatenated per-task frames of ``_analyses`` under <key>
+ANALYSIS_CSVS = (("correlations.csv", "correlations"), ("confounds.csv", "confounds"), ("sweep.csv", "sweep"),
+                 ("one_pass_agreement.csv", "one_pass"))
+
 
 @dataclass
 class TaskPage:
@@ -42,10 +50,14 @@ class TaskPage:
     analyses: dict
     regressions: list[str]
 
+    @property
+    def main(self) -> list[str]:
+        """The columns of the short table: IMACS, then the first two quality metrics."""
+        return [m for m in SCORES if m in self.table] + self.quality[:2]
 
-VERSIONED = ("torch", "diffusers", "transformers", "torchmetrics", "clean-fid", "lpips", "scipy", "pandas", "dask")
-SCORES = ("imacs_g", "imacs_r")
-N_PERMUTATIONS = 9999  # Monte-Carlo permutations where n! is larger (exact enumeration below that)
+    @property
+    def set_cols(self) -> list[str]:
+        return sorted(set(self.sets.metric)) if not self.sets.empty else []
 
 
 def git_revision() -> str:
@@ -56,31 +68,25 @@ def git_revision() -> str:
         return "unknown"
 
 
-def versions() -> dict[str, str]:
-    out = {}
-    for name in VERSIONED:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "absent"
-    return out
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "absent"
 
 
-def write_csv(frame: pd.DataFrame, path: Path) -> Path:
-    return write_atomic(path, frame.to_csv(index=False, float_format="%.6g"))
-
-
-def _header(cfg: RunConfig, view: StoreView) -> list[str]:
+def _header(cfg: RunConfig, view: StoreView, git: str) -> list[str]:
     records = [r for sm in view.models for r in sm.records]
     devices = sorted({r["device"] for r in records})
     sampling = sorted({f"{r['sampling']['num_inference_steps']} steps, CFG {r['sampling']['guidance_scale']:g}"
                        for r in records})
     keys = sorted({sm.generation_key for sm in view.models})
     built = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    lines = [f"- report of run `{cfg.name}` built {built} at git `{git_revision()}`; generation key(s) "
-             f"{', '.join(f'`{k}`' for k in keys)}; scoring lambda {cfg.scoring.lam:g}, threshold {cfg.scoring.threshold:g}",
+    lines = [f"- report of run `{cfg.name}` built {built} at git `{git}`; generation key(s) "
+             f"{', '.join(f'`{k}`' for k in keys)}; scoring lambda {cfg.scoring.lam:g}, "
+             f"threshold {cfg.scoring.threshold:g}",
              f"- device: {', '.join(devices) or 'n/a'}; sampling: {'; '.join(sampling) or 'n/a'}",
-             "- versions: " + ", ".join(f"{k} {v}" for k, v in versions().items())]
+             "- versions: " + ", ".join(f"{k} {_version(k)}" for k in VERSIONED)]
     if cfg.label:
         lines.insert(0, f"> **{cfg.label}**: numbers from this run describe that model only.")
     return lines
@@ -106,39 +112,33 @@ def build_report(cfg: RunConfig, executed_run_id: str | None = None) -> dict[str
     tested = frame[~frame.model.isin(view.baselines)]
     git = git_revision()
     hist_path = lb_dir / "history.csv"
-    past = history.read(hist_path)
-    deltas = history.deltas(past, history.current_rows(view, agg, git))
-    header = _header(cfg, view)
-    corr, conf, sweeps, agree, overview_rows, regressions, todo = [], [], [], [], [], [], []
+    deltas = history.deltas(history.read(hist_path), history.current_rows(view, agg, git))
+    header = _header(cfg, view, git)
+    collected = {key: [] for _, key in ANALYSIS_CSVS}
+    overview_rows, regressions, todo = [], [], []
     for name, task in tqdm(sorted(view.tasks.items()), desc="report"):
         quality = quality_metrics(task, frame)
         tf = tested[tested.task == name]
         analyses = _analyses(cfg, view, task, tf, quality[:2], fig_dir, todo)
-        corr.append(analyses["correlations"]), conf.append(analyses["confounds"]), sweeps.append(analyses["sweep"])
-        agree.append(analyses["one_pass"].assign(task=name) if not analyses["one_pass"].empty else analyses["one_pass"])
+        for key, frames in collected.items():
+            frames.append(analyses[key].assign(task=name) if key == "one_pass" else analyses[key])
         sets = set_metrics(view, task, cfg.metrics.kid_scale)
-        table = main_table(task, agg, sets, failures[failures.task == name], view, quality, deltas)
+        task_failures = failures[failures.task == name]
+        table = main_table(task, agg, sets, task_failures, view, quality, deltas)
         write_csv(table, lb_dir / f"{name}.csv")
-        page = TaskPage(task, table, agg[agg.task == name], sets, failures[failures.task == name], quality, analyses,
+        page = TaskPage(task, table, agg[agg.task == name], sets, task_failures, quality, analyses,
                         _regressions(cfg, name, table))
         regressions += page.regressions
-        write_atomic(lb_dir / f"{name}.md", "\n".join(_task_page(cfg, view, page, header, lb_dir, todo)) + "\n")
-        write_atomic(lb_dir / f"{name}_full.md", "\n".join(_full_page(page)) + "\n")
-        defined = table[table["n"] > 0] if not table.empty else table
-        best = defined.iloc[0] if "imacs_g" in defined and len(defined) and not pd.isna(defined.iloc[0]["imacs_g"]) else None
+        render.write_markdown(lb_dir / f"{name}.md", _task_page(cfg, view, page, header, lb_dir, todo))
+        render.write_markdown(lb_dir / f"{name}_full.md", _full_page(page))
         overview_rows.append({"task": name, "models": len(table), "samples": int(table["n"].sum()) if len(table) else 0,
-                              "failures": int(len(failures[failures.task == name])),
-                              "best": f"{best['model']} {fmt(best['imacs_g'])}" if best is not None else "n/a"})
-    for frames, fname in ((corr, "correlations.csv"), (conf, "confounds.csv"), (sweeps, "sweep.csv"),
-                          (agree, "one_pass_agreement.csv")):
-        non_empty = [f for f in frames if not f.empty]
+                              "failures": len(task_failures), "best": _best(table)})
+    for fname, key in ANALYSIS_CSVS:
+        non_empty = [f for f in collected[key] if not f.empty]
         write_csv(pd.concat(non_empty, ignore_index=True) if non_empty else pd.DataFrame(), res_dir / fname)
-    from benchmark.report.figures_page import draw
-    from benchmark.report.methods import method_leaderboard
-
     has_methods = method_leaderboard(cfg, view, lb_dir, res_dir, header, todo)
     draw(todo, fig_dir, cfg.cluster.workers)
-    write_atomic(lb_dir / "README.md", "\n".join(render.overview(header, overview_rows, regressions, has_methods)) + "\n")
+    render.write_markdown(lb_dir / "README.md", render.overview(header, overview_rows, regressions, has_methods))
     if executed_run_id:
         history.record(hist_path, history.current_rows(view, agg, git, run_id=executed_run_id))
     return {"index": lb_dir / "README.md", "results": res_dir}
@@ -148,11 +148,10 @@ def _analyses(cfg: RunConfig, view: StoreView, task: TaskConfig, tf: pd.DataFram
               fig_dir: Path, todo: list[tuple]) -> dict:
     """Correlations (pooled / within / between), confounds and the held-out sweeps of one task; their figures
     are appended to ``todo`` when their inputs changed (:func:`benchmark.report.figures_page.schedule`)."""
-    n_boot, seed = cfg.scoring.n_boot, cfg.seed
-    kw = {"n_boot": n_boot, "n_permutations": N_PERMUTATIONS, "seed": seed}
+    kw = {"n_boot": cfg.scoring.n_boot, "n_permutations": N_PERMUTATIONS, "seed": cfg.seed}
     cache = cfg.out_dir / "results" / "cache"
     key = memo.digest(tf, quality, kw)
-    out = {"figures": {}, "frame": tf, "skipped": []}
+    out = {"figures": {}, "skipped": []}
     out["correlations"] = memo.cached(cache, f"{task.name}-correlations", key, lambda: within_between(
         tf, SCORES, quality, ("spearman",), **kw) if quality else pd.DataFrame())
     out["confounds"] = memo.cached(cache, f"{task.name}-confounds", key, lambda: confounds(
@@ -163,30 +162,29 @@ def _analyses(cfg: RunConfig, view: StoreView, task: TaskConfig, tf: pd.DataFram
             out["skipped"].append(f"{metric_label(score)} vs quality: n/a, fewer than 3 complete pairs "
                                   f"({'; '.join(reasons)})")
     sweep_rows = []
-    if quality:
+    terms = sweep_terms(view, task.name, sorted(tf.model.unique())) if quality else {}
+    for side, t in terms.items():
         q_lookup = tf[tf.metric == quality[0]].set_index(["model", "sample_id"])["value"]
-        terms = sweep_terms(view, task.name, sorted(tf.model.unique()))
-        lams, thrs = list(cfg.scoring.sweep_lambdas), list(cfg.scoring.sweep_thresholds)
-        for side, t in terms.items():
-            idx = [int(np.flatnonzero(np.isclose(t["thresholds"], x))[0]) for x in thrs]
-            q = np.asarray([q_lookup.get((m, s), np.nan) for m, s in zip(t["model"], t["sample_id"])], float)
-            if (np.isfinite(q) & np.isfinite(t["a"][:, idx[0]])).sum() < 6:
-                out["skipped"].append(f"IMACS_{side} sweep: n/a, fewer than 6 samples with both a score and "
-                                      f"{metric_label(quality[0])}")
-                continue
-            args = (t["a"][:, idx], t["b"][:, idx], q, t["model"], lams, thrs)
-            opts = {"default": (cfg.scoring.lam, cfg.scoring.threshold), "units": t["sample_id"], "seed": seed,
-                    "n_boot": min(n_boot, 1000), "n_permutations": N_PERMUTATIONS}
-            sw = memo.cached(cache, f"{task.name}-sweep-{side}", memo.digest([np.asarray(a).tolist() for a in args], opts),
-                             lambda: correlation_sweep(*args, **opts))
-            sw.insert(0, "side", side), sw.insert(0, "quality", quality[0]), sw.insert(0, "task", task.name)
-            sweep_rows.append(sw)
-            if sw["selection"].notna().any():
-                path = fig_dir / task.name / f"sweep_imacs_{side}.png"
-                schedule(todo, fig_dir, "benchmark.analysis.sweep:plot_sweep_heatmap",
-                         (sw, path, f"{task.name}: Spearman(IMACS_{side}, {metric_label(quality[0])})"), path,
-                         memo.digest(sw))
-                out["figures"][side] = path
+        idx = [int(np.flatnonzero(np.isclose(t["thresholds"], x))[0]) for x in cfg.scoring.sweep_thresholds]
+        q = np.asarray([q_lookup.get((m, s), np.nan) for m, s in zip(t["model"], t["sample_id"])], float)
+        if (np.isfinite(q) & np.isfinite(t["a"][:, idx[0]])).sum() < 6:
+            out["skipped"].append(f"IMACS_{side} sweep: n/a, fewer than 6 samples with both a score and "
+                                  f"{metric_label(quality[0])}")
+            continue
+        args = (t["a"][:, idx], t["b"][:, idx], q, t["model"], list(cfg.scoring.sweep_lambdas),
+                list(cfg.scoring.sweep_thresholds))
+        opts = {"default": (cfg.scoring.lam, cfg.scoring.threshold), "units": t["sample_id"], "seed": cfg.seed,
+                "n_boot": min(cfg.scoring.n_boot, 1000), "n_permutations": N_PERMUTATIONS}
+        sw = memo.cached(cache, f"{task.name}-sweep-{side}", memo.digest([np.asarray(a).tolist() for a in args], opts),
+                         lambda: correlation_sweep(*args, **opts))
+        sw.insert(0, "side", side), sw.insert(0, "quality", quality[0]), sw.insert(0, "task", task.name)
+        sweep_rows.append(sw)
+        if sw["selection"].notna().any():
+            path = fig_dir / task.name / f"sweep_imacs_{side}.png"
+            schedule(todo, fig_dir, "benchmark.analysis.sweep:plot_sweep_heatmap",
+                     (sw, path, f"{task.name}: Spearman(IMACS_{side}, {metric_label(quality[0])})"), path,
+                     memo.digest(sw))
+            out["figures"][side] = path
     out["sweep"] = pd.concat(sweep_rows, ignore_index=True) if sweep_rows else pd.DataFrame()
     if quality and tf["metric"].isin(SCORES).any():
         out["scatter"] = fig_dir / task.name / "scatter.png"
@@ -197,9 +195,15 @@ def _analyses(cfg: RunConfig, view: StoreView, task: TaskConfig, tf: pd.DataFram
     return out
 
 
-def _regressions(cfg: RunConfig, task: str, table: pd.DataFrame) -> list[str]:
-    from benchmark.registry import metric_direction
+def _best(table: pd.DataFrame) -> str:
+    """The overview's best model: the table's first model with samples and its IMACS_g; n/a when undefined."""
+    top = table[table["n"] > 0] if "imacs_g" in table else table.head(0)
+    if top.empty or pd.isna(top["imacs_g"].iloc[0]):
+        return "n/a"
+    return f"{top['model'].iloc[0]} {fmt(top['imacs_g'].iloc[0])}"
 
+
+def _regressions(cfg: RunConfig, task: str, table: pd.DataFrame) -> list[str]:
     out = []
     for col in [c for c in table.columns if c.endswith("_change")]:
         metric = col[: -len("_change")]
@@ -213,11 +217,8 @@ def _regressions(cfg: RunConfig, task: str, table: pd.DataFrame) -> list[str]:
 
 def _task_page(cfg: RunConfig, view: StoreView, page: TaskPage, header: list[str], lb_dir: Path,
                todo: list[tuple]) -> list[str]:
-    from benchmark.report.figures_page import model_figures
-
-    task, table, analyses, quality = page.task, page.table, page.analyses, page.quality
-    set_cols = sorted(set(page.sets.metric)) if not page.sets.empty else []
-    main = [m for m in SCORES if m in table] + quality[:2]
+    task, table, analyses = page.task, page.table, page.analyses
+    labels = {n: SAMPLE_METRICS.label(n) for n in SAMPLE_METRICS.names()}
     lines = [f"# {task.name} (task v{task.version})", "", task.description, ""] + header + [""]
     lines += render_imacs_landmarks(cfg.scoring.lam)
     lines += ["x_g (IMACS_g): " + (task.region or "the generated region") + "; x_r (IMACS_r): "
@@ -226,21 +227,21 @@ def _task_page(cfg: RunConfig, view: StoreView, page: TaskPage, header: list[str
               "Cells: mean [bootstrap 95% CI] over samples; (change since the latest earlier run with the same task "
               "version, model, generation settings, scoring settings and samples).", ""]
     if not table.empty:
-        lines += render.table(table, main, set_cols) + [""]
+        lines += render.table(table, page.main, page.set_cols) + [""]
     lines += [f"Every metric, with CIs: [{task.name}_full.md]({task.name}_full.md) and `{task.name}.csv`.", ""]
-    lines += render.set_metric_notes(page.sets) + render.undefined_notes(page.agg, main)
+    lines += render.set_metric_notes(page.sets) + render.undefined_notes(page.agg, page.main)
     if page.regressions:
         lines += ["**Regressions beyond tolerance:** " + "; ".join(page.regressions), ""]
     lines += render.failures_section(page.failures)
     if not analyses["correlations"].empty:
         lines += ["## Does IMACS track output quality?", "",
                   "Random-init baselines left out. p: exact or Monte-Carlo permutation test; CI: BCa bootstrap.", ""]
-        lines += render_within_between(analyses["correlations"], _labels()) + [""]
+        lines += render_within_between(analyses["correlations"], labels) + [""]
         if "scatter" in analyses:
             lines += [render.link(analyses["scatter"], lb_dir, "IMACS vs quality per sample"), ""]
     lines += [f"- {line}" for line in analyses["skipped"]] + ([""] if analyses["skipped"] else [])
     if not analyses["confounds"].empty:
-        lines += ["## Confounds: the size of the regions", ""] + render_confounds(analyses["confounds"], _labels())
+        lines += ["## Confounds: the size of the regions", ""] + render_confounds(analyses["confounds"], labels)
     for side, path in analyses["figures"].items():
         sw = analyses["sweep"][analyses["sweep"].side == side]
         lines += [f"## IMACS_{side} sweep over lambda and threshold", ""]
@@ -248,22 +249,14 @@ def _task_page(cfg: RunConfig, view: StoreView, page: TaskPage, header: list[str
         lines += [render.link(path, lb_dir, f"sweep {side}"), ""]
     op = [sm for sm in view.one_pass if sm.task == task.name and sm.records]
     if op:
-        lines += one_pass_page.section(analyses["one_pass"], analyses["one_pass_cost"], _labels(),
+        lines += one_pass_page.section(analyses["one_pass"], analyses["one_pass_cost"], labels,
                                        "t = " + ", ".join(str(t) for t in sorted(op[0].records[0]["timesteps"])))
-    return lines + model_figures(cfg, view, task.name, [r.model for r in table.itertuples()], lb_dir,
-                                 lb_dir / "figures", todo)
+    return lines + model_figures(cfg, view, task.name, [r.model for r in table.itertuples()], lb_dir, todo)
 
 
 def _full_page(page: TaskPage) -> list[str]:
     """Every metric of the task's models, with CIs and changes."""
     table, name = page.table, page.task.name
-    main = [m for m in SCORES if m in table] + page.quality[:2]
-    metrics = [c for c in table.columns if f"{c}_ci_low" in table.columns and c not in main]
-    set_cols = sorted(set(page.sets.metric)) if not page.sets.empty else []
-    return [f"# {name}: every metric", "", f"[back]({name}.md)", ""] + render.table(table, main + metrics, set_cols)
-
-
-def _labels() -> dict[str, str]:
-    from benchmark.registry import SAMPLE_METRICS
-
-    return {n: SAMPLE_METRICS.label(n) for n in SAMPLE_METRICS.names()}
+    metrics = [c for c in table.columns if f"{c}_ci_low" in table.columns and c not in page.main]
+    return [f"# {name}: every metric", "", f"[back]({name}.md)", ""] + render.table(table, page.main + metrics,
+                                                                                  page.set_cols)

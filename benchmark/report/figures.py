@@ -33,6 +33,7 @@ from PIL import Image  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
 from benchmark.defaults import DEFAULT_THRESHOLD  # noqa: E402
+from benchmark.figures import png_bytes  # noqa: E402
 from benchmark.maps import prepare_map  # noqa: E402
 from benchmark.results.sample_maps import SampleMaps  # noqa: E402
 from benchmark.scoring import side_map  # noqa: E402
@@ -68,8 +69,7 @@ def level_figure(sample_dir: Path, level: str, threshold: float, out_path: Path,
     panels a row. ``threshold`` in [0, 1): map values at or below it are not drawn.
     Returns ``out_path``, or None when the sample stores no ``g/<level>``.
     """
-    fig = _level_figure(Path(sample_dir), level, threshold, title)
-    return None if fig is None else _save(fig, out_path)
+    return _save(_level_figure(Path(sample_dir), level, threshold, title), out_path)
 
 
 def sram_figure(sample_dir: Path, out_path: Path, title: str,
@@ -82,18 +82,16 @@ def sram_figure(sample_dir: Path, out_path: Path, title: str,
     row: its row of ``sr/volume`` (h*w, h_I*w_I), reshaped to (h_I, w_I) and upsampled over
     ``reference.png``. Returns ``out_path``, or None when the sample stores no ``sr/volume``.
     """
-    fig = _sram_figure(Path(sample_dir), title, positions, threshold)
-    return None if fig is None else _save(fig, out_path)
+    return _save(_sram_figure(Path(sample_dir), title, positions, threshold), out_path)
 
 
 def methods_figure(generated_png, maps: Mapping[str, torch.Tensor | np.ndarray | None], mask,
                    threshold: float, out_path: Path, title: str) -> Path:
     """One generated-side map per attribution method over the generated image, as a PNG at ``out_path``.
 
-    ``generated_png``: a PNG path, an (H, W, 3) uint8 array or a (3, H, W) tensor in [0, 1];
-    ``maps``: method label -> raw map (h, w) (any grid; resized to (H, W)), or None where a method has
-    no map to draw (the uniform map); ``mask``: the region mask (H, W), or None. Panels are titled
-    with the labels, in the order given.
+    ``generated_png``: the path of the generated PNG; ``maps``: method label -> raw map (h, w) (any grid;
+    resized to (H, W)), or None where a method has no map to draw (the uniform map); ``mask``: the region
+    mask (H, W), or None. Panels are titled with the labels, in the order given.
     """
     return _save(_methods_figure(generated_png, maps, mask, threshold, title), out_path)
 
@@ -186,8 +184,8 @@ def _level_figure(sample_dir: Path, level: str, threshold: float, title: str) ->
 
     fig, axes = _grid(len(rows), shown)
     for row, (label, image, stack, mask) in zip(axes, rows):
-        for k, ax in enumerate(row):
-            if k < min(shown, stack.shape[0]):
+        for k, ax in enumerate(row):  # a side may have fewer panels than the other
+            if k < stack.shape[0]:
                 _draw_panel(ax, image, stack[k], threshold, mask, titles[k])
             else:
                 ax.set_visible(False)
@@ -239,8 +237,7 @@ def _sram_figure(sample_dir: Path, title: str, positions, threshold: float) -> F
 def _methods_figure(generated_png, maps: Mapping, mask, threshold: float, title: str) -> Figure:
     if not maps:
         raise ValueError("methods_figure needs at least one method map")
-    image = _as_rgb(generated_png)
-    mask = None if mask is None else torch.as_tensor(np.asarray(mask), dtype=torch.float32)
+    image = _read_rgb(Path(generated_png))
     cols = min(len(maps), METHOD_COLUMNS)
     fig, axes = _grid(-(-len(maps) // cols), cols, title_lines=2)
     flat = [ax for row in axes for ax in row]
@@ -321,26 +318,25 @@ def _finish(fig: Figure, axes: list[list], title: str, lines: list[str], thresho
     bar.ax.tick_params(labelsize=7)
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def _save(fig: Figure | None, path: Path) -> Path | None:
     """PNG, atomically, within :data:`MAX_BYTES` where it can be: at :data:`DPI` in full colour; if larger,
     with a 256-colour palette (median cut, no dithering: deterministic, text stays sharp); if still
-    larger (photographs under many panels), the palette PNG at a lower DPI, down to :data:`MIN_DPI`."""
+    larger (photographs under many panels), the palette PNG at a lower DPI, down to :data:`MIN_DPI`.
+    None (nothing written) for no figure."""
+    if fig is None:
+        return None
     dpi = DPI
-    data = _png(fig, dpi, palette=False)
+    data = png_bytes(fig, dpi)
     while len(data) > MAX_BYTES:
-        data = _png(fig, dpi, palette=True)
+        data = _palette(png_bytes(fig, dpi))
         if len(data) <= MAX_BYTES or dpi <= MIN_DPI:
             break
         dpi = max(MIN_DPI, int(dpi * 0.85))
     return write_atomic(Path(path), data)
 
 
-def _png(fig: Figure, dpi: int, palette: bool) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
-    if not palette:
-        return buf.getvalue()
-    with Image.open(buf) as img:
+def _palette(png: bytes) -> bytes:
+    with Image.open(io.BytesIO(png)) as img:
         small = img.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     out = io.BytesIO()
     small.save(out, format="PNG", optimize=True)
@@ -372,28 +368,19 @@ def _count(level: str, shown: int, total: int) -> str:
     return f"{total} {noun}" if shown == total else f"first {shown} of {total} {noun}"
 
 
-def _load_maps(sample_dir: Path) -> SampleMaps:
-    path = sample_dir / "maps.npz"
+def _stored(path: Path) -> Path:
+    """``path``, a file of a stored sample folder; FileNotFoundError naming the sample when it is missing."""
     if not path.is_file():
-        raise FileNotFoundError(f"sample {sample_dir.name}: no maps.npz in {sample_dir}")
-    return SampleMaps.load(path)
+        raise FileNotFoundError(f"sample {path.parent.name}: no {path.name} in {path.parent}")
+    return path
+
+
+def _load_maps(sample_dir: Path) -> SampleMaps:
+    return SampleMaps.load(_stored(sample_dir / "maps.npz"))
 
 
 def _read_rgb(path: Path) -> np.ndarray:
     """A stored PNG as (H, W, 3) uint8."""
-    if not path.is_file():
-        raise FileNotFoundError(f"sample {path.parent.name}: no {path.name} in {path.parent}")
-    with Image.open(path) as img:
+    with Image.open(_stored(path)) as img:
         return np.asarray(img.convert("RGB"))
 
-
-def _as_rgb(image) -> np.ndarray:
-    """A PNG path, an (H, W, 3) uint8 array or a (3, H, W) float tensor in [0, 1] as (H, W, 3) uint8."""
-    if isinstance(image, (str, Path)):
-        return _read_rgb(Path(image))
-    if isinstance(image, torch.Tensor):
-        return (image.detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
-    arr = np.asarray(image)
-    if arr.ndim != 3 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
-        raise ValueError(f"expected an (H, W, 3) uint8 image, got {arr.dtype} {arr.shape}")
-    return arr

@@ -7,6 +7,7 @@ are drawn in parallel worker processes (:func:`draw`).
 
 from __future__ import annotations
 
+import importlib
 import json
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
@@ -14,18 +15,17 @@ from pathlib import Path
 
 from benchmark.config import RunConfig
 from benchmark.report.store_view import StoreView
+from benchmark.results.sample_maps import SampleMaps
 from benchmark.store import write_atomic
 
 FIGURE_VERSION = 1
 LEVELS = (("ulam", "ULAM"), ("tlam", "TLAM (time groups)"), ("hlam", "HLAM (heads)"), ("llam", "LLAM (layers)"))
 
 
-def model_figures(cfg: RunConfig, view: StoreView, task: str, models: list[str], lb_dir: Path, fig_dir: Path,
+def model_figures(cfg: RunConfig, view: StoreView, task: str, models: list[str], lb_dir: Path,
                   todo: list[tuple]) -> list[str]:
-    """Markdown of the section; the figures still to draw are appended to ``todo`` as (name, args) pairs."""
-    from benchmark.results.sample_maps import SampleMaps
-
-    thr = cfg.scoring.threshold
+    """Markdown of the section; the figures still to draw are appended to ``todo`` (:func:`schedule`)."""
+    thr, fig_dir = cfg.scoring.threshold, lb_dir / "figures"
     stamps = stamps_of(fig_dir)
     lines = ["## Attribution maps", "",
              f"Per model, its first sample: generated-side maps over the output (magenta: the inpainting region) and "
@@ -69,8 +69,6 @@ def stamps_of(fig_dir: Path) -> dict:
 
 
 def _draw_one(fn: str, args: tuple):
-    import importlib
-
     module, _, name = fn.partition(":")
     return getattr(importlib.import_module(module), name)(*args)
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.report.store_view import StoreView
-from benchmark.store import write_atomic
+from benchmark.report.tables import write_csv
 
 COLUMNS = ["run_id", "git", "task", "task_version", "model", "identity", "model_hash", "generation_key",
            "scoring_key", "samples_key", "n", "metric", "value"]
@@ -50,8 +50,7 @@ def record(path: Path, rows: pd.DataFrame) -> None:
     if rows.empty:
         return
     old = read(path)
-    frame = rows if old.empty else pd.concat([old, rows], ignore_index=True)
-    write_atomic(path, frame.to_csv(index=False, float_format="%.6g"))
+    write_csv(rows if old.empty else pd.concat([old, rows], ignore_index=True), path)
 
 
 def deltas(history: pd.DataFrame, current: pd.DataFrame) -> dict[tuple[str, str, str], float]:
@@ -62,7 +61,7 @@ def deltas(history: pd.DataFrame, current: pd.DataFrame) -> dict[tuple[str, str,
         return out
     hist = history.astype({"task_version": int})
     for r in current.itertuples(index=False):
-        prev = hist[(hist.run_id < r.run_id)]
+        prev = hist[hist.run_id < r.run_id]
         for col in MATCH:
             prev = prev[prev[col] == getattr(r, col)]
         if prev.empty or not np.isfinite(r.value):

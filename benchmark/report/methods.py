@@ -11,8 +11,12 @@ import pandas as pd
 from benchmark.analysis.format import format_value as fmt
 from benchmark.config import RunConfig
 from benchmark.registry import METHODS, metric_label
+from benchmark.report import memo
+from benchmark.report.figures_page import schedule, stamps_of
+from benchmark.report.render import write_markdown
 from benchmark.report.store_view import StoreView
-from benchmark.store import write_atomic
+from benchmark.report.tables import write_csv
+from benchmark.results.sample_maps import SampleMaps
 
 
 def _ci_cells(g: pd.DataFrame, metrics: list[str]) -> list[str]:
@@ -25,14 +29,19 @@ def _ci_cells(g: pd.DataFrame, metrics: list[str]) -> list[str]:
     return cells
 
 
+def _table(frame: pd.DataFrame, metrics: list[str], heads: list[str]) -> list[str]:
+    """Markdown rows ``| model | method | <metric cells> | n |`` of a summary frame, one per (model, method)."""
+    lines = ["| model | method | " + " | ".join(heads) + " | n |", "|---|---|" + "---|" * (len(metrics) + 1)]
+    for (model, method), g in frame.groupby(["model", "method"], sort=False):
+        lines.append(f"| {model} | {method} | " + " | ".join(_ci_cells(g, metrics)) + f" | {int(g['n'].max())} |")
+    return lines + [""]
+
+
 def method_leaderboard(cfg: RunConfig, view: StoreView, lb_dir: Path, res_dir: Path, header: list[str],
                        todo: list[tuple]) -> bool:
     """Write ``methods.{csv,md}`` and ``methods_paired.csv``; False when no model has enough samples. Figures
     still to draw are appended to ``todo`` (:func:`benchmark.report.figures_page.draw`)."""
     from benchmark.methods.compare import compare_methods, paired_differences, summarise
-    from benchmark.report.figures_page import schedule, stamps_of
-
-    from benchmark.report import memo
 
     samples = {(sm.task, sm.model): sm.sample_dirs for sm in view.models if sm.sample_dirs}
     others: dict = {}
@@ -41,23 +50,26 @@ def method_leaderboard(cfg: RunConfig, view: StoreView, lb_dir: Path, res_dir: P
             label = f"{METHODS.label('one_pass')} t=" + ",".join(str(t) for t in sorted(sm.records[0]["timesteps"]))
             others.setdefault((sm.task, sm.model), {})[label] = {d.name: d for d in sm.sample_dirs}
     args = (samples, view.baselines, cfg.scoring.lam, cfg.scoring.threshold)
+
     def rel(path: Path) -> str:  # keys that do not depend on where the run folder lives
         return path.relative_to(cfg.out_dir).as_posix()
 
     key = memo.digest(sorted((k, [rel(d) for d in v]) for k, v in samples.items()), sorted(view.baselines), args[2:],
                       sorted((k, sorted((lbl, sorted(rel(p) for p in v.values())) for lbl, v in d.items()))
                              for k, d in others.items()))
-    per_sample, examples = memo.cached(res_dir / "cache", "methods", key, lambda: compare_methods(*args, other_captures=others))
-    stamps = stamps_of(lb_dir / "figures")
+    per_sample, examples = memo.cached(res_dir / "cache", "methods", key,
+                                       lambda: compare_methods(*args, other_captures=others))
     if per_sample.empty:
         return False
-    write_atomic(res_dir / "methods_samples.csv", per_sample.to_csv(index=False, float_format="%.6g"))
+    write_csv(per_sample, res_dir / "methods_samples.csv")
     summary = summarise(per_sample, cfg.scoring.n_boot)
-    wide = summary.pivot_table(index=["task", "model", "method"], columns="metric", values=["mean", "ci_low", "ci_high"])
+    wide = summary.pivot_table(index=["task", "model", "method"], columns="metric",
+                               values=["mean", "ci_low", "ci_high"])
     wide.columns = [f"{m}_{stat}" if stat != "mean" else m for stat, m in wide.columns]
-    write_atomic(lb_dir / "methods.csv", wide.reset_index().to_csv(index=False, float_format="%.6g"))
+    write_csv(wide.reset_index(), lb_dir / "methods.csv")
     paired = paired_differences(per_sample, cfg.scoring.n_boot)
-    write_atomic(lb_dir / "methods_paired.csv", paired.to_csv(index=False, float_format="%.6g"))
+    write_csv(paired, lb_dir / "methods_paired.csv")
+    fig_dir, stamps = lb_dir / "figures", stamps_of(lb_dir / "figures")
     lines = ["# Attribution methods", ""] + header + ["",
              "Maps on the evaluation half of each model's samples (heads ranked on the other half): generated side "
              "against x_g, reference side against x_r (eq. 17 maps; needs a reference mask and patch tokens). "
@@ -68,37 +80,26 @@ def method_leaderboard(cfg: RunConfig, view: StoreView, lb_dir: Path, res_dir: P
         lines += [f"## {task}", ""]
         for side, title in (("g", "Generated side"), ("r", "Reference side")):
             metrics = [f"{k}_{side}" for k in ("imacs", "miou", "ap", "pixel_acc")]
-            if not set(metrics) & set(tsum.metric):
-                continue
-            lines += [f"### {title}", "", "| model | method | " + " | ".join(f"{metric_label(m)} ↑" for m in metrics)
-                      + " | n |", "|---|---|" + "---|" * (len(metrics) + 1)]
-            for (model, method), g in tsum[tsum.metric.isin(metrics)].groupby(["model", "method"], sort=False):
-                lines.append(f"| {model} | {method} | " + " | ".join(_ci_cells(g, metrics)) + f" | {int(g['n'].max())} |")
-            lines.append("")
+            if set(metrics) & set(tsum.metric):
+                lines += [f"### {title}", ""] + _table(tsum[tsum.metric.isin(metrics)], metrics,
+                                                       [f"{metric_label(m)} ↑" for m in metrics])
         tp = paired[paired.task == task]
         if not tp.empty:
             metrics = [m for m in ("imacs_g", "miou_g", "imacs_r", "miou_r") if m in set(tp.metric)]
             lines += ["### Paired differences against I2AM all heads (same samples)", "",
                       "Mean of (method - I2AM all heads) per sample [bootstrap 95% CI]; a CI above 0 means the "
-                      "method wins on this model.", "",
-                      "| model | method | " + " | ".join(f"Δ {metric_label(m)}" for m in metrics) + " | n |",
-                      "|---|---|" + "---|" * (len(metrics) + 1)]
-            for (model, method), g in tp.groupby(["model", "method"], sort=False):
-                lines.append(f"| {model} | {method} | " + " | ".join(_ci_cells(g, metrics)) + f" | {int(g['n'].max())} |")
-            lines.append("")
+                      "method wins on this model.", ""]
+            lines += _table(tp, metrics, [f"Δ {metric_label(m)}" for m in metrics])
         for (t, model), maps in examples.items():
             if t != task:
                 continue
-            dirs = samples[(t, model)]
-            d = dirs[len(dirs) // 2]
-            from benchmark.results.sample_maps import SampleMaps
-
+            d = samples[(t, model)][len(samples[(t, model)]) // 2]
             mask = SampleMaps.load(d / "maps.npz").get("mask/region")
-            path = lb_dir / "figures" / task / model / "methods.png"
-            schedule(todo, lb_dir / "figures", "benchmark.report.figures:methods_figure",
+            path = fig_dir / task / model / "methods.png"
+            schedule(todo, fig_dir, "benchmark.report.figures:methods_figure",
                      (d / "generated.png", maps, mask, cfg.scoring.threshold, path,
                       f"{task} / {model}: generated-side map of each method (sample {d.name})"), path,
                      f"{key}|{d.name}", stamps)
             lines += [f"![methods]({path.relative_to(lb_dir).as_posix()})", ""]
-    write_atomic(lb_dir / "methods.md", "\n".join(lines) + "\n")
+    write_markdown(lb_dir / "methods.md", lines)
     return True

@@ -62,8 +62,8 @@ def section(agree: pd.DataFrame, costs: pd.DataFrame, labels: dict[str, str], ti
     if not costs.empty:
         lines += ["Cost per sample (model evaluations: a CFG pair counts two; seconds: generation or one-pass calls "
                   "with capture, loading and storing excluded, on the device named):", "",
-                  "| model | generation: evaluations | generation: s/sample | one-pass: evaluations | one-pass: s/sample | "
-                  "ratio (s) |", "|---|---|---|---|---|---|"]
+                  "| model | generation: evaluations | generation: s/sample | one-pass: evaluations | "
+                  "one-pass: s/sample | ratio (s) |", "|---|---|---|---|---|---|"]
         for model, g in costs.groupby("model", sort=False):
             gen, one = g[g.protocol == "generation"], g[g.protocol == "one_pass"]
             if gen.empty or one.empty:

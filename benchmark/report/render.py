@@ -9,11 +9,10 @@ import pandas as pd
 
 from benchmark.analysis.format import format_value as fmt
 from benchmark.registry import metric_direction, metric_label
+from benchmark.store import write_atomic
 
 
-def arrow(metric: str) -> str:
-    d = metric_direction(metric)
-    return {"higher": " ↑", "lower": " ↓"}.get(d or "", "")
+ARROWS = {"higher": " ↑", "lower": " ↓"}  # after a metric's label: its better direction
 
 
 def _cell(row: pd.Series, metric: str) -> str:
@@ -31,14 +30,16 @@ def _cell(row: pd.Series, metric: str) -> str:
 
 def table(frame: pd.DataFrame, metrics: list[str], set_metrics: list[str]) -> list[str]:
     """The leaderboard rows: model, metrics (mean [CI] (change)), set metrics, n, failures."""
-    head = ["model"] + [metric_label(m) + arrow(m) for m in metrics + set_metrics] + ["n", "failures"]
+    head = ["model"] + [metric_label(m) + ARROWS.get(metric_direction(m), "") for m in metrics + set_metrics]
+    head += ["n", "failures"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in frame.iterrows():
         name = f"{r.model} (baseline)" if r.baseline else r.model
         cells = [_cell(r, m) for m in metrics]
         cells += ["unavailable¹" if pd.isna(r.get(m, np.nan)) else fmt(r[m]) for m in set_metrics]
-        fails = [f"{r.failed_jobs} job(s)" if r.failed_jobs else "", f"{r.failed_samples} sample(s)" if r.failed_samples else ""]
-        lines.append("| " + " | ".join([name] + cells + [str(r.n), ", ".join(f for f in fails if f) or "0"]) + " |")
+        counts = ((r.failed_jobs, "job(s)"), (r.failed_samples, "sample(s)"))
+        fails = ", ".join(f"{n} {noun}" for n, noun in counts if n)
+        lines.append("| " + " | ".join([name] + cells + [str(r.n), fails or "0"]) + " |")
     return lines
 
 
@@ -82,6 +83,11 @@ def undefined_notes(agg: pd.DataFrame, metrics: list[str]) -> list[str]:
     lines = [f"- {metric_label(metric)}, {', '.join(sorted(g.model))}: {note}"
              for (metric, note), g in noted.groupby(["metric", "note"], sort=True)]
     return lines + [""] if lines else []
+
+
+def write_markdown(path: Path, lines: list[str]) -> Path:
+    """``lines`` as a Markdown file ending in a newline, atomically."""
+    return write_atomic(path, "\n".join(lines) + "\n")
 
 
 def link(path: Path, base: Path, alt: str) -> str:

@@ -113,11 +113,9 @@ def _select(sm: StoredModel, records: list[dict], max_samples: int | None) -> No
             if s["sample_id"] in keep:
                 seen[s["sample_id"]] = s["index"]
         used.append({**rec, "_keep": keep})
-    sm.records = used
-    order = sorted(seen, key=seen.get)
-    sm.sample_ids = order
+    sm.records, sm.sample_ids = used, sorted(seen, key=seen.get)
     dirs = {sid: Path(rec["_dir"]) / "samples" / sid for rec in used for sid in rec["_keep"]}
-    sm.sample_dirs = [dirs[sid] for sid in order if (dirs[sid] / "maps.npz").is_file()]
+    sm.sample_dirs = [dirs[sid] for sid in sm.sample_ids if (dirs[sid] / "maps.npz").is_file()]
 
 
 def sample_frame(view: StoreView, models: list[StoredModel] | None = None) -> pd.DataFrame:

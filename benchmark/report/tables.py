@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -9,9 +11,16 @@ from benchmark.analysis.bootstrap import summarise_means
 from benchmark.config import TaskConfig
 from benchmark.registry import SAMPLE_METRICS, SET_METRICS
 from benchmark.report.store_view import StoreView
+from benchmark.store import write_atomic
 
 QUALITY_ORDER = ("masked_psnr", "masked_ssim", "ssim", "psnr", "lpips")
 AGG_COLUMNS = ["task", "model", "metric", "mean", "ci_low", "ci_high", "n", "n_undefined", "note"]
+SET_COLUMNS = ["model", "metric", "value", "n", "label", "note"]
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    """A frame as CSV (no index, 6 significant digits), atomically."""
+    return write_atomic(path, frame.to_csv(index=False, float_format="%.6g"))
 
 
 def aggregate(frame: pd.DataFrame, n_boot: int) -> pd.DataFrame:
@@ -35,7 +44,7 @@ def set_metrics(view: StoreView, task: TaskConfig, kid_scale: float) -> pd.DataF
     lpips_wanted = any(m.name == "lpips" for m in task.metrics)
     rows = []
     if not wanted and not lpips_wanted:
-        return pd.DataFrame(columns=["model", "metric", "value", "n", "label", "note"])
+        return pd.DataFrame(columns=SET_COLUMNS)
     cache = ReferenceStatsCache()
     for sm in view.of(task.name):
         gen, ref, ref_ids, order, notes, lpips_notes = [], [], [], [], set(), set()
@@ -58,26 +67,19 @@ def set_metrics(view: StoreView, task: TaskConfig, kid_scale: float) -> pd.DataF
             ref_ids += [ids[i] for i in keep]
             order += [rec["samples"][i]["index"] for i in keep]
         if lpips_wanted and lpips_notes:  # LPIPS is per sample; a row here only says why it is missing
-            rows.append({"model": sm.model, "metric": "lpips", "value": np.nan, "n": 0, "label": "",
-                         "note": "; ".join(sorted(lpips_notes))})
-        if not wanted:
+            rows.append((sm.model, "lpips", np.nan, 0, "", "; ".join(sorted(lpips_notes))))
+        if notes or not gen or not wanted:
+            rows += [(sm.model, m, np.nan, 0, "", "; ".join(sorted(notes)) or "no stored samples") for m in wanted]
             continue
-        if notes or not gen:
-            for metric in wanted:
-                rows.append({"model": sm.model, "metric": metric, "value": np.nan, "n": 0, "label": "",
-                             "note": "; ".join(sorted(notes)) or "no stored samples"})
-            continue
-        key = {"dataset": f"{task.dataset.format}:{task.dataset.root}", "split": task.dataset.split,
-               "size": list(task.dataset.size or ["native"]), "sample_ids": ref_ids}
         # Dataset order, whatever order the shards finished in: KID sums float32 kernel terms, so the order of
         # the features moves it by up to ~3e-5 relative on small sets (and clean-fid reads a folder sorted).
         perm = np.argsort(order, kind="stable")
+        key = {"dataset": f"{task.dataset.format}:{task.dataset.root}", "split": task.dataset.split,
+               "size": list(task.dataset.size or ["native"]), "sample_ids": [ref_ids[i] for i in perm]}
         out = set_metric_values(np.concatenate(gen)[perm], np.concatenate(ref)[perm], kid_scale=kid_scale,
-                                cache=cache, cache_key_parts={**key, "sample_ids": [ref_ids[i] for i in perm]})
-        for metric in wanted:
-            rows.append({"model": sm.model, "metric": metric, "value": out[metric], "n": out["n_generated"],
-                         "label": out["label"], "note": out.get("note", "")})
-    return pd.DataFrame(rows, columns=["model", "metric", "value", "n", "label", "note"])
+                                cache=cache, cache_key_parts=key)
+        rows += [(sm.model, m, out[m], out["n_generated"], out["label"], out.get("note", "")) for m in wanted]
+    return pd.DataFrame(rows, columns=SET_COLUMNS)
 
 
 def main_table(task: TaskConfig, agg: pd.DataFrame, sets: pd.DataFrame, failures: pd.DataFrame,
@@ -96,9 +98,8 @@ def main_table(task: TaskConfig, agg: pd.DataFrame, sets: pd.DataFrame, failures
                "failed_jobs": int((f.kind != "sample").sum())}
         for m in metrics:
             r = ta[(ta.model == sm.model) & (ta.metric == m)]
-            row[m] = r["mean"].iloc[0] if len(r) else np.nan
-            row[f"{m}_ci_low"] = r["ci_low"].iloc[0] if len(r) else np.nan
-            row[f"{m}_ci_high"] = r["ci_high"].iloc[0] if len(r) else np.nan
+            for stat, col in (("mean", m), ("ci_low", f"{m}_ci_low"), ("ci_high", f"{m}_ci_high")):
+                row[col] = r[stat].iloc[0] if len(r) else np.nan
             row[f"{m}_change"] = deltas.get((task.name, sm.model, m), np.nan)
         for m in sets.metric.unique() if not sets.empty else []:
             s = sets[(sets.model == sm.model) & (sets.metric == m)]
