@@ -59,6 +59,11 @@ class _Clock:
             torch.cuda.synchronize()
         return time.perf_counter(), time.process_time()
 
+    def since(self, start: tuple[float, float]) -> tuple[float, float]:
+        """(wall, CPU) seconds since ``start``, a reading of :meth:`now`."""
+        (w0, c0), (w1, c1) = start, self.now()
+        return w1 - w0, c1 - c0
+
 
 def _reset_peak(device: torch.device) -> None:
     if device.type == "cuda":
@@ -95,8 +100,7 @@ class _HookTimer:
         self._t0 = self.clock.now()
 
     def _post(self, *_):
-        (w0, c0), (w1, c1) = self._t0, self.clock.now()
-        self.calls.append((w1 - w0, c1 - c0))
+        self.calls.append(self.clock.since(self._t0))
 
     def take(self) -> list[tuple[float, float]]:
         calls, self.calls = self.calls, []
@@ -150,39 +154,37 @@ def _pct(x: float) -> str:
 
 
 def _spread(values: list[float], scale: float = 1.0, digits: int = 3) -> str:
-    return f"{statistics.median(values) * scale:.{digits}f} ({min(values) * scale:.{digits}f}..{max(values) * scale:.{digits}f})"
+    med, low, high = (f"{v * scale:.{digits}f}" for v in (statistics.median(values), min(values), max(values)))
+    return f"{med} ({low}..{high})"
 
 
 def render(report: PerfReport) -> str:
     """The Markdown table of a :class:`PerfReport`."""
     base = report.times[BASE]
-    calls = report.unit != "UNet call"
-    kind = "CPU" if report.cpu_device else "wall"
-    head = ["mode", f"{report.unit}, median (min..max) s",
-            "overhead: ratio of medians; per-round ratios, median (min..max); ratio of minimums"]
-    if report.cpu_device:
-        head.append("CPU-time overhead, same")
-    if calls:
-        head += ["UNet call, median (min..max) ms", "UNet-call overhead, same"]
-    head += [f"cross-attention layers per UNet call, {kind} ms", "capture cost per UNet call",
-             "accumulator state (MiB)", "peak memory (MiB)"]
-    lines = [f"### {report.title}", "", report.info, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    base_call = statistics.median(base.call_cpu)
-    for mode, t in report.times.items():
-        ref = mode == BASE
-        row = [mode, _spread(t.wall), "baseline" if ref else _overhead(t.wall, base.wall)]
-        if report.cpu_device:
-            row.append("baseline" if ref else _overhead(t.cpu, base.cpu))
-        if calls:
-            row += [_spread(t.call, 1e3, 1), "baseline" if ref else _overhead(t.call, base.call)]
+
+    def cost(t: ModeTimes) -> str:  # cross-attention time over the baseline's, against its median UNet call
         extra = statistics.median(t.attn) - statistics.median(base.attn)
-        row += [_spread(t.attn, 1e3, 2), "baseline" if ref else f"{extra * 1e3:+.2f} ms = {_pct(extra / base_call)}",
-                f"{t.state_bytes / 2**20:.2f}", f"{t.peak_bytes / 2**20:.0f}"]
-        lines.append("| " + " | ".join(row) + " |")
-    if report.notes:
-        lines.append("")
-        lines += report.notes
-    return "\n".join(lines)
+        return f"{extra * 1e3:+.2f} ms = {_pct(extra / statistics.median(base.call_cpu))}"
+
+    # (header, whether the baseline row says "baseline" instead, cell of a mode)
+    columns = [(f"{report.unit}, median (min..max) s", False, lambda t: _spread(t.wall)),
+               ("overhead: ratio of medians; per-round ratios, median (min..max); ratio of minimums", True,
+                lambda t: _overhead(t.wall, base.wall))]
+    if report.cpu_device:
+        columns.append(("CPU-time overhead, same", True, lambda t: _overhead(t.cpu, base.cpu)))
+    if report.unit != "UNet call":
+        columns += [("UNet call, median (min..max) ms", False, lambda t: _spread(t.call, 1e3, 1)),
+                    ("UNet-call overhead, same", True, lambda t: _overhead(t.call, base.call))]
+    columns += [(f"cross-attention layers per UNet call, {'CPU' if report.cpu_device else 'wall'} ms", False,
+                 lambda t: _spread(t.attn, 1e3, 2)),
+                ("capture cost per UNet call", True, cost),
+                ("accumulator state (MiB)", False, lambda t: f"{t.state_bytes / 2**20:.2f}"),
+                ("peak memory (MiB)", False, lambda t: f"{t.peak_bytes / 2**20:.0f}")]
+    rows = [[mode] + ["baseline" if relative and mode == BASE else cell(t) for _, relative, cell in columns]
+            for mode, t in report.times.items()]
+    lines = [f"### {report.title}", "", report.info, "", "| " + " | ".join(["mode"] + [c[0] for c in columns]) + " |",
+             "|" + "---|" * (1 + len(columns))] + ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines + ([""] + report.notes if report.notes else []))
 
 
 _HOW_TO_READ = ("Overhead against `no capture`: the ratio of the medians; the median and range of the ratios "
@@ -201,31 +203,52 @@ def _environment(device: torch.device, repeats: int) -> str:
 
 def _memory_note(device: torch.device) -> str:
     if device.type == "cuda":
-        return "Peak memory: `torch.cuda.max_memory_allocated` over the round's unit of work, per mode (max over rounds)."
+        return ("Peak memory: `torch.cuda.max_memory_allocated` over the round's unit of work, per mode "
+                "(max over rounds).")
     return ("Peak memory: the process's peak resident set size (VmHWM, reset before each unit of work; "
             "includes the model and the interpreter), per mode (max over rounds).")
 
 
-def _flush(acc, clock: _Clock) -> tuple[float, float]:
-    """Complete an accumulator's deferred calls; (wall, CPU) seconds it took, zeros without one."""
-    if acc is None:
-        return 0.0, 0.0
-    (w0, c0) = clock.now()
-    acc.flush()
-    (w1, c1) = clock.now()
-    return w1 - w0, c1 - c0
+def _timed(clock: _Clock, work) -> tuple[tuple[float, float], tuple[float, float], object]:
+    """Runs ``work()``, which returns an accumulator or None, and completes the accumulator's deferred calls (they
+    belong to the unit of work): (wall, CPU) seconds of it all, (wall, CPU) seconds of the flush, the accumulator."""
+    start = clock.now()
+    acc = work()
+    flush = (0.0, 0.0)
+    if acc is not None:
+        flush_start = clock.now()
+        acc.flush()
+        flush = clock.since(flush_start)
+    return clock.since(start), flush, acc
 
 
-def _record(t: ModeTimes, clock: _Clock, start, end, unet_calls: list, attention_calls: list,
-            flush: tuple[float, float]) -> None:
-    """One round of one mode: the unit's wall and CPU time, its median UNet call, and per UNet call the
+def _rounds(run, repeats: int, device: torch.device, clock: _Clock, unet: torch.nn.Module,
+            attention_modules: list[torch.nn.Module]) -> dict[str, ModeTimes]:
+    """A warm-up, then ``repeats`` interleaved rounds of every mode; ``run(mode, round)`` does one unit of work
+    (:func:`_timed`). Per round and mode: the unit's wall and CPU time, its median UNet call, and per UNet call the
     time inside the cross-attention layers plus the deferred capture work (CPU time; wall on CUDA)."""
-    t.wall.append(end[0] - start[0])
-    t.cpu.append(end[1] - start[1])
+    calls, attention = _HookTimer([unet], clock), _HookTimer(attention_modules, clock)
+    times = {m: ModeTimes() for m in MODES}
     which = 0 if clock.cuda else 1  # CPU time where there is one to take
-    t.call.append(statistics.median(c[0] for c in unet_calls))
-    t.call_cpu.append(statistics.median(c[which] for c in unet_calls))
-    t.attn.append((sum(c[which] for c in attention_calls) + flush[which]) / len(unet_calls))
+    try:
+        run(BASE, 0)  # warm-up
+        for r in range(repeats):
+            for mode, t in times.items():
+                calls.take(), attention.take()
+                _reset_peak(device)
+                (wall, cpu), flush, acc = run(mode, r)
+                unet_calls, attention_calls = calls.take(), attention.take()
+                t.wall.append(wall)
+                t.cpu.append(cpu)
+                t.call.append(statistics.median(c[0] for c in unet_calls))
+                t.call_cpu.append(statistics.median(c[which] for c in unet_calls))
+                t.attn.append((sum(c[which] for c in attention_calls) + flush[which]) / len(unet_calls))
+                t.peak_bytes = max(t.peak_bytes, _peak_bytes(device))
+                t.state_bytes = acc.state_bytes() if acc is not None else 0
+    finally:
+        calls.remove()
+        attention.remove()
+    return times
 
 
 # --- mini scale -------------------------------------------------------------------------------------
@@ -264,24 +287,12 @@ def measure_mini(args) -> PerfReport:
     sampling = SamplingSettings(args.steps, 3.0)
     clock = _Clock(device)
     unet = adapter.capture_module()
-    calls = _HookTimer([unet], clock)
-    attention = _HookTimer(_cross_attention_modules(unet) if adapter.capture_path == "diffusers" else [], clock)
-    times = {m: ModeTimes() for m in MODES}
-    try:
-        generate_with_capture(adapter, batch, sampling, 0, MODES[BASE])  # warm-up
-        for _ in range(args.repeats):
-            for mode, settings in MODES.items():
-                calls.take(), attention.take()
-                _reset_peak(device)
-                start = clock.now()
-                _, acc = generate_with_capture(adapter, batch, sampling, 0, settings)
-                flush = _flush(acc, clock)  # the last step's deferred calls belong to the generation
-                _record(times[mode], clock, start, clock.now(), calls.take(), attention.take(), flush)
-                times[mode].peak_bytes = max(times[mode].peak_bytes, _peak_bytes(device))
-                times[mode].state_bytes = acc.state_bytes() if acc is not None else 0
-    finally:
-        calls.remove()
-        attention.remove()
+
+    def run(mode: str, _round: int):
+        return _timed(clock, lambda: generate_with_capture(adapter, batch, sampling, 0, MODES[mode])[1])
+
+    times = _rounds(run, args.repeats, device, clock, unet,
+                    _cross_attention_modules(unet) if adapter.capture_path == "diffusers" else [])
     info = (f"{label}; batch {args.batch}; {args.steps} DDIM steps, CFG 3 (each UNet call runs 2 x {args.batch} "
             f"rows, the conditional half captured); 5 time groups; eq. (17) region masks; "
             f"{_environment(device, args.repeats)}.")
@@ -306,10 +317,8 @@ def sd15_unet(device: torch.device, dtype: torch.dtype = torch.float32):
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
         cross_attention_dim=768, attention_head_dim=8)
-    unet = unet.to(device)
-    if dtype != torch.float32:  # built in float32; half precision only where it is the norm (CUDA)
-        unet = unet.to(dtype)
-    return unet.eval().requires_grad_(False)
+    # built in float32; half precision only where it is the norm (CUDA)
+    return unet.to(device, dtype).eval().requires_grad_(False)
 
 
 def measure_sd15(args) -> PerfReport:
@@ -337,35 +346,21 @@ def measure_sd15(args) -> PerfReport:
                                   min(settings.time_groups, steps), settings.levels, region)
             sessions[mode] = CaptureSession(acc, n_samples=1)
     clock = _Clock(device)
-    calls, attention = _HookTimer([unet], clock), _HookTimer(_cross_attention_modules(unet), clock)
-    times = {m: ModeTimes() for m in MODES}
 
-    def call(step: int) -> None:
+    def call(step: int, acc=None):
         with torch.no_grad():
             unet(latents, 999 - step * (1000 // steps), encoder_hidden_states=context)
+        return acc
 
-    call(0)  # warm-up
-    for r in range(args.repeats):
-        for mode in MODES:
-            session = sessions.get(mode)
-            calls.take(), attention.take()
-            _reset_peak(device)
-            if session is None:
-                start = clock.now()
-                call(r % steps)
-                flush, end = (0.0, 0.0), clock.now()
-            else:
-                with capture_diffusers(unet, session):
-                    session.step = r % steps
-                    start = clock.now()
-                    call(r % steps)
-                    flush = _flush(session.accumulator, clock)
-                    end = clock.now()
-            _record(times[mode], clock, start, end, calls.take(), attention.take(), flush)
-            times[mode].peak_bytes = max(times[mode].peak_bytes, _peak_bytes(device))
-            times[mode].state_bytes = session.accumulator.state_bytes() if session is not None else 0
-    calls.remove()
-    attention.remove()
+    def run(mode: str, r: int):
+        session = sessions.get(mode)
+        if session is None:
+            return _timed(clock, lambda: call(r % steps))
+        with capture_diffusers(unet, session):
+            session.step = r % steps
+            return _timed(clock, lambda: call(r % steps, session.accumulator))
+
+    times = _rounds(run, args.repeats, device, clock, unet, _cross_attention_modules(unet))
     info = (f"UNet2DConditionModel with SD-1.5's architecture and random weights (320/640/1280/1280 channels, "
             f"{n_layers} cross-attention layers, 8 heads, context width 768), {str(dtype).removeprefix('torch.')}; "
             f"latent {SD15_LATENT[0]}x{SD15_LATENT[1]} (512x384 images); {1 + SD15_TOKENS[0] * SD15_TOKENS[1]} "
@@ -384,11 +379,9 @@ def measure_sd15(args) -> PerfReport:
 
 
 def _command(args, scale: str) -> str:
-    parts = ["python -m benchmark perf", f"--scale {scale}", f"--repeats {args.repeats}", f"--steps {args.steps}"]
-    if scale == "mini":
-        parts.append(f"--batch {args.batch}")
-    threads = torch.get_num_threads()
-    return f"Measured with `OMP_NUM_THREADS={threads} {' '.join(parts)}`."
+    batch = f" --batch {args.batch}" if scale == "mini" else ""
+    return (f"Measured with `OMP_NUM_THREADS={torch.get_num_threads()} python -m benchmark perf --scale {scale} "
+            f"--repeats {args.repeats} --steps {args.steps}{batch}`.")
 
 
 def main(args) -> int:

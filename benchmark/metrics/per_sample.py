@@ -6,23 +6,20 @@ from __future__ import annotations
 
 import torch
 
-from benchmark.metrics.ssim_psnr import masked_psnr as _masked_psnr
-from benchmark.metrics.ssim_psnr import masked_ssim as _masked_ssim
-from benchmark.metrics.ssim_psnr import psnr as _psnr
-from benchmark.metrics.ssim_psnr import ssim as _ssim
+from benchmark.metrics import ssim_psnr
 
 
 def psnr(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> float:
-    return float(_psnr(pred, target)[0])
+    return float(ssim_psnr.psnr(pred, target)[0])
 
 
 def ssim(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> float:
-    return float(_ssim(pred, target)[0])
+    return float(ssim_psnr.ssim(pred, target)[0])
 
 
 def masked_psnr(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> float:
-    return float(_masked_psnr(pred, target, mask).values[0])
+    return float(ssim_psnr.masked_psnr(pred, target, mask).values[0])
 
 
 def masked_ssim(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> float:
-    return float(_masked_ssim(pred, target, mask).values[0])
+    return float(ssim_psnr.masked_ssim(pred, target, mask).values[0])

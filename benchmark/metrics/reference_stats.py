@@ -26,14 +26,8 @@ from benchmark.store import write_atomic
 
 CACHE_DIR_ENV = "I2AM_CACHE_DIR"
 
-__all__ = [
-    "CACHE_DIR_ENV",
-    "ReferenceSetKey",
-    "ReferenceStats",
-    "ReferenceStatsCache",
-    "default_cache_dir",
-    "features_digest",
-]
+__all__ = ["CACHE_DIR_ENV", "ReferenceSetKey", "ReferenceStats", "ReferenceStatsCache", "default_cache_dir",
+           "features_digest"]
 
 
 def features_digest(features: np.ndarray) -> str:
@@ -53,7 +47,7 @@ class ReferenceStats:
 
     @classmethod
     def from_features(cls, features: np.ndarray) -> ReferenceStats:
-        """Mean and ``np.cov(rowvar=False)`` of features (n >= 2, d), as ``cleanfid.fid.fid_from_feats`` computes them."""
+        """Mean and ``np.cov(rowvar=False)`` of features (n >= 2, d), as ``cleanfid.fid.fid_from_feats`` does."""
         feats = np.asarray(features)
         if feats.ndim != 2 or feats.shape[0] < 2:
             raise ValueError(f"need features of shape (n >= 2, d), got {feats.shape}")

@@ -32,7 +32,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,22 +58,8 @@ KID_SEED = 0
 LPIPS_MIN_SIZE = 31
 _BATCH = 32
 
-__all__ = [
-    "FID_FULL_N",
-    "LPIPS_MIN_SIZE",
-    "MODE",
-    "SMALL_N_NOTE",
-    "SetInputs",
-    "extract_set_inputs",
-    "fid_kid_label",
-    "inception_features",
-    "load_inception",
-    "load_lpips_alex",
-    "lpips_label",
-    "lpips_per_sample",
-    "quantise",
-    "set_metric_values",
-]
+__all__ = ["FID_FULL_N", "LPIPS_MIN_SIZE", "MODE", "SMALL_N_NOTE", "SetInputs", "extract_set_inputs",
+           "set_metric_values"]
 
 
 def _version(distribution: str) -> str:
@@ -81,16 +67,6 @@ def _version(distribution: str) -> str:
         return f"{distribution} {importlib.metadata.version(distribution)}"
     except importlib.metadata.PackageNotFoundError:
         return f"{distribution} (not installed)"
-
-
-def fid_kid_label(kid_scale: float = 1000.0) -> str:
-    """What to print beside every FID/KID number, e.g. ``"clean-fid 0.1.35, mode clean, KID x1000"``."""
-    return f"{_version('clean-fid')}, mode {MODE}, KID x{kid_scale:g}"
-
-
-def lpips_label() -> str:
-    """What to print beside every LPIPS number, e.g. ``"lpips 0.1.4, alex v0.1"``."""
-    return f"{_version('lpips')}, alex v0.1"
 
 
 # --- worker side -------------------------------------------------------------------------------
@@ -108,48 +84,28 @@ class SetInputs:
             alike), or None (weights missing, no targets, or images below 31 px).
         notes: ``{metric: reason}`` for each of ``fid``, ``kid``, ``lpips`` that cannot be
             computed from this job, naming the missing file and every path looked at.
-        sample_ids: ids of the B samples in order (row i of the arrays), when given.
     """
 
     inception_generated: np.ndarray | None
     inception_reference: np.ndarray | None
     lpips: np.ndarray | None
     notes: Mapping[str, str] = field(default_factory=dict)
-    sample_ids: tuple[str, ...] | None = None
 
     _ARRAYS = ("inception_generated", "inception_reference", "lpips")
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write atomically (:func:`benchmark.store.write_atomic`): a reader sees no file or the whole file."""
         arrays = {k: getattr(self, k) for k in self._ARRAYS if getattr(self, k) is not None}
-        meta = {"notes": dict(self.notes), "sample_ids": None if self.sample_ids is None else list(self.sample_ids)}
         buf = io.BytesIO()
-        np.savez(buf, __meta__=np.array(json.dumps(meta)), **arrays)
+        np.savez(buf, __meta__=np.array(json.dumps({"notes": dict(self.notes)})), **arrays)
         return write_atomic(Path(path), buf.getvalue())
-
-    @classmethod
-    def concat(cls, parts: Sequence[SetInputs]) -> SetInputs:
-        """The jobs of one (task, model) as one set: each array concatenated in order when every
-        part has it, else None; notes merged (the first reason per metric is kept)."""
-        arrays: dict[str, np.ndarray | None] = {}
-        for name in cls._ARRAYS:
-            values = [getattr(p, name) for p in parts]
-            arrays[name] = np.concatenate(values) if values and all(v is not None for v in values) else None
-        notes: dict[str, str] = {}
-        for part in parts:
-            for metric, reason in part.notes.items():
-                notes.setdefault(metric, reason)
-        ids = [p.sample_ids for p in parts]
-        return cls(**arrays, notes=notes,
-                   sample_ids=tuple(i for part in ids for i in part) if ids and None not in ids else None)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> SetInputs:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["__meta__"]))
             arrays = {k: data[k] if k in data.files else None for k in cls._ARRAYS}
-        ids = meta.get("sample_ids")
-        return cls(**arrays, notes=meta.get("notes", {}), sample_ids=None if ids is None else tuple(ids))
+        return cls(**arrays, notes=meta.get("notes", {}))
 
 
 def quantise(images: torch.Tensor, name: str = "images") -> np.ndarray:
@@ -170,23 +126,14 @@ def _file_key(path: Path) -> tuple[str, int, int]:
 
 @functools.lru_cache(maxsize=4)
 def _inception(key: tuple[str, int, int], device: str) -> torch.nn.Module:
+    """clean-fid's ``InceptionV3W`` over the ``inception-2015-12-05.pt`` of ``key`` (:func:`_file_key`), cached per
+    file and device: (B, 3, 299, 299) float in [0, 255] -> (B, 2048) pool features."""
     from cleanfid.inception_torchscript import InceptionV3W
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*torch.jit.load.*", category=FutureWarning)
         # download=False: the file was resolved offline; clean-fid must never reach its urllib branch.
         return InceptionV3W(str(Path(key[0]).parent), download=False, resize_inside=False).eval().to(device)
-
-
-def load_inception(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> torch.nn.Module:
-    """clean-fid's ``InceptionV3W`` over ``inception-2015-12-05.pt`` (cached per file and device).
-
-    The module maps (B, 3, 299, 299) float in [0, 255] to (B, 2048) pool features.
-    """
-    path = Path(path)
-    if path.name != "inception-2015-12-05.pt":
-        raise ValueError(f"{path}: clean-fid loads the Inception file by the name 'inception-2015-12-05.pt'")
-    return _inception(_file_key(path), str(device))
 
 
 def inception_features(images: np.ndarray, network: torch.nn.Module, device: str | torch.device = "cpu") -> np.ndarray:
@@ -208,6 +155,9 @@ def inception_features(images: np.ndarray, network: torch.nn.Module, device: str
 
 @functools.lru_cache(maxsize=4)
 def _lpips_alex(alexnet: tuple[str, int, int], linear: tuple[str, int, int], device: str) -> torch.nn.Module:
+    """``lpips.LPIPS(net="alex")`` v0.1 from local files (:func:`_file_key`): torchvision's
+    ``alexnet-owt-7be5be79.pth`` and lpips' linear layers ``alex.pth``, cached per files and device.
+    Maps two (B, 3, H, W) images in [-1, 1] (H, W >= 31) to (B, 1, 1, 1) distances."""
     import lpips
     import torchvision
 
@@ -226,16 +176,6 @@ def _lpips_alex(alexnet: tuple[str, int, int], linear: tuple[str, int, int], dev
         for index, module in part.named_children():
             module.load_state_dict(backbone.features[int(index)].state_dict())
     return net.eval().requires_grad_(False).to(device)
-
-
-def load_lpips_alex(alexnet: str | os.PathLike[str], linear: str | os.PathLike[str],
-                    device: str | torch.device = "cpu") -> torch.nn.Module:
-    """``lpips.LPIPS(net="alex")`` v0.1 from local files: torchvision's ``alexnet-owt-7be5be79.pth``
-    and lpips' linear layers ``alex.pth`` (cached per files and device).
-
-    The module maps two (B, 3, H, W) images in [-1, 1] (H, W >= 31) to (B, 1, 1, 1) distances.
-    """
-    return _lpips_alex(_file_key(Path(alexnet)), _file_key(Path(linear)), str(device))
 
 
 @torch.no_grad()
@@ -260,8 +200,6 @@ def extract_set_inputs(
     reference_set: torch.Tensor | None,
     weights_dir: str | os.PathLike[str] | None,
     device: str | torch.device = "cpu",
-    *,
-    sample_ids: Sequence[str] | None = None,
 ) -> SetInputs:
     """What the set metrics need from one job (see :class:`SetInputs`).
 
@@ -274,14 +212,11 @@ def extract_set_inputs(
         weights_dir: benchmark weights directory (None: ``$I2AM_WEIGHTS_DIR``, then the
             libraries' own locations).
         device: where the networks run; resizing is on the CPU, as in clean-fid.
-        sample_ids: ids of the B samples, stored with the arrays.
 
     Never downloads. Missing weights, no targets, no reference set or images too small for
     LPIPS leave the array None with the reason in ``notes``.
     """
     gen = quantise(generated, "generated")
-    if sample_ids is not None and len(sample_ids) != len(gen):
-        raise ValueError(f"{len(sample_ids)} sample ids for {len(gen)} generated images")
     notes: dict[str, str] = {}
     feats_gen = feats_ref = per_sample = None
 
@@ -289,7 +224,7 @@ def extract_set_inputs(
     if isinstance(inception, Unavailable):
         notes["fid"] = notes["kid"] = inception.reason
     else:
-        network = load_inception(inception["inception"], device)
+        network = _inception(_file_key(inception["inception"]), str(device))
         feats_gen = inception_features(gen, network, device)
         if reference_set is None:
             notes["fid"] = notes["kid"] = "no reference set given to this job"
@@ -305,10 +240,10 @@ def extract_set_inputs(
         if isinstance(weights, Unavailable):
             notes["lpips"] = weights.reason
         else:
-            network = load_lpips_alex(weights["alexnet"], weights["lpips_alex_lin"], device)
+            network = _lpips_alex(_file_key(weights["alexnet"]), _file_key(weights["lpips_alex_lin"]), str(device))
             per_sample = lpips_per_sample(gen, quantise(targets, "targets"), network, device)
 
-    return SetInputs(feats_gen, feats_ref, per_sample, notes, None if sample_ids is None else tuple(sample_ids))
+    return SetInputs(feats_gen, feats_ref, per_sample, notes)
 
 
 # --- report side -------------------------------------------------------------------------------
@@ -362,43 +297,38 @@ def set_metric_values(
     n, r = len(gen), len(ref)
     if n and r and gen.shape[1] != ref.shape[1]:
         raise ValueError(f"feature dimensions differ: generated {gen.shape[1]}, reference {ref.shape[1]}")
-    subset = min(n, r, KID_MAX_SUBSET_SIZE)
+    subset, implementation = min(n, r, KID_MAX_SUBSET_SIZE), _version("clean-fid")
     out: dict[str, Any] = {
         "fid": math.nan, "kid": math.nan, "n_generated": n, "n_reference": r, "small_n": min(n, r) < FID_FULL_N,
         "kid_scale": float(kid_scale), "kid_subset_size": subset, "kid_num_subsets": KID_NUM_SUBSETS,
-        "implementation": _version("clean-fid"), "mode": MODE, "label": fid_kid_label(kid_scale),
+        "implementation": implementation, "mode": MODE, "label": f"{implementation}, mode {MODE}, KID x{kid_scale:g}",
         "reference_key": None, "reference_stats": "uncached",
     }
     notes = [SMALL_N_NOTE] if out["small_n"] else []
-    if min(n, r) < 2:
+    if min(n, r) < 2 or not (np.isfinite(gen).all() and np.isfinite(ref).all()):
         out["kid_subset_size"] = 0
-        out["note"] = f"FID/KID need at least 2 generated and 2 reference samples, got {n} and {r}"
-        return out
-    if not (np.isfinite(gen).all() and np.isfinite(ref).all()):
-        out["kid_subset_size"] = 0
-        out["note"] = "; ".join(notes + ["FID/KID not computed: the features contain NaN or inf"])
+        out["note"] = (f"FID/KID need at least 2 generated and 2 reference samples, got {n} and {r}" if min(n, r) < 2
+                       else "; ".join(notes + ["FID/KID not computed: the features contain NaN or inf"]))
         return out
     if subset < KID_MAX_SUBSET_SIZE:
         notes.append(f"KID subset size capped at n={subset} (clean-fid default {KID_MAX_SUBSET_SIZE})")
 
-    ref_stats = None
-    if cache is not None:
+    if cache is None:
+        ref_stats = ReferenceStats.from_features(ref)
+    else:
         if cache_key_parts is None:
             raise ValueError("a reference-stats cache needs cache_key_parts (dataset, split, size, sample_ids)")
-        key = (cache_key_parts if isinstance(cache_key_parts, ReferenceSetKey)
-               else ReferenceSetKey(**cache_key_parts))
+        key = cache_key_parts if isinstance(cache_key_parts, ReferenceSetKey) else ReferenceSetKey(**cache_key_parts)
         if len(key.sample_ids) != r:
             raise ValueError(f"{len(key.sample_ids)} reference sample ids for {r} reference features")
         out["reference_key"] = key.key(MODE)
-        ref_stats = cache.load(out["reference_key"])
-        out["reference_stats"] = "computed" if ref_stats is None else "cached"
-        if ref_stats is not None and ref_stats.digest != features_digest(ref):
-            # Same samples, other features (other Inception weights or image files): never serve stale stats.
-            ref_stats, out["reference_stats"] = None, "recomputed (stale entry)"
-    if ref_stats is None:
-        ref_stats = ReferenceStats.from_features(ref)
-        if cache is not None:
+        cached = cache.load(out["reference_key"])
+        if cached is not None and cached.digest == features_digest(ref):
+            ref_stats, out["reference_stats"] = cached, "cached"
+        else:  # none yet, or the same samples with other features (other weights or image files): never serve those
+            ref_stats = ReferenceStats.from_features(ref)
             cache.save(out["reference_key"], ref_stats)
+            out["reference_stats"] = "computed" if cached is None else "recomputed (stale entry)"
 
     gen_stats = ReferenceStats.from_features(gen)
     printed = io.StringIO()

@@ -32,15 +32,7 @@ SSIM_SIGMA = 1.5
 # Radius of torchmetrics' Gaussian window: int(3.5 * sigma + 0.5) (same truncation as scipy/skimage).
 SSIM_BORDER = int(3.5 * SSIM_SIGMA + 0.5)
 
-__all__ = [
-    "SSIM_BORDER",
-    "MaskedScores",
-    "psnr",
-    "ssim",
-    "ssim_map",
-    "masked_psnr",
-    "masked_ssim",
-]
+__all__ = ["SSIM_BORDER", "MaskedScores", "psnr", "ssim", "ssim_map", "masked_psnr", "masked_ssim"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,10 +48,6 @@ class MaskedScores:
     values: torch.Tensor
     empty: torch.Tensor
     n_pixels: torch.Tensor
-
-    @property
-    def n_empty(self) -> int:
-        return int(self.empty.sum())
 
 
 def _check_images(preds: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,6 +118,14 @@ def ssim(preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return _interior(ssim_map(preds, target)).mean(dim=(1, 2, 3))
 
 
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> MaskedScores:
+    """Per-sample mean of ``values`` (B, C, H, W) over channels and the pixels of a bool ``mask`` (B, 1, H, W)."""
+    n_pix = mask.flatten(1).sum(dim=1)
+    empty = n_pix == 0
+    mean = (values * mask).flatten(1).sum(dim=1) / (n_pix.clamp(min=1) * values.shape[1])
+    return MaskedScores(torch.where(empty, torch.full_like(mean, float("nan")), mean), empty, n_pix)
+
+
 def masked_psnr(preds: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> MaskedScores:
     """Per-sample PSNR of the MSE over mask pixels (all channels).
 
@@ -142,14 +138,8 @@ def masked_psnr(preds: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -
         ``empty=True`` for empty masks; ``inf`` where the masked pixels agree exactly.
     """
     p, t = _check_images(preds, target)
-    m = _check_mask(mask, p)
-    n_pix = m.flatten(1).sum(dim=1)
-    sq_err = ((p - t) ** 2 * m).flatten(1).sum(dim=1)
-    empty = n_pix == 0
-    mse = sq_err / (n_pix.clamp(min=1) * p.shape[1])
-    values = 10.0 * torch.log10(1.0 / mse)
-    values = torch.where(empty, torch.full_like(values, float("nan")), values)
-    return MaskedScores(values=values, empty=empty, n_pixels=n_pix)
+    mse = _masked_mean((p - t) ** 2, _check_mask(mask, p))
+    return MaskedScores(10.0 * torch.log10(1.0 / mse.values), mse.empty, mse.n_pixels)
 
 
 def masked_ssim(preds: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> MaskedScores:
@@ -165,11 +155,4 @@ def masked_ssim(preds: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -
         ``empty=True`` when no such pixel exists.
     """
     full = ssim_map(preds, target)
-    m = _interior(_check_mask(mask, full)).expand(-1, full.shape[1], -1, -1)
-    interior = _interior(full)
-    n_pix = m[:, 0].flatten(1).sum(dim=1)
-    empty = n_pix == 0
-    total = (interior * m).flatten(1).sum(dim=1)
-    values = total / (n_pix.clamp(min=1) * full.shape[1])
-    values = torch.where(empty, torch.full_like(values, float("nan")), values)
-    return MaskedScores(values=values, empty=empty, n_pixels=n_pix)
+    return _masked_mean(_interior(full), _interior(_check_mask(mask, full)))

@@ -33,18 +33,8 @@ import torch
 
 WEIGHTS_DIR_ENV = "I2AM_WEIGHTS_DIR"
 
-__all__ = [
-    "WEIGHTS_DIR_ENV",
-    "WEIGHT_FILES",
-    "METRIC_WEIGHTS",
-    "WeightFile",
-    "Unavailable",
-    "cleanfid_dir",
-    "weights_dir_from_env",
-    "candidate_paths",
-    "resolve_weight_file",
-    "resolve_metric_weights",
-]
+__all__ = ["WEIGHTS_DIR_ENV", "WEIGHT_FILES", "METRIC_WEIGHTS", "WeightFile", "Unavailable", "cleanfid_dir",
+           "candidate_paths", "resolve_weight_file", "resolve_metric_weights"]
 
 
 @dataclass(frozen=True)
@@ -52,7 +42,6 @@ class WeightFile:
     """One pretrained weight file and where its library caches it.
 
     Attributes:
-        key: short identifier used in :data:`METRIC_WEIGHTS` (e.g. ``"inception"``).
         relative_path: path of the file relative to the benchmark weights
             directory; its basename is the name the library itself uses.
         description: human-readable description used in error messages.
@@ -60,7 +49,6 @@ class WeightFile:
             evaluated at resolution time so environment changes are honoured.
     """
 
-    key: str
     relative_path: str
     description: str
     library_dirs: Callable[[], list[Path]]
@@ -75,44 +63,22 @@ def cleanfid_dir() -> Path:
     return Path("./" if platform.system() == "Windows" else "/tmp")
 
 
-def _cleanfid_dirs() -> list[Path]:
-    # Looked up at call time so that tests can point it (and clean-fid) at a temporary folder.
-    return [cleanfid_dir()]
-
-
-def _torch_hub_checkpoint_dirs() -> list[Path]:
-    # torch.hub.get_dir() reads TORCH_HOME / XDG_CACHE_HOME at call time; this is
-    # the directory torchvision's load_state_dict_from_url would download into.
-    return [Path(torch.hub.get_dir()) / "checkpoints"]
-
-
 def _lpips_package_dirs() -> list[Path]:
     spec = importlib.util.find_spec("lpips")
-    if spec is None or spec.origin is None:
-        return []
-    return [Path(spec.origin).parent / "weights" / "v0.1"]
+    return [] if spec is None or spec.origin is None else [Path(spec.origin).parent / "weights" / "v0.1"]
 
 
 WEIGHT_FILES: Mapping[str, WeightFile] = {
-    "inception": WeightFile(
-        key="inception",
-        relative_path="inception-2015-12-05.pt",
-        description="clean-fid Inception-v3 TorchScript (FID/KID feature extractor)",
-        library_dirs=_cleanfid_dirs,
-    ),
-    "alexnet": WeightFile(
-        key="alexnet",
-        relative_path="alexnet-owt-7be5be79.pth",
-        description="torchvision ImageNet AlexNet (LPIPS backbone)",
-        library_dirs=_torch_hub_checkpoint_dirs,
-    ),
-    "lpips_alex_lin": WeightFile(
-        key="lpips_alex_lin",
-        # Kept in a sub-folder: a bare "alex.pth" in a shared weights dir is ambiguous.
-        relative_path="lpips/v0.1/alex.pth",
-        description="LPIPS v0.1 linear calibration layers for AlexNet",
-        library_dirs=_lpips_package_dirs,
-    ),
+    # cleanfid_dir is looked up at call time so that tests can point it (and clean-fid) at a temporary folder.
+    "inception": WeightFile("inception-2015-12-05.pt",
+                            "clean-fid Inception-v3 TorchScript (FID/KID feature extractor)", lambda: [cleanfid_dir()]),
+    # torch.hub.get_dir() reads TORCH_HOME / XDG_CACHE_HOME at call time; this is the directory
+    # torchvision's load_state_dict_from_url would download into.
+    "alexnet": WeightFile("alexnet-owt-7be5be79.pth", "torchvision ImageNet AlexNet (LPIPS backbone)",
+                          lambda: [Path(torch.hub.get_dir()) / "checkpoints"]),
+    # Kept in a sub-folder: a bare "alex.pth" in a shared weights dir is ambiguous.
+    "lpips_alex_lin": WeightFile("lpips/v0.1/alex.pth", "LPIPS v0.1 linear calibration layers for AlexNet",
+                                 _lpips_package_dirs),
 }
 
 # Which weight files each metric needs; FID and KID share the Inception network.
@@ -139,55 +105,28 @@ class Unavailable:
     looked_for: tuple[str, ...]
 
 
-def weights_dir_from_env(weights_dir: str | os.PathLike[str] | None = None) -> Path | None:
-    """The benchmark weights directory: ``weights_dir`` if given, else ``$I2AM_WEIGHTS_DIR``, else None."""
-    if weights_dir is not None:
-        return Path(weights_dir).expanduser().absolute()
-    env = os.environ.get(WEIGHTS_DIR_ENV)
-    if env:
-        return Path(env).expanduser().absolute()
-    return None
-
-
-def _weight_file(key: str) -> WeightFile:
+def candidate_paths(key: str, weights_dir: str | os.PathLike[str] | None = None) -> list[Path]:
+    """All absolute paths checked for weight file ``key``, in search order (duplicates removed): the benchmark
+    weights directory (``weights_dir``, else ``$I2AM_WEIGHTS_DIR`` if set), then the library's own folders."""
     try:
-        return WEIGHT_FILES[key]
+        spec = WEIGHT_FILES[key]
     except KeyError:
         raise KeyError(f"unknown weight file {key!r}; known: {sorted(WEIGHT_FILES)}") from None
+    root = weights_dir if weights_dir is not None else (os.environ.get(WEIGHTS_DIR_ENV) or None)
+    paths = [] if root is None else [Path(root).expanduser().absolute() / spec.relative_path]
+    return list(dict.fromkeys(paths + [d.expanduser().absolute() / spec.filename for d in spec.library_dirs()]))
 
 
-def candidate_paths(key: str, weights_dir: str | os.PathLike[str] | None = None) -> list[Path]:
-    """All absolute paths checked for weight file ``key``, in search order (duplicates removed)."""
-    spec = _weight_file(key)
-    paths: list[Path] = []
-    root = weights_dir_from_env(weights_dir)
-    if root is not None:
-        paths.append(root / spec.relative_path)
-    paths.extend(d.expanduser().absolute() / spec.filename for d in spec.library_dirs())
-    unique: list[Path] = []
-    for p in paths:
-        if p not in unique:
-            unique.append(p)
-    return unique
-
-
-def resolve_weight_file(
-    key: str, weights_dir: str | os.PathLike[str] | None = None, *, metric: str | None = None
-) -> Path | Unavailable:
-    """Path of the first existing candidate for weight file ``key``, or an :class:`Unavailable` record.
-
-    Args:
-        key: a key of :data:`WEIGHT_FILES` (``"inception"``, ``"alexnet"``, ``"lpips_alex_lin"``).
-        weights_dir: benchmark weights directory; defaults to ``$I2AM_WEIGHTS_DIR``.
-        metric: metric name to put in the record; defaults to ``key``.
-    """
-    spec = _weight_file(key)
+def resolve_weight_file(key: str, weights_dir: str | os.PathLike[str] | None = None) -> Path | Unavailable:
+    """Path of the first existing candidate for weight file ``key`` (a key of :data:`WEIGHT_FILES`), or an
+    :class:`Unavailable` record; ``weights_dir`` defaults to ``$I2AM_WEIGHTS_DIR``."""
     looked = candidate_paths(key, weights_dir)
     for path in looked:
         if path.is_file():
             return path
+    spec = WEIGHT_FILES[key]
     return Unavailable(
-        metric=metric or key,
+        metric=key,
         reason=(
             f"{spec.description} '{spec.filename}' not found; looked for: "
             + ", ".join(str(p) for p in looked)
@@ -211,14 +150,8 @@ def resolve_metric_weights(
         keys = METRIC_WEIGHTS[metric]
     except KeyError:
         raise KeyError(f"metric {metric!r} needs no known weights; known: {sorted(METRIC_WEIGHTS)}") from None
-    found: dict[str, Path] = {}
-    missing: list[Unavailable] = []
-    for key in keys:
-        resolved = resolve_weight_file(key, weights_dir, metric=metric)
-        if isinstance(resolved, Unavailable):
-            missing.append(resolved)
-        else:
-            found[key] = resolved
+    found = {key: resolve_weight_file(key, weights_dir) for key in keys}
+    missing = [m for m in found.values() if isinstance(m, Unavailable)]
     if not missing:
         return found
     return Unavailable(
