@@ -57,12 +57,9 @@ full-size model on a GPU); ``random_init`` (a seed: replace the transformer by
 a freshly initialised one of the same config, the attribution-method
 baseline; VAE kept for decoding).
 
-Tested here (tests/adapters/test_flux_kontext.py and the contract suite) on a
-tiny random FLUX Kontext folder on the CPU: both modes, the joint layout
-against the sequence the transformer really sees, capture leaving the output
-unchanged, batching independence, option and size errors, prompt encoding
-through tiny random CLIP/T5 encoders. Not tested: real FLUX.1 Kontext weights
-(none on this machine), their image quality, bfloat16, GPU memory and speed.
+Tested (tests/adapters/test_flux_kontext.py, the contract suite) on a tiny random
+FLUX Kontext folder on the CPU, both modes and prompt encoding included; not on
+real FLUX.1 Kontext weights, in bfloat16 or on a GPU.
 """
 
 from __future__ import annotations
@@ -78,7 +75,8 @@ from diffusers import (AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxKonte
                        FluxKontextPipeline, FluxTransformer2DModel)
 
 from benchmark.api.model import (ModelAdapter, ModelSpec, SamplingSettings, check_timesteps, initial_noise,
-                                 one_pass_noise, one_pass_target, weights_hash)
+                                 one_pass_noise, one_pass_target)
+from benchmark.api.sample import condition_size
 from benchmark.api.sources import resolve_model_source
 from benchmark.capture.joint_capture import JointLayout
 from benchmark.capture.tokens import TokenLayout
@@ -159,6 +157,7 @@ def encode_prompt(folder: Path, prompt: str, max_sequence_length: int, device, d
 @ADAPTERS.register("flux_kontext")
 class FluxKontextAdapter(ModelAdapter):
     capture_path = "joint"
+    identity_parts = ("vae",)  # then the prompt embeddings' hash
 
     def __init__(self, spec: ModelSpec, device="cpu"):
         super().__init__(spec, device)
@@ -166,10 +165,11 @@ class FluxKontextAdapter(ModelAdapter):
         self.dtype = getattr(torch, opts.dtype)
         folder = resolve_model_source(spec.path, REPO_ROOT, what="FLUX Kontext model (a diffusers folder with "
                                       "transformer/, vae/, scheduler/)", suggest=HUB_ID)
+        transformer_dir = _part(folder, "transformer")
         # the prompt first: a missing one fails before the weights load, and T5 is released before they do
         self.prompt_embeds, self.pooled_prompt_embeds = self._prompt(
-            folder, FluxTransformer2DModel.load_config(_part(folder, "transformer")))
-        transformer = FluxTransformer2DModel.from_pretrained(_part(folder, "transformer"), torch_dtype=self.dtype)
+            folder, FluxTransformer2DModel.load_config(transformer_dir))
+        transformer = FluxTransformer2DModel.from_pretrained(transformer_dir, torch_dtype=self.dtype)
         vae = AutoencoderKL.from_pretrained(_part(folder, "vae"), torch_dtype=self.dtype)
         if vae.config.get("shift_factor") is None or vae.config.get("scaling_factor") is None:
             raise ValueError(f"the VAE in {folder / 'vae'} needs shift_factor and scaling_factor in its config "
@@ -237,7 +237,7 @@ class FluxKontextAdapter(ModelAdapter):
         return TokenLayout(grid=self._packed_grid(tuple(self.options.reference_size), "reference"))
 
     def joint_layout(self, batch: dict) -> JointLayout:
-        gh, gw = self.latent_grid(self.image_size(batch))
+        gh, gw = self.latent_grid(condition_size(batch["conditions"]))
         return JointLayout(self.prompt_embeds.shape[1], gh * gw, self.token_layout.n_kept)
 
     def capture_module(self) -> torch.nn.Module:
@@ -247,10 +247,6 @@ class FluxKontextAdapter(ModelAdapter):
         return SamplingSettings(self.options.num_inference_steps, self.options.guidance_scale)
 
     # --- generation ---------------------------------------------------------------------------
-    @staticmethod
-    def image_size(batch: dict) -> tuple[int, int]:
-        return tuple(next(iter(batch["conditions"].values())).shape[-2:])
-
     @staticmethod
     def is_inpainting(batch: dict) -> bool:
         present = [c for c in INPAINT_CONDITIONS if c in batch["conditions"]]
@@ -271,7 +267,7 @@ class FluxKontextAdapter(ModelAdapter):
     def generate(self, batch: dict, sampling: SamplingSettings, seeds: list[int],
                  callback_on_step_end: Callable | None = None) -> torch.Tensor:
         """(B, 3, H, W) float CPU in [0, 1]; sample i starts from the noise of ``seeds[i]``."""
-        size = self.image_size(batch)
+        size = condition_size(batch["conditions"])
         gh, gw = self.latent_grid(size)
         b, dev, dtype = len(seeds), self.device, self.dtype
         channels = self.pipe.transformer.config.in_channels // 4
@@ -310,7 +306,7 @@ class FluxKontextAdapter(ModelAdapter):
         h = hashlib.sha256()
         for t in (self.prompt_embeds, self.pooled_prompt_embeds):
             h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-        ident["weights"] += "-" + weights_hash(self.pipe.vae)[:8] + h.hexdigest()[:8]
+        ident["weights"] += h.hexdigest()[:8]
         return ident
 
     @torch.no_grad()

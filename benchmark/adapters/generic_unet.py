@@ -50,16 +50,15 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from transformers import CLIPVisionModel, CLIPVisionModelWithProjection
 
-from benchmark.adapters.pipeline_adapter import ReferencePipelineAdapter, ddim_scheduler
-from benchmark.api.model import ModelSpec, SamplingSettings
+from benchmark.adapters.pipeline_adapter import (ReferencePipelineAdapter, clip_pixels, clip_token_layout,
+                                                 ddim_scheduler)
+from benchmark.api.model import ModelSpec
 from benchmark.api.sources import resolve_model_source
 from benchmark.capture.tokens import TokenLayout
 from benchmark.config import REPO_ROOT, ConfigError, build_section
 from benchmark.models.mini import I2IModelSpec
 from benchmark.pipelines.reference_i2i import ReferenceI2IPipeline
 from benchmark.registry import ADAPTERS
-
-CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 
 
 @dataclass(frozen=True)
@@ -113,13 +112,11 @@ class ImageTokenI2IPipeline(ReferenceI2IPipeline):
         """(B, 3, Hr, Wr) in [0, 1] -> context (B, tokens, D)."""
         enc, opts = self.image_encoder, self.options
         size = enc.config.image_size
-        x = F.interpolate(reference, size=(size, size), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
         if opts.reference_normalization == "clip":
-            mean = torch.tensor(CLIP_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-            std = torch.tensor(CLIP_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-            x = (x - mean) / std
+            x = clip_pixels(reference, size)
         else:
-            x = x * 2 - 1
+            x = F.interpolate(reference, size=(size, size), mode="bicubic", align_corners=False, antialias=True)
+            x = x.clamp(0, 1) * 2 - 1
         out = enc(pixel_values=x)
         if opts.reference_tokens == "pooled":
             return (out.image_embeds if opts.use_projection else out.pooler_output)[:, None]
@@ -161,27 +158,14 @@ class GenericUNetAdapter(ReferencePipelineAdapter):
         self.pipe.set_progress_bar_config(disable=True)
         for m in (vae, unet, encoder):
             m.eval().requires_grad_(False)
-        self._layout = self._token_layout(where)
-
-    def _token_layout(self, where: str) -> TokenLayout:
-        opts, cfg = self.options, self.pipe.image_encoder.config
-        if opts.reference_tokens == "pooled":
-            n_tokens, grid, drop = 1, (1, 1), ()
-        else:
-            side_h, side_w = cfg.image_size // cfg.patch_size, cfg.image_size // cfg.patch_size
-            n_tokens, grid, drop = 1 + side_h * side_w, (side_h, side_w), (0,)
-        grid = tuple(opts.token_grid) if opts.token_grid is not None else grid
-        drop = tuple(opts.drop_tokens) if opts.drop_tokens is not None else drop
-        layout = TokenLayout(grid=grid, drop=drop)
+        default = clip_token_layout(encoder.config, pooled=opts.reference_tokens == "pooled")
+        self._layout = TokenLayout(grid=default.grid if opts.token_grid is None else tuple(opts.token_grid),
+                                   drop=default.drop if opts.drop_tokens is None else tuple(opts.drop_tokens))
         try:
-            layout.kept_index(n_tokens)
+            self._layout.kept_index(default.n_kept + len(default.drop))  # the encoder's token count
         except ValueError as err:
             raise ConfigError(f"{where}: token_grid/drop_tokens do not fit the image encoder: {err}") from err
-        return layout
 
     @property
     def token_layout(self) -> TokenLayout:
         return self._layout
-
-    def default_sampling(self) -> SamplingSettings:
-        return SamplingSettings(self.options.num_inference_steps, self.options.guidance_scale)

@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 import diffusers
 from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, PaintByExamplePipeline, UNet2DConditionModel
 from diffusers.pipelines.deprecated.paint_by_example import PaintByExampleImageEncoder
@@ -45,8 +44,9 @@ from diffusers.pipelines.deprecated.paint_by_example.pipeline_paint_by_example i
     prepare_mask_and_masked_image)
 from transformers import CLIPImageProcessor, CLIPVisionConfig
 
+from benchmark.adapters.pipeline_adapter import clip_pixels
 from benchmark.api.model import (ModelAdapter, ModelSpec, SamplingSettings, check_timesteps, initial_noise,
-                                 one_pass_noise, one_pass_target, weights_hash)
+                                 one_pass_noise, one_pass_target)
 from benchmark.api.sources import resolve_model_source
 from benchmark.capture.tokens import TokenLayout
 from benchmark.config import REPO_ROOT, ConfigError, build_section
@@ -54,8 +54,6 @@ from benchmark.registry import ADAPTERS
 
 HUB_ID = "Fantasy-Studio/Paint-by-Example"
 LAYOUT = "a diffusers folder with model_index.json, unet/, vae/, image_encoder/, scheduler/, feature_extractor/"
-# OpenAI CLIP statistics, used only when the folder has no feature extractor.
-CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 
 
 @dataclass(frozen=True)
@@ -73,17 +71,8 @@ class PaintByExampleOptions:
             raise ConfigError(f"paint_by_example option dtype {self.dtype!r} is not a torch dtype")
 
 
-def model_folder(path: str) -> Path:
-    """The PBE diffusers folder of ``path`` (local, or a cached hub id: :func:`resolve_model_source`)."""
-    folder = resolve_model_source(path, REPO_ROOT, what=f"Paint-by-Example model ({LAYOUT})", suggest=HUB_ID)
-    if not (folder / "model_index.json").is_file():
-        raise FileNotFoundError(f"Paint-by-Example model {path!r}: {folder} has no model_index.json; "
-                                f"expected {LAYOUT}")
-    return folder
-
-
 def load_pipeline(path: str, scheduler: str = "ddim", dtype: torch.dtype = torch.float32) -> PaintByExamplePipeline:
-    """A local folder or a cached hub id -> the pipeline, without its safety checker.
+    """A local folder or a cached hub id (:func:`resolve_model_source`) -> the pipeline, without its safety checker.
 
     The components are loaded one by one rather than by ``from_pretrained``:
     the released checkpoint's model_index.json declares the image encoder as
@@ -91,7 +80,10 @@ def load_pipeline(path: str, scheduler: str = "ddim", dtype: torch.dtype = torch
     the pipeline moved to ``pipelines.deprecated`` (and a folder saved by this
     diffusers declares ``["diffusers", ...]``, which it does not export either).
     """
-    folder = model_folder(path)
+    folder = resolve_model_source(path, REPO_ROOT, what=f"Paint-by-Example model ({LAYOUT})", suggest=HUB_ID)
+    if not (folder / "model_index.json").is_file():
+        raise FileNotFoundError(f"Paint-by-Example model {path!r}: {folder} has no model_index.json; "
+                                f"expected {LAYOUT}")
 
     def part(name: str) -> Path:
         if not (folder / name).is_dir():
@@ -103,8 +95,8 @@ def load_pipeline(path: str, scheduler: str = "ddim", dtype: torch.dtype = torch
     image_encoder = PaintByExampleImageEncoder.from_pretrained(
         enc_dir, config=CLIPVisionConfig.from_pretrained(enc_dir), torch_dtype=dtype)
     sched_config = DDIMScheduler.load_config(part("scheduler"))
-    if scheduler == "ddim":
-        sched = ddim_from(sched_config)
+    if scheduler == "ddim":  # over the folder's noise schedule; no x0 clipping, as the original (CompVis) sampler
+        sched = DDIMScheduler.from_config(sched_config, clip_sample=sched_config.get("clip_sample", False))
     else:
         sched = getattr(diffusers, sched_config["_class_name"]).from_config(sched_config)
     fe_dir = folder / "feature_extractor"
@@ -119,18 +111,20 @@ def load_pipeline(path: str, scheduler: str = "ddim", dtype: torch.dtype = torch
     )
 
 
-def ddim_from(config) -> DDIMScheduler:
-    """DDIM over the folder's noise schedule; no x0 clipping, as the original (CompVis) sampler."""
-    return DDIMScheduler.from_config(config, clip_sample=config.get("clip_sample", False))
+def required_mask(conditions: dict) -> torch.Tensor:
+    if "mask" not in conditions:
+        raise KeyError(f"paint_by_example needs the condition 'mask' (1 = region to fill); got {sorted(conditions)}")
+    return conditions["mask"]
 
 
 @ADAPTERS.register("paint_by_example")
 class PaintByExampleAdapter(ModelAdapter):
+    identity_parts = ("image_encoder", "vae")
+
     def __init__(self, spec: ModelSpec, device="cpu"):
         super().__init__(spec, device)
         self.options = build_section(PaintByExampleOptions, spec.options, f"model {spec.name!r} options")
-        self.pipe = load_pipeline(spec.path, self.options.scheduler, getattr(torch, self.options.dtype))
-        self.pipe.to(self.device)
+        self.pipe = load_pipeline(spec.path, self.options.scheduler, getattr(torch, self.options.dtype)).to(self.device)
         self.pipe.set_progress_bar_config(disable=True)
         for m in (self.pipe.vae, self.pipe.unet, self.pipe.image_encoder):
             m.eval().requires_grad_(False)
@@ -154,27 +148,19 @@ class PaintByExampleAdapter(ModelAdapter):
         fe = self.pipe.feature_extractor
         if fe is not None:
             return fe(images=list(reference.float().cpu()), return_tensors="pt", do_rescale=False).pixel_values
-        size = self.pipe.image_encoder.config.image_size
-        x = F.interpolate(reference.float(), size=(size, size), mode="bicubic", align_corners=False, antialias=True)
-        mean, std = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), torch.tensor(CLIP_STD).view(1, 3, 1, 1)
-        return (x.clamp(0, 1) - mean) / std
+        return clip_pixels(reference.float(), self.pipe.image_encoder.config.image_size)  # no feature extractor
 
     @torch.no_grad()
     def generate(self, batch: dict, sampling: SamplingSettings, seeds: list[int],
                  callback_on_step_end: Callable | None = None) -> torch.Tensor:
         conditions = batch["conditions"]
-        if "mask" not in conditions:
-            raise KeyError("paint_by_example needs the condition 'mask' (1 = region to fill); "
-                           f"got {sorted(conditions)}")
+        mask = required_mask(conditions)
         image = conditions.get("masked_image", batch.get("target"))
         if image is None:
             raise KeyError("paint_by_example needs the condition 'masked_image' or a target image")
-        mask = conditions["mask"]
         size = tuple(mask.shape[-2:])
         dtype = self.pipe.unet.dtype
         latents = initial_noise(seeds, (self.pipe.vae.config.latent_channels, *self.latent_grid(size)))
-        # The masked-image latent is a posterior sample: one generator per sample, apart from the noise seed.
-        generators = self.masked_image_generators(seeds)
 
         def callback(i, t, latents_now):  # the pipeline only has the legacy per-step callback
             callback_on_step_end(self.pipe, i, t, {"latents": latents_now})
@@ -186,18 +172,13 @@ class PaintByExampleAdapter(ModelAdapter):
             num_inference_steps=sampling.num_inference_steps,
             guidance_scale=sampling.guidance_scale,
             eta=sampling.eta,
-            generator=generators,
+            generator=self.masked_image_generators(seeds),  # the masked-image latent is a posterior sample
             latents=latents.to(self.device, dtype),
             output_type="pt",
             callback=callback if callback_on_step_end is not None else None,
             callback_steps=1,
         ).images
         return out.float().cpu()
-
-    def identity(self) -> dict:
-        ident = super().identity()
-        ident["weights"] += "-" + "".join(weights_hash(m)[:8] for m in (self.pipe.image_encoder, self.pipe.vae))
-        return ident
 
     @staticmethod
     def masked_image_generators(seeds: list[int]) -> list[torch.Generator]:
@@ -220,16 +201,13 @@ class PaintByExampleAdapter(ModelAdapter):
         who = f"model {self.spec.name!r}"
         target = one_pass_target(batch, who)
         conditions = batch["conditions"]
-        if "mask" not in conditions:
-            raise KeyError("paint_by_example needs the condition 'mask' (1 = region to fill); "
-                           f"got {sorted(conditions)}")
+        mask = required_mask(conditions)
         pipe, dev, dtype = self.pipe, self.device, self.pipe.unet.dtype
         noiser = DDPMScheduler.from_config(pipe.scheduler.config)
         steps = check_timesteps(timesteps, noiser.config.num_train_timesteps, who)
         image = conditions.get("masked_image", target)
         b, (height, width) = len(seeds), tuple(target.shape[-2:])
-        mask, masked = prepare_mask_and_masked_image((image.float() * 2 - 1).clamp(-1, 1),
-                                                     conditions["mask"].float().clamp(0, 1))
+        mask, masked = prepare_mask_and_masked_image((image.float() * 2 - 1).clamp(-1, 1), mask.float().clamp(0, 1))
         mask, masked_latent = pipe.prepare_mask_latents(mask, masked, b, height, width, dtype, dev,
                                                         self.masked_image_generators(seeds), False)
         context = pipe.image_encoder(self.example_pixels(batch["reference"]).to(dev, dtype))  # (B, 1, D)

@@ -38,6 +38,7 @@ class ModelAdapter(ABC):
     """
 
     capture_path: str = "diffusers"
+    identity_parts: tuple[str, ...] = ()  # modules of self.pipe hashed after capture_module() in identity()
 
     def __init__(self, spec: ModelSpec, device: torch.device | str = "cpu"):
         self.spec, self.device = spec, torch.device(device)
@@ -69,7 +70,10 @@ class ModelAdapter(ABC):
     def identity(self) -> dict:
         """Name, adapter and a hash of the weights as loaded (after options such as ``random_init``): recorded in
         every job's result beside the key's hash of the model files (``docs/store.md``)."""
-        return {"name": self.spec.name, "adapter": self.spec.adapter, "weights": weights_hash(self.capture_module())}
+        weights = weights_hash(self.capture_module())
+        if self.identity_parts:
+            weights += "-" + "".join(weights_hash(getattr(self.pipe, m))[:8] for m in self.identity_parts)
+        return {"name": self.spec.name, "adapter": self.spec.adapter, "weights": weights}
 
     def one_pass(self, batch: dict, timesteps: tuple[int, ...], seeds: list[int],
                  callback_on_step_end: Callable | None = None) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the errors below are raised where no tensor is made (validate)
@@ -56,6 +55,11 @@ class I2ISample:
     def size(self) -> tuple[int, int]:
         first = next(iter(self.conditions.values()), self.target)
         return tuple(first.shape[-2:])  # type: ignore[return-value]
+
+
+def condition_size(conditions: dict) -> tuple[int, int]:
+    """(H, W) of a collated batch's conditions: the size the model generates."""
+    return tuple(next(iter(conditions.values())).shape[-2:])  # type: ignore[return-value]
 
 
 def collate(samples: list[I2ISample]) -> dict:

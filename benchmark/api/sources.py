@@ -50,8 +50,9 @@ class ModelSourceError(FileNotFoundError):
         hub = split_hub_id(path) if cache is not None else None
         hub_id = hub[0] if hub is not None else suggest
         if hub is not None:
-            msg += (f", and the hub id {hub[0]!r} is not in the local Hugging Face cache {cache}: {reason or 'not found'} "
-                    f"(looked for {cache / repo_folder_name(hub[0])}/snapshots/<commit of refs/main>"
+            msg += (f", and the hub id {hub[0]!r} is not in the local Hugging Face cache {cache}: "
+                    f"{reason or 'not found'} "
+                    f"(looked for {cache}/models--{hub[0].replace('/', '--')}/snapshots/<commit of refs/main>"
                     f"{'/' + hub[1] if hub[1] else ''}; set HF_HUB_CACHE or HF_HOME to use another cache)")
         msg += ". Nothing is downloaded here."
         if hub_id is not None:
@@ -69,16 +70,6 @@ def split_hub_id(path: str) -> tuple[str, str] | None:
     if m is None or ".." in path:
         return None
     return m["repo"], m["sub"] or ""
-
-
-def is_hub_id(path: str) -> bool:
-    """True when ``path`` has the form of a hub model id (``owner/name``, optionally ``/sub/folder``)."""
-    return split_hub_id(path) is not None
-
-
-def repo_folder_name(repo_id: str) -> str:
-    """The cache folder of a model repo: ``owner/name`` -> ``models--owner--name``."""
-    return "models--" + repo_id.replace("/", "--")
 
 
 def hub_cache_dir() -> Path:

@@ -19,11 +19,12 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL, DiffusionPipeline, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
+from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
 
+from benchmark.api.sample import condition_size
 from benchmark.capture.joint_capture import JointLayout
 from benchmark.models.mini import I2IModelSpec
-from benchmark.pipelines.reference_i2i import encode_conditions, encode_image
+from benchmark.pipelines.reference_i2i import ReferencePipelineBase, encode_image
 
 TEXT_TOKENS = 1  # the null text token
 DEFAULT_REFERENCE_SIZE = 48  # reference image side: 12x12 latent tokens at f=4
@@ -79,7 +80,7 @@ def dit_inputs(transformer: FluxTransformer2DModel, noisy: torch.Tensor, cond: t
     )
 
 
-class ReferenceDiTPipeline(DiffusionPipeline):
+class ReferenceDiTPipeline(ReferencePipelineBase):
     model_cpu_offload_seq = "transformer->vae"
 
     def __init__(self, vae: AutoencoderKL, transformer: FluxTransformer2DModel,
@@ -88,9 +89,9 @@ class ReferenceDiTPipeline(DiffusionPipeline):
         self.register_modules(vae=vae, transformer=transformer, scheduler=scheduler)
         self.spec = spec
 
-    def latent_size(self, image_size: tuple[int, int]) -> tuple[int, int]:
-        f = 2 ** (len(self.vae.config.block_out_channels) - 1)
-        return image_size[0] // f, image_size[1] // f
+    @property
+    def denoiser(self) -> FluxTransformer2DModel:
+        return self.transformer
 
     def encode_reference(self, reference: torch.Tensor) -> torch.Tensor:
         """(B, 3, Hr, Wr) in [0, 1] -> reference latent at the model's fixed reference size."""
@@ -101,22 +102,16 @@ class ReferenceDiTPipeline(DiffusionPipeline):
         hr, wr = self.latent_size(reference_size(self.spec))
         return JointLayout(TEXT_TOKENS, h * w, hr * wr)
 
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        return ((self.vae.decode(latents / self.vae.config.scaling_factor).sample + 1) / 2).clamp(0, 1)
-
     @torch.no_grad()
-    def __call__(self, reference: torch.Tensor, conditions: dict[str, torch.Tensor], num_inference_steps: int | None = None,
-                 guidance_scale: float | None = None, latents: torch.Tensor | None = None,
-                 generator: torch.Generator | None = None, callback_on_step_end: Callable | None = None) -> torch.Tensor:
+    def __call__(self, reference: torch.Tensor, conditions: dict[str, torch.Tensor],
+                 num_inference_steps: int | None = None, guidance_scale: float | None = None,
+                 latents: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                 callback_on_step_end: Callable | None = None) -> torch.Tensor:
         """Generate (B, 3, H, W) in [0, 1]. Under CFG the transformer batch is [null reference; reference]."""
         steps = num_inference_steps or self.spec.num_inference_steps
         scale = self.spec.guidance_scale if guidance_scale is None else guidance_scale
         dtype, device = self.transformer.dtype, self.device
-        image_size = tuple(next(iter(conditions.values())).shape[-2:])
-        h, w = self.latent_size(image_size)
-        moved = {k: v.to(device, dtype) for k, v in conditions.items()}
-        cond = encode_conditions(self.vae, self.spec.conditions, moved, (h, w))
-        ref = self.encode_reference(reference.to(device, dtype))
+        ref, cond, (h, w) = self.encode_inputs(reference, conditions, condition_size(conditions))
         do_cfg = scale > 1.0
         if do_cfg:
             ref, cond = torch.cat([torch.zeros_like(ref), ref]), torch.cat([cond, cond])
@@ -151,11 +146,8 @@ class ReferenceDiTPipeline(DiffusionPipeline):
         ``callback_on_step_end(pipe, k, t, {})`` follows call k.
         """
         dtype, device = self.transformer.dtype, self.device
-        h, w = self.latent_size(tuple(target.shape[-2:]))
-        moved = {k: v.to(device, dtype) for k, v in conditions.items()}
-        cond = encode_conditions(self.vae, self.spec.conditions, moved, (h, w))
-        ref = self.encode_reference(reference.to(device, dtype))
-        x0 = encode_image(self.vae, target.to(device, dtype))
+        ref, cond, _ = self.encode_inputs(reference, conditions, tuple(target.shape[-2:]))
+        x0 = self.encode_image(target.to(device, dtype))
         num_train = self.scheduler.config.num_train_timesteps
         for k, step in enumerate(timesteps):
             sigma = torch.full((x0.shape[0],), int(step) / num_train, device=device)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPVisionModel
 
+from benchmark.api.sample import condition_size
 from benchmark.models.mini import I2IModelSpec
 
 
@@ -48,19 +49,14 @@ def encode_conditions(vae: AutoencoderKL, spec_conditions, conditions: dict[str,
     return torch.cat(parts, dim=1)
 
 
-class ReferenceI2IPipeline(DiffusionPipeline):
-    model_cpu_offload_seq = "image_encoder->unet->vae"
+class ReferencePipelineBase(DiffusionPipeline):
+    """What the reference pipelines share: a ``vae``, a ``spec`` (:class:`I2IModelSpec`) and a ``denoiser``."""
 
-    def __init__(self, vae: AutoencoderKL, unet: UNet2DConditionModel, image_encoder: CLIPVisionModel,
-                 scheduler: DDIMScheduler, spec: I2IModelSpec | None = None):
-        super().__init__()
-        self.register_modules(vae=vae, unet=unet, image_encoder=image_encoder, scheduler=scheduler)
-        self.spec = spec
+    denoiser: torch.nn.Module  # the network sampling calls (and the capture patches)
 
-    # --- encoders -------------------------------------------------------------------------------
-    def encode_reference(self, reference: torch.Tensor) -> torch.Tensor:
-        """(B, 3, Hr, Wr) in [0, 1] -> context (B, tokens, D): CLS + patches, or the pooled token."""
-        return encode_reference(self.image_encoder, reference, self.spec.reference_tokens)
+    def latent_size(self, image_size: tuple[int, int]) -> tuple[int, int]:
+        f = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        return image_size[0] // f, image_size[1] // f
 
     def encode_image(self, image: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] -> scaled latent (B, C, H/f, W/f), the posterior mode (deterministic)."""
@@ -72,17 +68,39 @@ class ReferenceI2IPipeline(DiffusionPipeline):
 
     def encode_conditions(self, conditions: dict[str, torch.Tensor], latent_size: tuple[int, int]) -> torch.Tensor:
         """Stack the spec's conditions in channel order at the latent size -> (B, C_cond, h, w)."""
-        moved = {k: v.to(self.device, self.unet.dtype) for k, v in conditions.items()}
+        moved = {k: v.to(self.device, self.denoiser.dtype) for k, v in conditions.items()}
         return encode_conditions(self.vae, self.spec.conditions, moved, latent_size)
 
-    def latent_size(self, image_size: tuple[int, int]) -> tuple[int, int]:
-        f = 2 ** (len(self.vae.config.block_out_channels) - 1)
-        return image_size[0] // f, image_size[1] // f
+    def encode_inputs(self, reference: torch.Tensor, conditions: dict[str, torch.Tensor],
+                      image_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+        """(encoded reference, condition channels, latent (h, w)) for images of ``image_size``."""
+        h, w = self.latent_size(image_size)
+        reference = self.encode_reference(reference.to(self.device, self.denoiser.dtype))
+        return reference, self.encode_conditions(conditions, (h, w)), (h, w)
+
+
+class ReferenceI2IPipeline(ReferencePipelineBase):
+    model_cpu_offload_seq = "image_encoder->unet->vae"
+
+    def __init__(self, vae: AutoencoderKL, unet: UNet2DConditionModel, image_encoder: CLIPVisionModel,
+                 scheduler: DDIMScheduler, spec: I2IModelSpec | None = None):
+        super().__init__()
+        self.register_modules(vae=vae, unet=unet, image_encoder=image_encoder, scheduler=scheduler)
+        self.spec = spec
+
+    @property
+    def denoiser(self) -> UNet2DConditionModel:
+        return self.unet
+
+    def encode_reference(self, reference: torch.Tensor) -> torch.Tensor:
+        """(B, 3, Hr, Wr) in [0, 1] -> context (B, tokens, D): CLS + patches, or the pooled token."""
+        return encode_reference(self.image_encoder, reference, self.spec.reference_tokens)
 
     # --- sampling ------------------------------------------------------------------------------
     @torch.no_grad()
-    def __call__(self, reference: torch.Tensor, conditions: dict[str, torch.Tensor], num_inference_steps: int | None = None,
-                 guidance_scale: float | None = None, generator: torch.Generator | None = None, eta: float = 0.0,
+    def __call__(self, reference: torch.Tensor, conditions: dict[str, torch.Tensor],
+                 num_inference_steps: int | None = None, guidance_scale: float | None = None,
+                 generator: torch.Generator | None = None, eta: float = 0.0,
                  callback_on_step_end: Callable | None = None, latents: torch.Tensor | None = None) -> torch.Tensor:
         """Generate (B, 3, H, W) images in [0, 1] for ``reference`` (B, 3, Hr, Wr) and ``conditions``.
 
@@ -94,11 +112,7 @@ class ReferenceI2IPipeline(DiffusionPipeline):
         """
         steps = num_inference_steps or self.spec.num_inference_steps
         scale = self.spec.guidance_scale if guidance_scale is None else guidance_scale
-        reference = reference.to(self.device, self.unet.dtype)
-        image_size = tuple(next(iter(conditions.values())).shape[-2:])
-        h, w = self.latent_size(image_size)
-        context = self.encode_reference(reference)
-        cond = self.encode_conditions(conditions, (h, w))
+        context, cond, (h, w) = self.encode_inputs(reference, conditions, condition_size(conditions))
         base = cond[:, self.spec.condition_slice(self.spec.residual_of, self.vae.config.latent_channels)] \
             if self.spec.residual_of else None
         do_cfg = scale > 1.0
@@ -139,10 +153,7 @@ class ReferenceI2IPipeline(DiffusionPipeline):
         The UNet sees the conditional context and condition channels of sampling
         and no unconditional half. ``callback_on_step_end(pipe, k, t, {})`` follows call k.
         """
-        reference = reference.to(self.device, self.unet.dtype)
-        h, w = self.latent_size(tuple(target.shape[-2:]))
-        context = self.encode_reference(reference)
-        cond = self.encode_conditions(conditions, (h, w))
+        context, cond, _ = self.encode_inputs(reference, conditions, tuple(target.shape[-2:]))
         x0 = self.encode_image(target.to(self.device, self.unet.dtype))
         if self.spec.residual_of:  # training noised the scaled residual, so that is the model's x_0
             base = cond[:, self.spec.condition_slice(self.spec.residual_of, self.vae.config.latent_channels)]
