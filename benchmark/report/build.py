@@ -177,7 +177,8 @@ def _analyses(cfg: RunConfig, view: StoreView, task: TaskConfig, tf: pd.DataFram
                 "n_boot": min(cfg.scoring.n_boot, 1000), "n_permutations": N_PERMUTATIONS}
         sw = memo.cached(cache, f"{task.name}-sweep-{side}", memo.digest([np.asarray(a).tolist() for a in args], opts),
                          lambda: correlation_sweep(*args, **opts))
-        sw.insert(0, "side", side), sw.insert(0, "quality", quality[0]), sw.insert(0, "task", task.name)
+        for column, value in (("side", side), ("quality", quality[0]), ("task", task.name)):
+            sw.insert(0, column, value)  # leading columns: task, quality, side
         sweep_rows.append(sw)
         if sw["selection"].notna().any():
             path = fig_dir / task.name / f"sweep_imacs_{side}.png"

@@ -182,7 +182,7 @@ def sweep_terms(view: StoreView, task: str, models: list[str]) -> dict[str, dict
     the S samples that have them, and ``thresholds`` (T,). Read from the records, no map is loaded."""
     out = {}
     for side in ("g", "r"):
-        a, b, ids, mods, grid = [], [], [], [], None
+        found, grid = [], None  # (a, b, sample id, model) per sample
         for sm in view.of(task):
             if sm.model not in models:
                 continue
@@ -191,9 +191,10 @@ def sweep_terms(view: StoreView, task: str, models: list[str]) -> dict[str, dict
                 for sid, sides in rec["imacs_terms"]["samples"].items():
                     t = sides.get(side, {})
                     if sid in rec["_keep"] and "a" in t:
-                        a.append(t["a"]), b.append(t["b"]), ids.append(sid), mods.append(sm.model)
-        if a:
-            order = np.lexsort((np.asarray(ids), np.asarray(mods)))  # by (model, sample): not by finishing order
-            out[side] = {"a": np.asarray(a)[order], "b": np.asarray(b)[order], "sample_id": np.asarray(ids)[order],
-                         "model": np.asarray(mods)[order], "thresholds": np.asarray(grid)}
+                        found.append((t["a"], t["b"], sid, sm.model))
+        if found:
+            a, b, ids, mods = (np.asarray(column) for column in zip(*found))
+            order = np.lexsort((ids, mods))  # by (model, sample): not by finishing order
+            out[side] = {"a": a[order], "b": b[order], "sample_id": ids[order], "model": mods[order],
+                         "thresholds": np.asarray(grid)}
     return out
