@@ -1,6 +1,6 @@
 """One registry for every extension point (``docs/extending.md``).
 
-* ``DATASET_FORMATS``: dataset loaders by ``dataset.format`` (info: the folder layout);
+* ``DATASET_FORMATS``: dataset loaders by ``dataset.format`` (info: the folder layout; each must define ``files(i)``);
 * ``ADAPTERS``: model adapters by ``adapter`` name;
 * ``SAMPLE_METRICS``: per-sample scores a job records (info: ``label``, ``direction``, ``kind``);
 * ``SET_METRICS``: set-level metrics the report computes from stored features (same info);
@@ -87,7 +87,20 @@ class Registry(Generic[T]):
         return name in self._entries
 
 
-DATASET_FORMATS: Registry = Registry("dataset format")
+class FormatRegistry(Registry):
+    """Dataset loaders, checked when resolved: a loader must define ``files(i)``, the files sample ``i`` reads by
+    role, since their contents key its stored job (without it an image edited in place would reuse a stale job)."""
+
+    def get(self, name: str):
+        loader = super().get(name)
+        if not callable(getattr(loader, "files", None)):
+            raise TypeError(f"{self.kind} {name!r}: loader {getattr(loader, '__qualname__', loader)!r} defines no "
+                            "files(i); dataset loaders must define files(i), the files sample i reads by role, "
+                            "which key its stored job (docs/extending.md)")
+        return loader
+
+
+DATASET_FORMATS: Registry = FormatRegistry("dataset format")
 ADAPTERS: Registry = Registry("model adapter")
 SAMPLE_METRICS: Registry = Registry("per-sample metric")
 SET_METRICS: Registry = Registry("set metric")
@@ -103,7 +116,7 @@ for _name, _target in {
 }.items():
     ADAPTERS.add(_name, _target)
 
-# A loader class with ``from_config(root, dataset_section)``; docs/datasets.md has the layouts.
+# A loader class with ``from_config(root, dataset_section)`` and ``files(i)``; docs/datasets.md has the layouts.
 for _name, _target, _layout, _split_folder in (
     ("viton_hd", "benchmark.datasets.viton_hd:VitonHDDataset", "zalando-hd-resized/{split}/image, cloth, agnostic-v3.2, ...", False),
     ("cocoee", "benchmark.datasets.cocoee:CocoeeDataset", "test_bench/GT_3500, Ref_3500, Mask_bbox_3500", True),

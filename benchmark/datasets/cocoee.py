@@ -63,21 +63,30 @@ class CocoeeDataset:
     def __len__(self) -> int:
         return len(self._ids)
 
-    def __getitem__(self, i: int) -> I2ISample:
+    def files(self, i: int) -> dict[str, Path]:
+        """The files sample ``i`` reads, by role (they key its stored job); ``reference_mask`` only when the
+        dataset has reference masks."""
         sid, b = self._ids[i], self.bench
-        gt_path, box_path = b / "GT_3500" / f"{sid}_GT.png", b / "Mask_bbox_3500" / f"{sid}_mask.png"
-        ref_path, ref_mask_path = b / "Ref_3500" / f"{sid}_ref.png", b / "Ref_mask_3500" / f"{sid}_ref_mask.png"
-        check_size(sid, box_path, image_size(box_path, sid), image_size(gt_path, sid), f"the GT image {gt_path.name}")
+        f = {"gt": b / "GT_3500" / f"{sid}_GT.png", "reference": b / "Ref_3500" / f"{sid}_ref.png",
+             "box_mask": b / "Mask_bbox_3500" / f"{sid}_mask.png"}
         if self.has_reference_masks:
-            check_size(sid, ref_mask_path, image_size(ref_mask_path, sid), image_size(ref_path, sid),
-                       f"the reference image {ref_path.name}")
-        gt = read_image(gt_path, sid, self.size)
+            f["reference_mask"] = b / "Ref_mask_3500" / f"{sid}_ref_mask.png"
+        return f
+
+    def __getitem__(self, i: int) -> I2ISample:
+        sid, f = self._ids[i], self.files(i)
+        check_size(sid, f["box_mask"], image_size(f["box_mask"], sid), image_size(f["gt"], sid),
+                   f"the GT image {f['gt'].name}")
+        if "reference_mask" in f:
+            check_size(sid, f["reference_mask"], image_size(f["reference_mask"], sid), image_size(f["reference"], sid),
+                       f"the reference image {f['reference'].name}")
+        gt = read_image(f["gt"], sid, self.size)
         size = tuple(gt.shape[-2:])
-        box = read_mask(box_path, sid, size)
-        ref = read_image(ref_path, sid, self.reference_size)
+        box = read_mask(f["box_mask"], sid, size)
+        ref = read_image(f["reference"], sid, self.reference_size)
         # an object filling its whole reference crop is scorable: IMACS_r says "full mask" for that sample
-        ref_mask = (read_mask(ref_mask_path, sid, tuple(ref.shape[-2:]), allow_full=True)
-                    if self.has_reference_masks else None)
+        ref_mask = (read_mask(f["reference_mask"], sid, tuple(ref.shape[-2:]), allow_full=True)
+                    if "reference_mask" in f else None)
         return I2ISample(
             sample_id=sid,
             reference=ref,

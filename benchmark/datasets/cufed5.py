@@ -69,28 +69,33 @@ class Cufed5Dataset:
     def __len__(self) -> int:
         return len(self._ids)
 
+    def files(self, i: int) -> dict[str, Path]:
+        """The files sample ``i`` reads, by role (they key its stored job): the reference and masks of ``level``;
+        ``hr_mask`` and ``reference_mask`` only when the dataset has masks."""
+        sid, prefix = self._ids[i], f"{self._ids[i]}_{self.level}"
+        f = {"hr": self.folder / f"{sid}_0.png", "reference": self.folder / f"{prefix}.png"}
+        if self.has_masks:
+            f["hr_mask"], f["reference_mask"] = self.masks / f"{prefix}_hr.png", self.masks / f"{prefix}_ref.png"
+        return f
+
     def __getitem__(self, i: int) -> I2ISample:
-        sid = self._ids[i]
-        hr_path = self.folder / f"{sid}_0.png"
-        hr_img = open_image(hr_path, sid).convert("RGB")
+        sid, f = self._ids[i], self.files(i)
+        hr_img = open_image(f["hr"], sid).convert("RGB")
         if min(hr_img.size) < SCALE * 2:
-            raise SampleError(sid, str(hr_path), f"HR image {hr_img.size} too small for x{SCALE} super-resolution")
+            raise SampleError(sid, str(f["hr"]), f"HR image {hr_img.size} too small for x{SCALE} super-resolution")
         full_size = hr_img.size[::-1]
         hr_img, lr = bicubic_lr(hr_img)
         lr_up = lr.resize(hr_img.size, Image.BICUBIC)
         h, w = hr_img.size[::-1]
-        ref_path = self.folder / f"{sid}_{self.level}.png"
-        ref = read_image(ref_path, sid, self.reference_size)
+        ref = read_image(f["reference"], sid, self.reference_size)
         region = ref_mask = None
-        if self.has_masks:
-            prefix = f"{sid}_{self.level}"
-            hr_mask, ref_mask_path = self.masks / f"{prefix}_hr.png", self.masks / f"{prefix}_ref.png"
-            check_size(sid, hr_mask, image_size(hr_mask, sid), full_size, f"the HR image {hr_path.name}")
-            check_size(sid, ref_mask_path, image_size(ref_mask_path, sid), image_size(ref_path, sid),
-                       f"the reference image {ref_path.name}")
+        if "hr_mask" in f:
+            check_size(sid, f["hr_mask"], image_size(f["hr_mask"], sid), full_size, f"the HR image {f['hr'].name}")
+            check_size(sid, f["reference_mask"], image_size(f["reference_mask"], sid), image_size(f["reference"], sid),
+                       f"the reference image {f['reference'].name}")
             # Cropped like HR, never resized: resizing would shift the mask off its pixels.
-            region = read_mask(hr_mask, sid, allow_empty=True, allow_full=True)[:, :h, :w].contiguous()
-            ref_mask = read_mask(ref_mask_path, sid, tuple(ref.shape[-2:]), allow_empty=True, allow_full=True)
+            region = read_mask(f["hr_mask"], sid, allow_empty=True, allow_full=True)[:, :h, :w].contiguous()
+            ref_mask = read_mask(f["reference_mask"], sid, tuple(ref.shape[-2:]), allow_empty=True, allow_full=True)
         return I2ISample(
             sample_id=sid,
             reference=ref,
