@@ -5,9 +5,15 @@ A bad key is an error that names the key, where it is, and the closest valid key
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import difflib
+import importlib.machinery
+import importlib.util
 import json
+import math
+import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +28,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 class ConfigError(ValueError):
     pass
+
+
+def _did_you_mean(name: str, known, list_known: bool = True) -> str:
+    """"; did you mean 'x'?" for the closest of ``known``, else the known names (or nothing)."""
+    close = difflib.get_close_matches(str(name), sorted(known), n=1)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    return f"; known: {sorted(known)}" if list_known else ""
 
 
 def _check_keys(data: dict, cls, where: str) -> None:
@@ -101,8 +115,24 @@ class TaskConfig:
             raise ConfigError(f"task config not found: {path}")
         where = str(path)
         data = _task_data(path)
-        metrics = tuple(MetricSpec(**m) for m in data.pop("metrics", []))
+        metrics = tuple(_metric(m, f"{where}.metrics[{i}]") for i, m in enumerate(data.pop("metrics", [])))
         return build_section(cls, {**data, "metrics": metrics}, where, dataset=lambda d, w: build_section(DatasetConfig, d, w))
+
+
+def _metric(data: dict, where: str) -> MetricSpec:
+    """A task's metric entry, checked against the registry here so that a misspelt name or a wrong direction
+    fails on load rather than when a job computes it."""
+    from benchmark.registry import SAMPLE_METRICS, SET_METRICS, metric_direction
+
+    spec = build_section(MetricSpec, data, where)
+    known = set(SAMPLE_METRICS.names()) | set(SET_METRICS.names())
+    if spec.name not in known:
+        raise ConfigError(f"{where}: unknown metric {spec.name!r}{_did_you_mean(spec.name, known)}")
+    registered = metric_direction(spec.name)
+    if spec.direction != registered:
+        raise ConfigError(f"{where}: metric {spec.name!r} is registered with direction {registered!r}, "
+                          f"got {spec.direction!r}")
+    return spec
 
 
 def _task_data(path: Path, chain: tuple[Path, ...] = ()) -> dict:
@@ -144,6 +174,21 @@ class ScoringConfig:
     sweep_thresholds: tuple = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6)
     n_boot: int = 1000
     regression_tolerance: float = 0.05
+
+    @property
+    def swept_lambdas(self) -> list[float]:
+        """The sweep's lambdas: ``sweep_lambdas`` with the configured ``lambda``, so the default cell is on the grid."""
+        return _with_cell(self.sweep_lambdas, self.lam)
+
+    @property
+    def swept_thresholds(self) -> list[float]:
+        """The sweep's thresholds: ``sweep_thresholds`` with the configured ``threshold``."""
+        return _with_cell(self.sweep_thresholds, self.threshold)
+
+
+def _with_cell(values, value: float) -> list[float]:
+    """``values`` and ``value``, sorted, without duplicates (values equal to 9 decimals count as one)."""
+    return sorted({round(float(v), 9) for v in (*values, value)})
 
 
 ScoringConfig._aliases = {"lambda": "lam"}
@@ -188,7 +233,7 @@ class MetricsConfig:
 
 @dataclass(frozen=True)
 class TaskRun:
-    task: str  # path to a task folder or yaml
+    task: str  # path to a task folder or yaml (a registered task name is resolved to its path on load)
     models: tuple = ()
     max_samples: int | None = None
     sampling: SamplingOverride = SamplingOverride()
@@ -269,6 +314,8 @@ class RunConfig:
                 runs.append(dataclasses.replace(tr, models=ms, max_samples=limit if limit is not None else tr.max_samples))
         if not runs:
             raise ConfigError(f"{self.name}: nothing left to run after --tasks {tasks} --models {models}")
+        if device:
+            _parse_device(device, "--device")
         return dataclasses.replace(self, tasks=tuple(runs), device=device or self.device)
 
     @classmethod
@@ -291,9 +338,10 @@ class RunConfig:
             runs = []
             for i, item in enumerate(items):
                 wi = f"{w}[{i}]"
-                runs.append(build_section(TaskRun, item, wi, models=lambda ms, wm: tuple(_model(m, f"{wm}[{j}]") for j, m in enumerate(ms)),
-                                   sampling=lambda d, ws: build_section(SamplingOverride, d, ws),
-                                   one_pass=lambda d, wo: build_section(OnePassConfig, d, wo)))
+                runs.append(build_section(TaskRun, item, wi, task=_task_path,
+                                          models=lambda ms, wm: tuple(_model(m, f"{wm}[{j}]") for j, m in enumerate(ms)),
+                                          sampling=lambda d, ws: build_section(SamplingOverride, d, ws),
+                                          one_pass=lambda d, wo: build_section(OnePassConfig, d, wo)))
             return tuple(runs)
 
         cfg = build_section(cls, data, where, tasks=task_run,
@@ -310,6 +358,33 @@ def task_name(task_run: TaskRun) -> str:
     return TaskConfig.load(resolve_path(task_run.task)).name
 
 
+def registered_tasks() -> dict[str, str]:
+    """Registered task name -> its path as a run config writes it (``tasks/<dir>`` for a ``task.yaml``, else the
+    variant file), for every task file under ``REPO_ROOT/tasks`` (the tasks ``ls`` lists)."""
+    found: dict[str, str] = {}
+    for p in sorted((REPO_ROOT / "tasks").glob("*/*.yaml")):
+        name = TaskConfig.load(p).name
+        rel = (p.parent if p.name == "task.yaml" else p).relative_to(REPO_ROOT).as_posix()
+        if name in found:
+            raise ConfigError(f"task name {name!r} is defined twice: {found[name]} and {rel}")
+        found[name] = rel
+    return found
+
+
+def _task_path(task: str, where: str) -> str:
+    """``task`` as given when it names an existing path, else the path of the registered task of that name, so
+    that job keys and the report see one value whichever way the config names a task."""
+    if not isinstance(task, str):
+        raise ConfigError(f"{where}: expected a task name or path, got {task!r}")
+    if resolve_path(task).exists() or "/" in task or task.endswith((".yaml", ".yml")):
+        return task  # a path: a missing one is reported with what was looked for by validate()
+    known = registered_tasks()
+    if task not in known:
+        raise ConfigError(f"{where}: {task!r} is neither a task file nor a registered task name"
+                          f"{_did_you_mean(task, known)}")
+    return known[task]
+
+
 def _model(m: dict, where: str) -> ModelSpec:
     _check_keys(m, ModelSpec, where)
     if "name" not in m or "adapter" not in m or "path" not in m:
@@ -323,8 +398,9 @@ def resolve_path(p: str | Path) -> Path:
 
 
 def validate(cfg: RunConfig, where: str) -> None:
-    """Semantic checks: adapters exist, task files load, levels are known, numbers are sane (no model or dataset
-    is opened: :func:`benchmark.tasks.check_run` checks those)."""
+    """Semantic checks: adapters exist, task files load, levels are known, numbers are sane, the device is
+    well-formed (no model or dataset is opened: :func:`benchmark.tasks.check_run` checks those; nor is torch
+    imported: :func:`check_config` looks beyond the file)."""
     from benchmark.registry import ADAPTERS
 
     if not cfg.tasks:
@@ -334,13 +410,8 @@ def validate(cfg: RunConfig, where: str) -> None:
         raise ConfigError(f"{where}.capture.levels: unknown {sorted(bad)}; choose from {MAP_LEVELS}")
     if cfg.batch_size < 1 or cfg.shard_size < 1 or cfg.cluster.workers < 1:
         raise ConfigError(f"{where}: batch_size, shard_size and cluster.workers must be >= 1")
-    if not 0 <= cfg.scoring.threshold < 1:
-        raise ConfigError(f"{where}.scoring.threshold must be in [0, 1)")
-    off_grid = [t for t in (cfg.scoring.threshold, *cfg.scoring.sweep_thresholds)
-                if not any(abs(t - g) < 1e-9 for g in THRESHOLD_GRID)]
-    if off_grid:
-        raise ConfigError(f"{where}.scoring: thresholds {off_grid} are not on the stored grid "
-                          f"{list(THRESHOLD_GRID)} (multiples of 0.05 below 1)")
+    _parse_device(cfg.device, f"{where}.device")
+    _check_scoring(cfg.scoring, f"{where}.scoring")
     for i, tr in enumerate(cfg.tasks):
         if tr.max_samples is not None and tr.max_samples < 1:
             raise ConfigError(f"{where}.tasks[{i}].max_samples must be >= 1, got {tr.max_samples}")
@@ -354,3 +425,126 @@ def validate(cfg: RunConfig, where: str) -> None:
                 ADAPTERS.entry(m.adapter)
             except KeyError as err:
                 raise ConfigError(f"{where}.tasks[{i}] model {m.name!r}: {err.args[0]}") from err
+
+
+def _check_scoring(s: ScoringConfig, where: str) -> None:
+    """Lambdas are numbers >= 0; thresholds are on the stored grid (any such cell rescores from the store)."""
+    for key, values in (("lambda", (s.lam,)), ("sweep_lambdas", s.sweep_lambdas),
+                        ("threshold", (s.threshold,)), ("sweep_thresholds", s.sweep_thresholds)):
+        if not isinstance(values, tuple):
+            raise ConfigError(f"{where}.{key}: expected a list of numbers, got {values!r}")
+        bad = [v for v in values if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)]
+        if bad:
+            raise ConfigError(f"{where}.{key}: expected finite numbers, got {bad}")
+    negative = [v for v in (s.lam, *s.sweep_lambdas) if v < 0]
+    if negative:
+        raise ConfigError(f"{where}: lambdas must be >= 0, got {negative}")
+    off_grid = [t for t in (s.threshold, *s.sweep_thresholds) if not any(abs(t - g) < 1e-9 for g in THRESHOLD_GRID)]
+    if off_grid:
+        raise ConfigError(f"{where}: thresholds {off_grid} are not on the stored grid "
+                          f"{list(THRESHOLD_GRID)} (multiples of 0.05 below 1)")
+
+
+# --- pre-run checks (beyond the file) ----------------------------------------------------------------
+_DEVICE = re.compile(r"(auto|cpu|cuda|mps)(?::(\d+))?")
+
+
+def _parse_device(device: str, where: str) -> tuple[str, int]:
+    """(kind, index) of a device string (index 0 when none is given); a malformed one is a ConfigError."""
+    hit = _DEVICE.fullmatch(device) if isinstance(device, str) else None
+    if not hit or (hit[1] in ("auto", "cpu") and hit[2] is not None):
+        hint = _did_you_mean(str(device), ["auto", "cpu", "cuda", "mps"], list_known=False)
+        raise ConfigError(f"{where}: {device!r} is not a device; use auto, cpu, cuda, cuda:N or mps{hint}")
+    return hit[1], int(hit[2] or 0)
+
+
+def check_device(device: str) -> None:
+    """Raise ConfigError unless ``device`` exists on this machine. ``auto`` and ``cpu`` always do and import
+    nothing; ``cuda[:N]`` and ``mps`` import torch to ask it."""
+    kind, index = _parse_device(device, "device")
+    if kind in ("auto", "cpu"):
+        return
+    import torch
+
+    if kind == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        label = "CUDA GPU"
+    else:
+        count = int(torch.backends.mps.is_available())
+        label = "MPS device"
+    if index >= count:
+        have = f"{count} {label}{'s' if count != 1 else ''}" + (f" ({kind}:0..{kind}:{count - 1})" if count else "")
+        raise ConfigError(f"device {device!r}: this machine has {have}; use device: cpu or auto")
+
+
+def check_target(target, where: str) -> None:
+    """Raise ConfigError unless a registry target ``"module:attribute"`` names a module that defines the attribute
+    at top level, read from its source so that neither the module nor its packages (and torch or diffusers behind
+    them) are imported; a module already imported is asked directly. A target that is already an object passes."""
+    if not isinstance(target, str):
+        return
+    module, _, attr = target.partition(":")
+    if module in sys.modules:
+        names = set(dir(sys.modules[module]))
+    else:
+        spec = _find_spec(module)
+        if spec is None:
+            raise ConfigError(f"{where}: target {target!r}: no module {module!r}")
+        if not spec.origin or not spec.origin.endswith(".py"):
+            return  # a built-in or compiled module: its names are known only by importing it
+        names = _top_level_names(ast.parse(Path(spec.origin).read_text(), spec.origin).body)
+        if "__getattr__" in names or "*" in names:
+            return  # names made on first access or by a star import
+    if attr not in names:
+        hint = _did_you_mean(attr, names, list_known=False)
+        raise ConfigError(f"{where}: target {target!r}: {module} defines no {attr!r}{hint}")
+
+
+def _find_spec(module: str):
+    """The module's spec (None when there is none), found package by package on the file system:
+    :func:`importlib.util.find_spec` would import the parent packages."""
+    parts = module.split(".")
+    try:
+        spec = importlib.util.find_spec(parts[0])
+    except (ImportError, ValueError):
+        return None
+    for i in range(1, len(parts)):
+        if spec is None or spec.submodule_search_locations is None:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(".".join(parts[: i + 1]), spec.submodule_search_locations)
+    return spec
+
+
+def _top_level_names(body: list) -> set[str]:
+    """Names a module body binds: classes, functions, assignments and imports, also inside top-level
+    ``if``/``try``/``with`` blocks (``"*"`` for a star import)."""
+    names: set[str] = set()
+    for node in body:
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                names |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {a.asname or a.name.partition(".")[0] for a in node.names}
+        elif isinstance(node, (ast.If, ast.Try, ast.With)):
+            blocks = [node.body, getattr(node, "orelse", []), getattr(node, "finalbody", [])]
+            blocks += [h.body for h in getattr(node, "handlers", [])]
+            for block in blocks:
+                names |= _top_level_names(block)
+    return names
+
+
+def check_config(cfg: RunConfig, scheduler: str | None = None) -> None:
+    """The pre-run checks loading leaves out because they look beyond the file: every configured adapter's
+    registry target is defined, and the device exists on this machine. The device is not checked when the jobs
+    run on a scheduler's workers (``scheduler``, as given to ``run --scheduler``, or ``cluster.scheduler``).
+    Raises ConfigError on the first problem."""
+    from benchmark.registry import ADAPTERS
+
+    for i, tr in enumerate(cfg.tasks):
+        for m in tr.models:
+            check_target(ADAPTERS.entry(m.adapter).target,
+                         f"{cfg.name}.tasks[{i}] model {m.name!r} (adapter {m.adapter!r})")
+    if not (scheduler or cfg.cluster.scheduler):
+        check_device(cfg.device)
