@@ -57,8 +57,7 @@ def method_leaderboard(cfg: RunConfig, view: StoreView, lb_dir: Path, res_dir: P
     key = memo.digest(sorted((k, [rel(d) for d in v]) for k, v in samples.items()), sorted(view.baselines), args[2:],
                       sorted((k, sorted((lbl, sorted(rel(p) for p in v.values())) for lbl, v in d.items()))
                              for k, d in others.items()))
-    per_sample, examples = memo.cached(res_dir / "cache", "methods", key,
-                                       lambda: compare_methods(*args, other_captures=others))
+    per_sample, examples = memo.cached(res_dir / "cache", "methods", key, compare_methods, *args, other_captures=others)
     if per_sample.empty:
         return False
     write_csv(per_sample, res_dir / "methods_samples.csv")

@@ -27,8 +27,9 @@ def agreement(cfg: RunConfig, view: StoreView, task: str, generation: pd.DataFra
     both = pd.concat([generation, one], ignore_index=True)
     ys = ["imacs_g", "imacs_r"] + ([quality] if quality else [])
     kw = {"n_boot": cfg.scoring.n_boot, "n_permutations": n_permutations, "seed": cfg.seed}
-    frame = memo.cached(cfg.out_dir / "results" / "cache", f"{task}-one-pass", memo.digest(both, ys, kw),
-                        lambda: within_between(both, ("imacs_g_1p", "imacs_r_1p"), ys, ("spearman",), **kw))
+    xs, methods = ("imacs_g_1p", "imacs_r_1p"), ("spearman",)
+    frame = memo.cached(cfg.out_dir / "results" / "cache", f"{task}-one-pass", memo.digest(both, xs, ys, methods, kw),
+                        within_between, both, xs, ys, methods, **kw)
     keep = frame.y.isin([quality]) | (frame.x.str[: -len(SUFFIX)] == frame.y)
     return frame[keep].reset_index(drop=True)
 
