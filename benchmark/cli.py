@@ -1,30 +1,61 @@
 """``python -m benchmark``: the harness's command line.
 
     run --config C       generate + capture every (task, model, shard) not yet stored; then report
-                         [--tasks a,b] [--models x,y] [--limit N] [--device cuda:0] [--output-dir D]
+                         [--tasks a,b] [--models x,y] [--limit N] [--device cuda:0] [--output-dir D] [--wait]
     report --config C    scores, analyses and leaderboards from the store alone
+    verify --config C    check every stored file against its recorded size and SHA-256; set damaged jobs aside
     ls [--config C]      list tasks, adapters, configs (and a run's stored jobs)
     validate --config C  parse and check a config without running it
     train                (re)train the embedded-default mini models
     perf                 capture-overhead benchmark
+
+Exit codes: 0 done; 1 some job, check or problem failed (named in the output); 2 a usage or config error (one
+line, ``error: ...``; ``--debug`` shows the traceback); 75 the store is in use by another command; 130 / 143
+interrupted by SIGINT / SIGTERM (what was finished is kept: rerun the same command to resume).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import time
 
 import yaml
+
+from benchmark.errors import UserError
+
+EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 1, 2, 75
+
+
+class UsageError(UserError):
+    """A mistake in how a command was called (bad option value, missing file): one line, exit 2."""
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived: unwinds like KeyboardInterrupt, so every ``finally`` (cluster, lock) runs."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _on_signal(signum, frame):
+    # Once is enough: a second signal while shutting down must not cut the clean-up short.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Interrupted(signum)
 
 
 def _split(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
-def _load_config(args):
+def _load_config(args, narrowed: bool = True):
     """The config file with the command line's overrides (output places; task, model, sample and device
-    selection), as lm-evaluation-harness users expect: nothing needs editing the file."""
+    selection), as lm-evaluation-harness users expect: nothing needs editing the file. ``narrowed=False``: the
+    whole config (output places and device only), which the leaderboard pages always cover."""
     from benchmark.config import RunConfig
 
     overrides = {}
@@ -35,58 +66,119 @@ def _load_config(args):
     cfg = RunConfig.load(args.config, overrides)
     tasks, models = _split(getattr(args, "tasks", None)), _split(getattr(args, "models", None))
     limit, device = getattr(args, "limit", None), getattr(args, "device", None)
-    if tasks or models or limit is not None or device:
-        cfg = cfg.select(tasks, models, limit, device)
+    if limit is not None and limit < 1:
+        raise UsageError(f"--limit must be >= 1, got {limit}")
+    if narrowed and (tasks or models or limit is not None) or device:
+        cfg = cfg.select(tasks if narrowed else None, models if narrowed else None, limit if narrowed else None,
+                         device)
     return cfg
 
 
+def _report_config(args):
+    """(config, results folder) of the pages a report writes. Narrowing by ``--tasks`` / ``--models`` never
+    narrows the pages (a model not run this time keeps its stored rows); ``--limit N`` pages and frames go to
+    ``<output dir>/limit-<N>/`` unless ``--leaderboard-dir`` is given, so they never replace the full run's."""
+    import dataclasses
+
+    if getattr(args, "limit", None) is None:
+        cfg = _load_config(args, narrowed=False)
+        return cfg, cfg.out_dir / "results"
+    cfg = _load_config(args)
+    own = cfg.out_dir / f"limit-{args.limit}"
+    if getattr(args, "leaderboard_dir", None):
+        return cfg, own / "results"
+    return dataclasses.replace(cfg, leaderboard_dir=str(own / "leaderboards")), own / "results"
+
+
+def _pre_run_checks(cfg, scheduler: str | None = None) -> None:
+    """What must hold before any job starts (adapter targets that resolve, a device this machine has when the
+    jobs run here): a config error otherwise."""
+    from benchmark.config import check_config
+
+    check_config(cfg, scheduler=scheduler)
+
+
 def _cmd_run(args) -> int:
-    from benchmark.runner import execute, write_run_metadata
+    from benchmark.runner import RunSummary, execute, new_run_id, write_run_metadata
+    from benchmark.store_lock import StoreLock
 
     cfg = _load_config(args)
+    _pre_run_checks(cfg, args.scheduler)
     print("# resolved config")
     print(yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip())
     out = cfg.out_dir
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "resolved_config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    summary = execute(cfg, scheduler=args.scheduler, workers=args.workers)
-    write_run_metadata(cfg, summary)
-    print(f"jobs: {summary.jobs} ({summary.skipped} already stored, {summary.finished} run, "
-          f"{len(summary.failed)} failed) in {summary.seconds:.1f}s"
-          + (f"; FID/KID/LPIPS inputs of {summary.refreshed} stored job(s) recomputed" if summary.refreshed else ""))
-    for f in summary.plan_failures:
-        print(f"FAILED task {f['task']} model {f['model']} ({f['where']}): {f['error']}", file=sys.stderr)
-    for f in summary.failed:
-        print(f"FAILED {f['job']}: {f['error']}", file=sys.stderr)
-    if not args.no_report:
-        from benchmark.report import build_report
+    summary = RunSummary(new_run_id(), 0, 0, 0)
+    with StoreLock(out, "run", wait=args.wait) as lock:
+        _STATE.update(summary=summary, lock=lock)
+        (out / "resolved_config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        execute(cfg, scheduler=args.scheduler, workers=args.workers, summary=summary, phase=lock.phase)
+        write_run_metadata(cfg, summary)
+        print(f"jobs: {summary.jobs} ({summary.skipped} already stored, {summary.finished} run, "
+              f"{len(summary.failed)} failed) in {summary.seconds:.1f}s"
+              + (f"; FID/KID/LPIPS inputs of {summary.refreshed} stored job(s) recomputed" if summary.refreshed else ""))
+        for f in summary.plan_failures:
+            print(f"FAILED task {f['task']} model {f['model']} ({f['where']}): {f['error']}", file=sys.stderr)
+        for f in summary.failed:
+            print(f"FAILED {f['job']}: {f['error']}", file=sys.stderr)
+        if not args.no_report:
+            lock.phase("report")
+            _report(*_report_config(args))
+    return 0 if summary.ok else EXIT_FAILED
 
-        paths = build_report(cfg, executed_run_id=summary.run_id if summary.finished else None)
-        print(f"leaderboards: {paths['index']}")
-    return 0 if summary.ok else 1
+
+def _report(cfg, results_dir) -> None:
+    """Build the pages of ``cfg`` unless they are current (same store, settings and code as when last built)."""
+    from benchmark.report.freshness import inputs_digest, is_current, mark_current
+
+    t = time.perf_counter()
+    digest = inputs_digest(cfg)
+    if is_current(cfg, digest):
+        print(f"leaderboards: {cfg.leaderboard_path / 'README.md'} (current: the store, settings and code are "
+              f"unchanged since they were built)")
+        return
+    from benchmark.report import build_report
+
+    paths = build_report(cfg, results_dir)
+    mark_current(cfg, digest)
+    print(f"leaderboards: {paths['index']} ({time.perf_counter() - t:.1f}s)")
 
 
 def _cmd_report(args) -> int:
-    import time
+    from benchmark.store_lock import StoreLock
 
-    from benchmark.report import build_report
-
-    t = time.perf_counter()
-    paths = build_report(_load_config(args))
-    print(f"leaderboards: {paths['index']} ({time.perf_counter() - t:.1f}s)")
+    cfg, results_dir = _report_config(args)
+    with StoreLock(cfg.out_dir, "report", wait=args.wait) as lock:
+        _STATE.update(lock=lock)
+        lock.phase("report")
+        _report(cfg, results_dir)
     return 0
+
+
+def _cmd_verify(args) -> int:
+    """Check every job of the run folder's store; set the damaged ones aside; exit 1 when any was damaged."""
+    from benchmark.store_lock import StoreLock
+    from benchmark.verify import verify_store
+
+    cfg = _load_config(args, narrowed=False)
+    with StoreLock(cfg.out_dir, "verify", wait=args.wait) as lock:
+        _STATE.update(lock=lock)
+        lock.phase("verify")
+        result = verify_store(cfg.out_dir / "store", progress=True)
+    for job, problems, moved in result.damaged:
+        for problem in problems:
+            print(f"DAMAGED {job}: {problem}", file=sys.stderr)
+        print(f"  set aside: {moved}", file=sys.stderr)
+    print(f"verify: {result.jobs} job(s), {result.files} file(s), {result.bytes / 1e6:.1f} MB checked in "
+          f"{result.seconds:.1f}s; {len(result.damaged)} damaged"
+          + (" (moved under store/quarantine/; the next `run` regenerates them)" if result.damaged else ""))
+    return EXIT_FAILED if result.damaged else 0
 
 
 def _cmd_validate(args) -> int:
     """Parse and check a config, then check what a run needs: dataset roots that hold samples, local model
     folders, hub ids in the local cache. Exit 2 for a bad config, 1 when something a run needs is missing."""
-    from benchmark.config import ConfigError
-
-    try:
-        cfg = _load_config(args)
-    except (ConfigError, FileNotFoundError, KeyError) as err:
-        print(f"invalid: {err}", file=sys.stderr)
-        return 2
+    cfg = _load_config(args)
+    _pre_run_checks(cfg)
     from benchmark.tasks import check_run
 
     n_models = sum(len(t.models) for t in cfg.tasks)
@@ -137,11 +229,19 @@ def _cmd_perf(args) -> int:
     return perf_main(args)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (``error: ... (python -m benchmark run)``), exit 2, like every other user error."""
+
+    def error(self, message):
+        raise UsageError(f"{message} ({self.prog}; --help lists the options)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="python -m benchmark", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of usage and config errors")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def with_config(p, required=True):
         p.add_argument("--config", required=required, help="run config YAML (see configs/)")
@@ -152,15 +252,25 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--limit", type=int, help="the first N samples of every task (stored shards are reused)")
         return p
 
-    p = with_config(sub.add_parser("run", help="run a config"))
+    def waits(p):
+        p.add_argument("--wait", action="store_true", help="wait while another command holds the run folder "
+                                                           "(default: exit at once, code 75)")
+        return p
+
+    p = waits(with_config(sub.add_parser("run", help="run a config")))
     p.add_argument("--scheduler", help="inline | local | tcp://host:port | path to a scheduler file")
     p.add_argument("--workers", type=int, help="local cluster workers (default: cluster.workers)")
     p.add_argument("--no-report", action="store_true", help="skip the report step")
     p.add_argument("--device", help="cuda, cuda:0, cpu ... (default: the config's device)")
     p.set_defaults(func=_cmd_run)
-    p = with_config(sub.add_parser("report", help="rebuild leaderboards from the store alone (scores at the config's "
-                                                   "lambda / threshold; never generates)"))
+    p = waits(with_config(sub.add_parser("report", help="rebuild leaderboards from the store alone (scores at the "
+                                                         "config's lambda / threshold; never generates)")))
     p.set_defaults(func=_cmd_report)
+    p = sub.add_parser("verify", help="check every stored file against its recorded size and SHA-256; damaged jobs "
+                                      "are moved under store/quarantine/ and the next run regenerates them")
+    p.add_argument("--config", required=True, help="run config YAML (see configs/)")
+    p.add_argument("--output-dir", help="override output_dir (default runs/<name>)")
+    waits(p).set_defaults(func=_cmd_verify)
     with_config(sub.add_parser("validate", help="check a config")).set_defaults(func=_cmd_validate)
     with_config(sub.add_parser("ls", help="list tasks, adapters, configs, stored jobs"), required=False).set_defaults(func=_cmd_ls)
     p = sub.add_parser("train", help="(re)train the embedded-default mini models; resumes from checkpoints")
@@ -188,10 +298,56 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_STATE: dict = {}  # what an interrupted command reports: the run's summary, the lock (its phase)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that are the user's to fix: printed as one line, exit 2."""
+    from benchmark.config import ConfigError
+
+    return UserError, ConfigError
+
+
+def _interrupted(signum: int) -> int:
+    name = signal.Signals(signum).name
+    lock, summary = _STATE.get("lock"), _STATE.get("summary")
+    where = f" during {lock.info.get('phase')}" if lock is not None and lock.info else ""
+    if summary is not None and summary.jobs:
+        left = max(summary.pending - summary.finished - len(summary.failed), 0)
+        kept = summary.skipped + summary.finished
+        what = f"{kept} of {summary.jobs} job(s) finished and kept, {left} pending"
+    elif summary is not None:
+        what = "nothing was run yet"
+    else:
+        what = "nothing stored was changed"
+    print(f"interrupted by {name}{where}: {what}; rerun the same command to resume", file=sys.stderr)
+    return 128 + signum
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    return args.func(args)
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    handlers = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    _STATE.clear()
+    try:
+        args = build_parser().parse_args(argv)
+        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                            format="%(levelname)s %(message)s")
+        return args.func(args)
+    except Interrupted as err:
+        return _interrupted(err.signum)
+    except Exception as err:
+        from benchmark.store_lock import StoreBusy
+
+        if isinstance(err, StoreBusy):
+            print(f"error: {err}", file=sys.stderr)
+            return EXIT_BUSY
+        if not isinstance(err, _user_errors()) or debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        for s, h in handlers.items():
+            signal.signal(s, h)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from concurrent.futures import CancelledError
+from contextlib import contextmanager
 from pathlib import Path
 
 from typing import Callable
@@ -24,6 +26,7 @@ from typing import Callable
 from tqdm.auto import tqdm
 
 from benchmark.config import RunConfig
+from benchmark.errors import UserError
 from benchmark.jobs import Job, run_job
 
 log = logging.getLogger("benchmark")
@@ -42,8 +45,29 @@ def _gpu_count() -> int:
         return 0
 
 
+@contextmanager
+def _workers_ignore_sigint():
+    """Worker processes started inside inherit an ignored SIGINT (Python keeps an inherited SIG_IGN), so a
+    Ctrl-C in the terminal, which reaches the whole process group, interrupts only the driver: it shuts the
+    cluster down itself, with no traceback from each worker and no leaked semaphores."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: nothing to inherit
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def make_client(cfg: RunConfig, scheduler: str, workers: int):
     """(client, uses_gpu_resources)."""
+    with _workers_ignore_sigint():
+        return _make_client(cfg, scheduler, workers)
+
+
+def _make_client(cfg: RunConfig, scheduler: str, workers: int):
     # The run has its own progress bar and log; dask's INFO chatter (also in worker processes) is noise.
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
     logging.getLogger("distributed").setLevel(logging.WARNING)
@@ -53,7 +77,8 @@ def make_client(cfg: RunConfig, scheduler: str, workers: int):
         return Client(scheduler, timeout="30s"), cfg.cluster.gpus != "none" and _gpu_count() > 0
     if scheduler != "local":
         if not Path(scheduler).is_file():
-            raise FileNotFoundError(f"scheduler file not found: {scheduler}")
+            raise UserError(f"scheduler file not found: {scheduler} (--scheduler or cluster.scheduler; expected "
+                            "inline, local, tcp://host:port or a scheduler-file path)")
         return Client(scheduler_file=scheduler, timeout="30s"), cfg.cluster.gpus != "none" and _gpu_count() > 0
     gpus = _gpu_count() if cfg.cluster.gpus != "none" else 0
     if gpus:
@@ -86,7 +111,8 @@ def run_on_dask(cfg: RunConfig, pending: list[Job], summary, scheduler: str, wor
     from distributed import wait
 
     client, gpu = make_client(cfg, scheduler, workers)
-    try:
+    completed = False
+    try:  # an interrupt (benchmark.cli.Interrupted) unwinds through the finally below: the cluster is closed
         futures = {client.submit(run_job, cfg, job, key=job.dask_key, retries=cfg.cluster.retries, pure=False,
                                  resources={"GPU": 1} if gpu else None): job for job in pending}
         remaining = set(futures)
@@ -110,11 +136,33 @@ def run_on_dask(cfg: RunConfig, pending: list[Job], summary, scheduler: str, wor
                         on_failure(job, f"{type(err).__name__}: {err} (after {cfg.cluster.retries} retries)")
                     else:  # cancelled (e.g. by the scheduler): not finished, and said so
                         on_failure(job, f"future {fut.status} on the cluster")
+        completed = True
     finally:
-        cluster = getattr(client, "cluster", None)
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        with _workers_ignore_sigint():
+            if not completed:
+                _quiet(client)
+            _close(client)
+
+
+def _close(client) -> None:
+    cluster = getattr(client, "cluster", None)
+    client.close()
+    if cluster is not None:
+        cluster.close()
+
+
+def _set_distributed_log_level(level: int) -> None:
+    logging.getLogger("distributed").setLevel(level)
+
+
+def _quiet(client) -> None:
+    """Before closing a cluster whose jobs were cut short: its cancellation chatter (in the workers and in this
+    process) says nothing the interrupt message does not."""
+    _set_distributed_log_level(logging.CRITICAL)
+    try:
+        client.run(_set_distributed_log_level, logging.CRITICAL, wait=True)
+    except Exception:  # noqa: BLE001 - a worker that does not answer is closed all the same
+        pass
 
 
 def _scheduler_states(dask_scheduler, keys: list[str]) -> dict[str, str]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
+import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -20,8 +22,10 @@ from benchmark.api.sample import SampleError, collate
 from benchmark.api.spec import ModelSpec, SamplingSettings
 from benchmark.config import REPO_ROOT, RunConfig, TaskConfig, resolve_path
 from benchmark.defaults import DEFAULT_THRESHOLD, THRESHOLD_GRID
-from benchmark.store import FAILED, RESULT, DigestCache, shard_name, short_hash, write_atomic
+from benchmark.store import (FAILED, RESULT, DamagedJob, DigestCache, check_job, file_manifest, quarantine,
+                             read_record, shard_name, short_hash, write_atomic)
 
+log = logging.getLogger("benchmark")
 _MODELS: dict = {}  # per-process (per-worker) model cache: models load once per worker
 
 # Torch intra-op threads while a job runs. CPU kernels split their reductions by thread count, so a job's
@@ -116,6 +120,21 @@ def is_done(cfg: RunConfig, job: Job) -> bool:
     return (job_dir(cfg, job) / RESULT).is_file()
 
 
+def check_stored(cfg: RunConfig, job: Job, digests: DigestCache | None = None) -> bool:
+    """True when the job is stored intact. A damaged job (unreadable ``result.json``, a file that is missing or
+    not what the job wrote) is moved under ``store/quarantine/`` and False is returned: it runs again."""
+    out = job_dir(cfg, job)
+    if not (out / RESULT).is_file():
+        return False
+    try:
+        check_job(out, digests)
+        return True
+    except DamagedJob as err:
+        dest = quarantine(cfg.out_dir / "store", out, err.problems)
+        log.warning("job %s is damaged (%s): moved to %s; it runs again", job.key, "; ".join(err.problems), dest)
+        return False
+
+
 def record_failure(cfg: RunConfig, job: Job, error: BaseException | str) -> None:
     """Keep a failed job's reason in the store (``failed.json``), so the report shows it as a row."""
     text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
@@ -152,9 +171,8 @@ def run_job(cfg: RunConfig, job: Job, progress=None) -> dict:
 
     Runs with :data:`JOB_TORCH_THREADS` torch threads (restored afterwards) so that its numbers do not
     depend on where it runs."""
-    done = job_dir(cfg, job) / RESULT
-    if done.is_file():
-        return json.loads(done.read_text())
+    if check_stored(cfg, job):
+        return read_record(job_dir(cfg, job) / RESULT)
     with _torch_threads(JOB_TORCH_THREADS):
         return _run_job(cfg, job, progress)
 
@@ -169,6 +187,9 @@ def _run_job(cfg: RunConfig, job: Job, progress) -> dict:
     from benchmark.tasks import build_dataset
 
     out = job_dir(cfg, job)
+    shutil.rmtree(out / "samples", ignore_errors=True)  # what an interrupted attempt left is never mixed in
+    (out / "set_inputs.npz").unlink(missing_ok=True)
+    written: list[Path] = []  # every file this job writes: result.json records their sizes and checksums
     timings = {"load": 0.0, "generate_capture": 0.0, "maps_store": 0.0, "metrics": 0.0}
     t = time.perf_counter()
     task = TaskConfig.load(resolve_path(job.task_path))
@@ -217,6 +238,8 @@ def _run_job(cfg: RunConfig, job: Job, progress) -> dict:
             # The stored overlay is drawn at the default threshold; the report draws its figures at the run's.
             save_png(sample_overlay(images[i], sample.reference, maps.get("g/ulam"), side_map(maps, "r"),
                                     DEFAULT_THRESHOLD), d / "overlay.png")
+            written += [d / ("target.png" if job.timesteps else "generated.png"), d / "reference.png",
+                        d / "maps.npz", d / "overlay.png"]
         timings["maps_store"] += time.perf_counter() - t
         t = time.perf_counter()
         for i, (sample, maps) in enumerate(zip(chunk, per_sample)):
@@ -233,7 +256,7 @@ def _run_job(cfg: RunConfig, job: Job, progress) -> dict:
         if progress is not None:
             progress(len(chunk))
     t = time.perf_counter()
-    _store_set_inputs(cfg, out, set_images, device)
+    written += _store_set_inputs(cfg, out, set_images, device)
     timings["metrics"] += time.perf_counter() - t
     record = {"key": job.key, "task": job.task_name, "task_version": job.task_version, "model": job.model.name,
               "adapter": job.model.adapter, "model_hash": job.model_hash, "generation_key": job.generation_key,
@@ -245,16 +268,18 @@ def _run_job(cfg: RunConfig, job: Job, progress) -> dict:
               "n_samples": len(samples), "failures": failures, "rows": rows,
               "imacs_terms": {"thresholds": list(THRESHOLD_GRID), "samples": terms},
               "protocol": job.protocol, "timesteps": list(job.timesteps), "model_evaluations_per_sample": evaluations,
-              "sampling": asdict(sampling), "device": str(device), "timings": timings}
+              "sampling": asdict(sampling), "device": str(device), "timings": timings,
+              "files": file_manifest(out, written)}
     write_atomic(out / RESULT, json.dumps(record))
     (out / FAILED).unlink(missing_ok=True)
     return record
 
 
-def _store_set_inputs(cfg: RunConfig, out: Path, images: dict, device: torch.device) -> None:
-    """Inception features (FID/KID) and LPIPS per sample of this job, next to its result (``set_inputs.npz``)."""
+def _store_set_inputs(cfg: RunConfig, out: Path, images: dict, device: torch.device) -> list[Path]:
+    """Inception features (FID/KID) and LPIPS per sample of this job, next to its result (``set_inputs.npz``);
+    returns the files written."""
     if not images["generated"]:
-        return
+        return []
     from benchmark.metrics import extract_set_inputs
 
     def stack(values):
@@ -263,7 +288,7 @@ def _store_set_inputs(cfg: RunConfig, out: Path, images: dict, device: torch.dev
     generated = torch.cat(images["generated"])
     inputs = extract_set_inputs(generated, stack(images["target"]), stack(images["reference_set"]),
                                 cfg.metrics.weights_dir, device)
-    inputs.save(out / "set_inputs.npz")
+    return [inputs.save(out / "set_inputs.npz")]
 
 
 def set_inputs_stale(cfg: RunConfig, job: Job) -> bool:
@@ -290,7 +315,7 @@ def refresh_set_inputs(cfg: RunConfig, job: Job) -> None:
 
     from benchmark.tasks import build_dataset
 
-    record = json.loads((job_dir(cfg, job) / RESULT).read_text())
+    record = read_record(job_dir(cfg, job) / RESULT)
     dataset = build_dataset(TaskConfig.load(resolve_path(job.task_path)))
     generated, samples = [], []
     for s in record["samples"]:
@@ -300,4 +325,7 @@ def refresh_set_inputs(cfg: RunConfig, job: Job) -> None:
     images = {"generated": [torch.stack(generated)] if generated else [], "target": [s.target for s in samples],
               "reference_set": [s.meta.get("photo", s.target) for s in samples]}
     with _torch_threads(JOB_TORCH_THREADS):
-        _store_set_inputs(cfg, job_dir(cfg, job), images, pick_device(cfg.device))
+        written = _store_set_inputs(cfg, job_dir(cfg, job), images, pick_device(cfg.device))
+    if "files" in record:  # the record names the new file's size and checksum
+        record["files"].update(file_manifest(job_dir(cfg, job), written))
+        write_atomic(job_dir(cfg, job) / RESULT, json.dumps(record))

@@ -17,9 +17,10 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from benchmark.config import RunConfig, TaskConfig, resolve_path
-from benchmark.jobs import (Job, is_done, model_files_hash, record_failure, refresh_set_inputs, run_job,
+from benchmark.jobs import (Job, check_stored, model_files_hash, record_failure, refresh_set_inputs, run_job,
                             set_inputs_stale)
-from benchmark.store import PLAN_FAILURES, RESULT, DigestCache, model_dir, short_hash, write_atomic
+from benchmark.store import (PLAN, PLAN_FAILURES, RESULT, DamagedJob, DigestCache, model_dir, read_record, short_hash,
+                             write_atomic)
 
 log = logging.getLogger("benchmark")
 
@@ -34,6 +35,7 @@ class RunSummary:
     failed: list[dict] = field(default_factory=list)
     plan_failures: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    pending: int = 0  # jobs that had to run when planning ended
 
     @property
     def ok(self) -> bool:
@@ -44,6 +46,23 @@ class RunSummary:
 class Plan:
     jobs: list[Job]
     failures: list[dict]  # {task, model, where, error}: task entries or models that could not be planned
+    # "<task>-v<version>/<model>-<model hash>/<generation key>" -> {max_samples ("all"): the sample ids planned}
+    expected: dict = field(default_factory=dict)
+
+
+def write_plan(cfg: RunConfig, expected: dict) -> None:
+    """Merge ``expected`` into the run folder's ``plan.json``: ``report`` records a state in the history only
+    once every sample planned for it is stored (an unreadable file is replaced)."""
+    path = cfg.out_dir / PLAN
+    try:
+        merged = json.loads(path.read_text())
+        if not isinstance(merged, dict):
+            raise ValueError
+    except (OSError, ValueError):
+        merged = {}
+    for state, by_limit in expected.items():
+        merged.setdefault(state, {}).update(by_limit)
+    write_atomic(path, json.dumps(merged, sort_keys=True))
 
 
 def new_run_id() -> str:
@@ -53,7 +72,7 @@ def new_run_id() -> str:
 def sample_digest(dataset, i: int, digests: DigestCache) -> str:
     """Digest of sample ``i``: its id and the contents of the files it reads (``dataset.files(i)``, a mapping of
     role to path). A missing file is part of the digest, not an error: the job reports it for that sample."""
-    files = dataset.files(i) if hasattr(dataset, "files") else {}
+    files = dataset.files(i)
     return short_hash([dataset.ids[i], {role: digests.digest(p) if Path(p).is_file() else "missing"
                                         for role, p in sorted(files.items())}], 16)
 
@@ -62,7 +81,7 @@ def plan_jobs(cfg: RunConfig, run_id: str = "") -> Plan:
     """Every (task, model, shard) of the config, with deterministic keys; what could not be planned, with why."""
     from benchmark.tasks import build_dataset
 
-    jobs, failures, digests = [], [], DigestCache()
+    jobs, failures, expected, digests = [], [], {}, DigestCache()
     for tr in cfg.tasks:
         task = TaskConfig.load(resolve_path(tr.task))
         try:
@@ -86,13 +105,15 @@ def plan_jobs(cfg: RunConfig, run_id: str = "") -> Plan:
                 protocols.append(("one_pass", tuple(one_pass.timesteps)))
             for protocol, timesteps in protocols:
                 gen_key = cfg.generation_key(tr, protocol)
+                state = f"{task.name}-v{task.version}/{model.name}-{mhash}/{gen_key}"
+                expected.setdefault(state, {})[str(tr.max_samples or "all")] = list(ids)
                 for start in range(0, n, cfg.shard_size):
                     idx = tuple(range(start, min(start + cfg.shard_size, n)))
                     jobs.append(Job(tr.task, task.name, task.version, model, mhash, gen_key, idx,
                                     tuple(ids[i] for i in idx), short_hash([[ids[i], sample_digests[i]] for i in idx], 12),
                                     sampling, timesteps, tuple(sample_digests[i] for i in idx), run_id))
     digests.save()
-    return Plan(jobs, failures)
+    return Plan(jobs, failures, expected)
 
 
 def covered(cfg: RunConfig, job: Job) -> bool:
@@ -107,7 +128,10 @@ def covered(cfg: RunConfig, job: Job) -> bool:
         except ValueError:
             continue
         if first <= job.indices[0] and last >= job.indices[-1]:
-            rec = json.loads(shard.read_text())
+            try:
+                rec = read_record(shard)
+            except DamagedJob:  # its own job sets it aside; this one runs
+                continue
             if rec.get("sample_ids", [])[job.indices[0] - first : job.indices[-1] - first + 1] == list(job.sample_ids) \
                     and _digest_of(rec, job) == job.samples_hash:
                 return True
@@ -123,17 +147,27 @@ def _digest_of(record: dict, job: Job) -> str | None:
 
 
 def execute(cfg: RunConfig, plan: Plan | None = None, scheduler: str | None = None,
-            workers: int | None = None) -> RunSummary:
+            workers: int | None = None, summary: RunSummary | None = None, phase=None) -> RunSummary:
     """Run every unfinished job. ``scheduler``: None/"local" (LocalCluster), "inline" (this process),
-    ``tcp://host:port`` or a scheduler-file path. Finished jobs are skipped (their result file exists)."""
+    ``tcp://host:port`` or a scheduler-file path. Jobs stored intact are skipped; a damaged one is set aside under
+    ``store/quarantine/`` and runs again. ``summary`` is filled in place (an interrupted run can still say what it
+    kept); ``phase(name)`` is told when planning and generation start."""
     t0 = time.perf_counter()
-    run_id = new_run_id()
-    plan = plan_jobs(cfg, run_id) if plan is None else plan
+    summary = summary or RunSummary(new_run_id(), 0, 0, 0)
+    if phase:
+        phase("planning")
+    plan = plan_jobs(cfg, summary.run_id) if plan is None else plan
     jobs = plan.jobs
-    pending = [j for j in jobs if not is_done(cfg, j) and not covered(cfg, j)]
-    summary = RunSummary(run_id, len(jobs), len(jobs) - len(pending), 0, plan_failures=plan.failures)
+    digests = DigestCache()
+    pending = [j for j in jobs if not check_stored(cfg, j, digests) and not covered(cfg, j)]
+    digests.save()
+    summary.jobs, summary.skipped, summary.plan_failures = len(jobs), len(jobs) - len(pending), plan.failures
+    summary.pending = len(pending)
     write_atomic(cfg.out_dir / PLAN_FAILURES, json.dumps(plan.failures, indent=1))
+    write_plan(cfg, plan.expected)
     log.info("%d jobs, %d already done, %d to run", len(jobs), summary.skipped, len(pending))
+    if pending and phase:
+        phase("generation")
     if pending:
         scheduler = scheduler or cfg.cluster.scheduler or "local"
         if scheduler == "inline":

@@ -22,6 +22,7 @@ from benchmark.analysis.format import format_value as fmt
 from benchmark.analysis.landmarks import render_imacs_landmarks
 from benchmark.analysis.validity import render_within_between, within_between
 from benchmark.config import RunConfig, TaskConfig, resolve_path
+from benchmark.errors import UserError
 from benchmark.registry import SAMPLE_METRICS, metric_direction, metric_label
 from benchmark.report import history, memo, one_pass_page, render
 from benchmark.report.figures_page import draw, model_figures, schedule
@@ -92,15 +93,16 @@ def _header(cfg: RunConfig, view: StoreView, git: str) -> list[str]:
     return lines
 
 
-def build_report(cfg: RunConfig, executed_run_id: str | None = None) -> dict[str, Path]:
-    """Rebuild everything downstream of the store; returns the written paths.
+def build_report(cfg: RunConfig, results_dir: Path | None = None) -> dict[str, Path]:
+    """Rebuild everything downstream of the store; returns the written paths. ``results_dir``: where the frames
+    go (default ``<output dir>/results``).
 
-    ``executed_run_id``: the id of the run that just executed jobs; its (task, model) rows are appended to
-    ``history.csv``. ``report`` alone passes None and records nothing."""
+    Every complete stored state not yet in ``history.csv`` is appended to it (:mod:`benchmark.report.history`),
+    whichever command builds the report."""
     view = load_view(cfg)
     if not any(sm.records or sm.job_failures for sm in view.models) and not view.plan_failures:
-        raise RuntimeError(f"no stored results for {cfg.name} under {cfg.out_dir / 'store'}: run it first")
-    res_dir, lb_dir = cfg.out_dir / "results", cfg.leaderboard_path
+        raise UserError(f"no stored results for {cfg.name} under {cfg.out_dir / 'store'}: run it first")
+    res_dir, lb_dir = Path(results_dir or cfg.out_dir / "results"), cfg.leaderboard_path
     fig_dir = lb_dir / "figures"
     frame, failures = sample_frame(view), failure_frame(view)
     write_csv(frame, res_dir / "samples.csv")
@@ -112,7 +114,8 @@ def build_report(cfg: RunConfig, executed_run_id: str | None = None) -> dict[str
     tested = frame[~frame.model.isin(view.baselines)]
     git = git_revision()
     hist_path = lb_dir / "history.csv"
-    deltas = history.deltas(history.read(hist_path), history.current_rows(view, agg, git))
+    past = history.read(hist_path)
+    deltas = history.deltas(past, history.current_rows(view, agg, git))
     header = _header(cfg, view, git)
     collected = {key: [] for _, key in ANALYSIS_CSVS}
     overview_rows, regressions, todo = [], [], []
@@ -139,8 +142,7 @@ def build_report(cfg: RunConfig, executed_run_id: str | None = None) -> dict[str
     has_methods = method_leaderboard(cfg, view, lb_dir, res_dir, header, todo)
     draw(todo, fig_dir, cfg.cluster.workers)
     render.write_markdown(lb_dir / "README.md", render.overview(header, overview_rows, regressions, has_methods))
-    if executed_run_id:
-        history.record(hist_path, history.current_rows(view, agg, git, run_id=executed_run_id))
+    history.record(hist_path, history.current_rows(view, agg, git, complete_only=True), past)
     return {"index": lb_dir / "README.md", "results": res_dir}
 
 
@@ -150,12 +152,12 @@ def _analyses(cfg: RunConfig, view: StoreView, task: TaskConfig, tf: pd.DataFram
     are appended to ``todo`` when their inputs changed (:func:`benchmark.report.figures_page.schedule`)."""
     kw = {"n_boot": cfg.scoring.n_boot, "n_permutations": N_PERMUTATIONS, "seed": cfg.seed}
     cache = cfg.out_dir / "results" / "cache"
-    key = memo.digest(tf, quality, kw)
+    key = memo.digest(tf, SCORES, quality, kw)
     out = {"figures": {}, "skipped": []}
-    out["correlations"] = memo.cached(cache, f"{task.name}-correlations", key, lambda: within_between(
-        tf, SCORES, quality, ("spearman",), **kw) if quality else pd.DataFrame())
-    out["confounds"] = memo.cached(cache, f"{task.name}-confounds", key, lambda: confounds(
-        tf, SCORES, quality, **kw) if quality else pd.DataFrame())
+    out["correlations"] = memo.cached(cache, f"{task.name}-correlations", key, within_between, tf, SCORES, quality,
+                                      **kw) if quality else pd.DataFrame()
+    out["confounds"] = memo.cached(cache, f"{task.name}-confounds", key, confounds, tf, SCORES, quality,
+                                   **kw) if quality else pd.DataFrame()
     for score in SCORES:
         if quality and score not in set(out["correlations"].get("x", [])):
             reasons = sorted({n for n in tf.loc[tf.metric == score, "note"] if n}) or ["no defined value"]
@@ -165,18 +167,17 @@ def _analyses(cfg: RunConfig, view: StoreView, task: TaskConfig, tf: pd.DataFram
     terms = sweep_terms(view, task.name, sorted(tf.model.unique())) if quality else {}
     for side, t in terms.items():
         q_lookup = tf[tf.metric == quality[0]].set_index(["model", "sample_id"])["value"]
-        idx = [int(np.flatnonzero(np.isclose(t["thresholds"], x))[0]) for x in cfg.scoring.sweep_thresholds]
+        idx = [int(np.flatnonzero(np.isclose(t["thresholds"], x))[0]) for x in cfg.scoring.swept_thresholds]
         q = np.asarray([q_lookup.get((m, s), np.nan) for m, s in zip(t["model"], t["sample_id"])], float)
         if (np.isfinite(q) & np.isfinite(t["a"][:, idx[0]])).sum() < 6:
             out["skipped"].append(f"IMACS_{side} sweep: n/a, fewer than 6 samples with both a score and "
                                   f"{metric_label(quality[0])}")
             continue
-        args = (t["a"][:, idx], t["b"][:, idx], q, t["model"], list(cfg.scoring.sweep_lambdas),
-                list(cfg.scoring.sweep_thresholds))
+        args = (t["a"][:, idx], t["b"][:, idx], q, t["model"], cfg.scoring.swept_lambdas,
+                cfg.scoring.swept_thresholds)
         opts = {"default": (cfg.scoring.lam, cfg.scoring.threshold), "units": t["sample_id"], "seed": cfg.seed,
                 "n_boot": min(cfg.scoring.n_boot, 1000), "n_permutations": N_PERMUTATIONS}
-        sw = memo.cached(cache, f"{task.name}-sweep-{side}", memo.digest([np.asarray(a).tolist() for a in args], opts),
-                         lambda: correlation_sweep(*args, **opts))
+        sw = memo.cached(cache, f"{task.name}-sweep-{side}", memo.digest(args, opts), correlation_sweep, *args, **opts)
         for column, value in (("side", side), ("quality", quality[0]), ("task", task.name)):
             sw.insert(0, column, value)  # leading columns: task, quality, side
         sweep_rows.append(sw)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import multiprocessing
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -79,8 +80,14 @@ def draw(todo: list[tuple], fig_dir: Path, workers: int) -> None:
         return
     stamps = stamps_of(fig_dir)
     if workers > 1 and len(todo) > 4:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        # Workers ignore SIGINT: a Ctrl-C (sent to the whole process group) interrupts the report process alone,
+        # which cancels the figures not yet started instead of waiting for all of them.
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=signal.signal,
+                                   initargs=(signal.SIGINT, signal.SIG_IGN))
+        try:
             list(pool.map(_draw_one, [fn for fn, *_ in todo], [args for _, args, *_ in todo]))
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     else:
         for fn, args, *_ in todo:
             _draw_one(fn, args)

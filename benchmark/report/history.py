@@ -1,4 +1,9 @@
-"""Leaderboard history: one row set per run that executed jobs, and changes computed only like with like.
+"""Leaderboard history: one row set per stored state, and changes computed only like with like.
+
+A state is (task, task version, model identity, model hash, generation key, scoring key, samples key). The first
+``run`` or ``report`` that finds a state complete (:attr:`StoredModel.complete`) appends its rows; a state already
+in the history is never added again. History therefore depends on what the store holds, not on which invocation
+produced it: an interrupted and resumed nightly has the rows of an uninterrupted one.
 
 A (task, model) value is compared with the latest EARLIER run that has the same task version, model identity
 (name, adapter, path, options), generation key, scoring key and the same sample ids; otherwise no change is
@@ -18,23 +23,36 @@ from benchmark.report.tables import write_csv
 COLUMNS = ["run_id", "git", "task", "task_version", "model", "identity", "model_hash", "generation_key",
            "scoring_key", "samples_key", "n", "metric", "value"]
 MATCH = ["task", "task_version", "model", "identity", "generation_key", "scoring_key", "samples_key", "metric"]
+STATE = ["task", "task_version", "identity", "model_hash", "generation_key", "scoring_key", "samples_key"]
 PRECISION = 3  # digits shown in the tables
 
 
 def read(path: Path) -> pd.DataFrame:
+    """The history at ``path``; empty when absent. An unreadable file is set aside as ``<name>.damaged-<time>``
+    (never deleted) and the history starts again from the store."""
     if not path.is_file():
         return pd.DataFrame(columns=COLUMNS)
-    frame = pd.read_csv(path, dtype={"run_id": str, "git": str, "identity": str, "model_hash": str,
-                                     "generation_key": str, "scoring_key": str, "samples_key": str})
+    try:
+        frame = pd.read_csv(path, dtype={"run_id": str, "git": str, "identity": str, "model_hash": str,
+                                         "generation_key": str, "scoring_key": str, "samples_key": str})
+        frame = frame.astype({"task_version": int})
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        import datetime as dt
+        import logging
+
+        aside = path.with_name(f"{path.name}.damaged-{dt.datetime.now():%Y%m%dT%H%M%S}")
+        path.replace(aside)
+        logging.getLogger("benchmark").warning("%s is unreadable (%s): moved to %s", path, err, aside)
+        return pd.DataFrame(columns=COLUMNS)
     return frame if set(COLUMNS) <= set(frame.columns) else pd.DataFrame(columns=COLUMNS)  # an older format
 
 
-def current_rows(view: StoreView, agg: pd.DataFrame, git: str, run_id: str | None = None) -> pd.DataFrame:
-    """The history rows of the stored state: per (task, model), its model means. With ``run_id``, only the
-    (task, model) pairs that run produced records for."""
+def current_rows(view: StoreView, agg: pd.DataFrame, git: str, complete_only: bool = False) -> pd.DataFrame:
+    """The history rows of the stored state: per (task, model), its model means. ``complete_only``: only the
+    states that hold every planned sample and no failed job."""
     rows = []
     for sm in view.models:
-        if not sm.records or (run_id is not None and sm.run_id != run_id):
+        if not sm.records or (complete_only and not sm.complete):
             continue
         a = agg[(agg.task == sm.task) & (agg.model == sm.model)]
         rows += [{"run_id": sm.run_id, "git": git, "task": sm.task, "task_version": sm.task_version,
@@ -45,12 +63,17 @@ def current_rows(view: StoreView, agg: pd.DataFrame, git: str, run_id: str | Non
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def record(path: Path, rows: pd.DataFrame) -> None:
-    """Append a run's rows (a run that executed jobs; ``report`` alone never records)."""
+def record(path: Path, rows: pd.DataFrame, history: pd.DataFrame | None = None) -> int:
+    """Append the rows of every state not yet in the history (``history``: the file as already read); returns the
+    number of states added."""
+    old = read(path) if history is None else history
+    if not old.empty:
+        known = set(map(tuple, old[STATE].astype(str).values))
+        rows = rows[[tuple(r) not in known for r in rows[STATE].astype(str).values]]
     if rows.empty:
-        return
-    old = read(path)
+        return 0
     write_csv(rows if old.empty else pd.concat([old, rows], ignore_index=True), path)
+    return len(rows.drop_duplicates(STATE))
 
 
 def deltas(history: pd.DataFrame, current: pd.DataFrame) -> dict[tuple[str, str, str], float]:

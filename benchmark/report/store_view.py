@@ -16,7 +16,8 @@ import pandas as pd
 
 from benchmark.config import RunConfig, TaskConfig, resolve_path
 from benchmark.scoring import imacs_from_terms
-from benchmark.store import PLAN_FAILURES, short_hash, stored_failures, stored_results
+from benchmark.store import (PLAN, PLAN_FAILURES, DamagedJob, DigestCache, check_job, short_hash, stored_failures,
+                             stored_results)
 
 FRAME_COLUMNS = ["task", "model", "adapter", "sample_id", "metric", "value", "note"]
 
@@ -36,6 +37,21 @@ class StoredModel:
     sample_dirs: list[Path] = field(default_factory=list)
     sample_ids: list[str] = field(default_factory=list)
     job_failures: list[dict] = field(default_factory=list)
+    planned: list[str] | None = None  # the sample ids ``run`` planned for this state (None: not known)
+
+    @property
+    def complete(self) -> bool:
+        """Every planned sample stored (or failed as a sample) and no job failed or damaged: a state the history
+        can hold. Without a plan, a state with records and no failed job counts as complete."""
+        if not self.records or self.job_failures:
+            return False
+        done = set(self.sample_ids) | {f["sample_id"] for r in self.records for f in r["failures"]}
+        return self.planned is None or set(self.planned) <= done
+
+    @property
+    def state(self) -> str:
+        """Where the state lives in the store: ``<task>-v<version>/<model>-<model hash>/<generation key>``."""
+        return f"{self.task}-v{self.task_version}/{self.model}-{self.model_hash}/{self.generation_key}"
 
     @property
     def run_id(self) -> str:
@@ -71,7 +87,12 @@ class StoreView:
 
 
 def load_view(cfg: RunConfig) -> StoreView:
+    """The stored state of ``cfg``. Every job's files are checked against the sizes and checksums its record
+    holds (digests remembered by size and mtime); a damaged job is left out and becomes a failure row that names
+    the file and why (``run`` regenerates it, ``verify`` sets it aside)."""
     store = cfg.out_dir / "store"
+    digests = DigestCache()
+    plan = _json(cfg.out_dir / PLAN, dict)
     tasks, models, one_pass = {}, [], []
     for tr in cfg.tasks:
         task = TaskConfig.load(resolve_path(tr.task))
@@ -85,13 +106,29 @@ def load_view(cfg: RunConfig) -> StoreView:
                 sm = StoredModel(task.name, task.version, spec.name,
                                  short_hash([spec.name, spec.adapter, spec.path, spec.options]), gen_key, baseline,
                                  protocol)
-                _select(sm, [json.loads(p.read_text()) | {"_dir": str(p.parent)} for p in
-                             stored_results(store, task.name, task.version, spec.name, gen_key)], tr.max_samples)
-                sm.job_failures = stored_failures(store, task.name, task.version, spec.name, gen_key)
+                records, damaged = [], []
+                for p in stored_results(store, task.name, task.version, spec.name, gen_key):
+                    try:
+                        records.append(check_job(p.parent, digests) | {"_dir": str(p.parent)})
+                    except DamagedJob as err:
+                        damaged.append({"key": p.parent.relative_to(store).as_posix(), "n_samples": 0,
+                                        "error": f"damaged: {'; '.join(err.problems)} (`run` regenerates this job)"})
+                _select(sm, records, tr.max_samples)
+                sm.job_failures = damaged + stored_failures(store, task.name, task.version, spec.name, gen_key)
+                sm.planned = plan.get(sm.state, {}).get(str(tr.max_samples or "all"))
                 (models if protocol == "generation" else one_pass).append(sm)
-    path = cfg.out_dir / PLAN_FAILURES
-    plan_failures = json.loads(path.read_text()) if path.is_file() else []
-    return StoreView(cfg, tasks, models, plan_failures, one_pass)
+    digests.save()
+    return StoreView(cfg, tasks, models, _json(cfg.out_dir / PLAN_FAILURES, list), one_pass)
+
+
+def _json(path: Path, kind: type):
+    """A JSON list or mapping written by ``run`` (``plan_failures.json``, ``plan.json``); a missing or damaged one
+    reads as empty (``run`` rewrites it)."""
+    try:
+        data = json.loads(path.read_text())
+        return data if isinstance(data, kind) else kind()
+    except (OSError, ValueError):
+        return kind()
 
 
 def _select(sm: StoredModel, records: list[dict], max_samples: int | None) -> None:

@@ -29,7 +29,7 @@ def _cfg(root, model, **kw) -> RunConfig:
 def _run(cfg: RunConfig):
     summary = execute(cfg, scheduler="inline")
     assert not summary.failed and not summary.plan_failures
-    build_report(cfg, executed_run_id=summary.run_id if summary.finished else None)
+    build_report(cfg)
     return summary
 
 
