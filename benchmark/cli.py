@@ -178,7 +178,7 @@ def _cmd_validate(args) -> int:
     """Parse and check a config, then check what a run needs: dataset roots that hold samples, local model
     folders, hub ids in the local cache. Exit 2 for a bad config, 1 when something a run needs is missing."""
     cfg = _load_config(args)
-    _pre_run_checks(cfg)
+    _pre_run_checks(cfg, args.scheduler)
     from benchmark.tasks import check_run
 
     n_models = sum(len(t.models) for t in cfg.tasks)
@@ -215,8 +215,17 @@ def _cmd_ls(args) -> int:
 
 
 def _cmd_train(args) -> int:
+    from benchmark.training.embedded import EMBEDDED_TASKS
     from benchmark.training.train import TrainPlan, train_all
 
+    for name in args.task or []:
+        if name not in EMBEDDED_TASKS:
+            import difflib
+
+            close = difflib.get_close_matches(name, list(EMBEDDED_TASKS), n=1)
+            raise UsageError(f"unknown embedded task {name!r}" + (f"; did you mean {close[0]!r}?" if close else
+                                                                   f"; known: {sorted(EMBEDDED_TASKS)}")
+                             + " (train --task)")
     plan = TrainPlan(**{k: v for k, v in {"steps": args.steps, "cls_steps": args.cls_steps, "dit_steps": args.dit_steps,
                                             "vae_steps": args.vae_steps, "seed": args.seed}.items() if v is not None})
     train_all(plan, tasks=args.task)
@@ -271,7 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="run config YAML (see configs/)")
     p.add_argument("--output-dir", help="override output_dir (default runs/<name>)")
     waits(p).set_defaults(func=_cmd_verify)
-    with_config(sub.add_parser("validate", help="check a config")).set_defaults(func=_cmd_validate)
+    p = with_config(sub.add_parser("validate", help="check a config"))
+    p.add_argument("--device", help="check this device instead of the config's (cuda, cuda:0, cpu ...)")
+    p.add_argument("--scheduler", help="check for this scheduler (as `run --scheduler`)")
+    p.set_defaults(func=_cmd_validate)
     with_config(sub.add_parser("ls", help="list tasks, adapters, configs, stored jobs"), required=False).set_defaults(func=_cmd_ls)
     p = sub.add_parser("train", help="(re)train the embedded-default mini models; resumes from checkpoints")
     p.add_argument("--task", action="append", help="task name (repeatable); default: all")
@@ -306,6 +318,16 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from benchmark.config import ConfigError
 
     return UserError, ConfigError
+
+
+def _one_line(err: BaseException) -> str:
+    """``<what> (<where>)``: messages that start with where the problem is (``file.yaml: ...``,
+    ``config.tasks[0]: ...``) are turned around so that what went wrong comes first; always one line."""
+    text = " ".join(str(err).split())
+    where, sep, what = text.partition(": ")
+    if sep and where and " " not in where and what:
+        return f"{what} ({where})"
+    return text
 
 
 def _interrupted(signum: int) -> int:
@@ -343,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_BUSY
         if not isinstance(err, _user_errors()) or debug:
             raise
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {_one_line(err)}", file=sys.stderr)
         return EXIT_USAGE
     finally:
         for s, h in handlers.items():

@@ -537,8 +537,9 @@ def _top_level_names(body: list) -> set[str]:
 
 def check_config(cfg: RunConfig, scheduler: str | None = None) -> None:
     """The pre-run checks loading leaves out because they look beyond the file: every configured adapter's
-    registry target is defined, and the device exists on this machine. The device is not checked when the jobs
-    run on a scheduler's workers (``scheduler``, as given to ``run --scheduler``, or ``cluster.scheduler``).
+    registry target is defined, the scheduler is a known kind, and the device exists on this machine. The device
+    is not checked when the jobs run on an existing cluster's workers (``scheduler``, as given to
+    ``run --scheduler``, or ``cluster.scheduler``, an address or a scheduler file).
     Raises ConfigError on the first problem."""
     from benchmark.registry import ADAPTERS
 
@@ -546,5 +547,9 @@ def check_config(cfg: RunConfig, scheduler: str | None = None) -> None:
         for m in tr.models:
             check_target(ADAPTERS.entry(m.adapter).target,
                          f"{cfg.name}.tasks[{i}] model {m.name!r} (adapter {m.adapter!r})")
-    if not (scheduler or cfg.cluster.scheduler):
+    where = scheduler or cfg.cluster.scheduler
+    if where in (None, "inline", "local"):  # the jobs run on this machine
         check_device(cfg.device)
+    elif not where.startswith(("tcp://", "tls://", "ucx://")) and not Path(where).is_file():
+        raise ConfigError(f"scheduler {where!r}: not inline, local, an address (tcp://host:port) or an existing "
+                          f"scheduler file ({'--scheduler' if scheduler else f'{cfg.name}.cluster.scheduler'})")

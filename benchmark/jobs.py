@@ -15,8 +15,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from benchmark.api.sample import SampleError, collate
 from benchmark.api.spec import ModelSpec, SamplingSettings
@@ -24,6 +23,9 @@ from benchmark.config import REPO_ROOT, RunConfig, TaskConfig, resolve_path
 from benchmark.defaults import DEFAULT_THRESHOLD, THRESHOLD_GRID
 from benchmark.store import (FAILED, RESULT, DamagedJob, DigestCache, check_job, file_manifest, quarantine,
                              read_record, shard_name, short_hash, write_atomic)
+
+if TYPE_CHECKING:  # torch is imported where a job runs: a run with nothing to do never loads it
+    import torch
 
 log = logging.getLogger("benchmark")
 _MODELS: dict = {}  # per-process (per-worker) model cache: models load once per worker
@@ -84,7 +86,9 @@ def model_files_hash(spec: ModelSpec, digests: DigestCache | None = None) -> str
     return short_hash(parts, 16)
 
 
-def pick_device(requested: str = "auto") -> torch.device:
+def pick_device(requested: str = "auto") -> "torch.device":
+    import torch
+
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(requested)
@@ -145,6 +149,8 @@ def record_failure(cfg: RunConfig, job: Job, error: BaseException | str) -> None
 
 @contextmanager
 def _torch_threads(n: int):
+    import torch
+
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
@@ -280,6 +286,7 @@ def _store_set_inputs(cfg: RunConfig, out: Path, images: dict, device: torch.dev
     returns the files written."""
     if not images["generated"]:
         return []
+    import torch
     from benchmark.metrics import extract_set_inputs
 
     def stack(values):
@@ -299,9 +306,12 @@ def set_inputs_stale(cfg: RunConfig, job: Job) -> bool:
     path = job_dir(cfg, job) / "set_inputs.npz"
     if not path.is_file():
         return True
-    from benchmark.metrics import SetInputs, Unavailable, resolve_metric_weights
+    import numpy as np
 
-    notes = SetInputs.load(path).notes
+    from benchmark.metrics.weights import Unavailable, resolve_metric_weights
+
+    with np.load(path, allow_pickle=False) as data:  # the notes alone: no torch for a run with nothing to do
+        notes = json.loads(str(data["__meta__"])).get("notes", {})
     return any(notes.get(m, "").startswith(f"{m} unavailable:")
                and not isinstance(resolve_metric_weights(m, cfg.metrics.weights_dir), Unavailable)
                for m in ("fid", "lpips"))
@@ -311,6 +321,7 @@ def refresh_set_inputs(cfg: RunConfig, job: Job) -> None:
     """Recompute a finished job's ``set_inputs.npz`` from its stored outputs (the PNGs the features are defined
     on) and the task's ground truth, without generating again."""
     import numpy as np
+    import torch
     from PIL import Image
 
     from benchmark.tasks import build_dataset

@@ -27,6 +27,8 @@ import os
 import re
 from pathlib import Path
 
+from benchmark.errors import UserError
+
 from huggingface_hub import snapshot_download
 from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
@@ -35,7 +37,7 @@ _PART = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 _HUB_ID = re.compile(rf"^(?P<repo>{_PART}/{_PART})(?:/(?P<sub>{_PART}(?:/{_PART})*))?/?$")
 
 
-class ModelSourceError(FileNotFoundError):
+class ModelSourceError(FileNotFoundError, UserError):
     """A model (or one of its option paths) is neither a local path nor a hub id in the local cache.
 
     ``looked_at`` are the local paths tried, ``cache`` the hub cache folder tried

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from benchmark.api.sample import DatasetError, I2ISample, SampleError
@@ -23,7 +22,9 @@ def bicubic_lr(hr: Image.Image) -> tuple[Image.Image, Image.Image]:
     return hr, hr.resize((hr.size[0] // SCALE, hr.size[1] // SCALE), Image.BICUBIC)
 
 
-def _to_tensor(img: Image.Image) -> torch.Tensor:
+def _to_tensor(img: Image.Image) -> "torch.Tensor":
+    import torch
+
     return torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    import torch
 
 from benchmark.api.sample import DatasetError, SampleError
 
@@ -16,6 +19,8 @@ def read_image(path: Path, sample_id: str, size: tuple[int, int] | None = None) 
     img = open_image(path, sample_id).convert("RGB")
     if size is not None and img.size != (size[1], size[0]):
         img = img.resize((size[1], size[0]), Image.BICUBIC)
+    import torch  # here, not at the top: planning a run opens datasets without loading torch
+
     return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
 
 
@@ -37,6 +42,8 @@ def read_mask(path: Path, sample_id: str, size: tuple[int, int] | None = None, *
         raise SampleError(sample_id, str(path), f"mask is not binary ({grey:.0%} of pixels are mid-grey)")
     mask = arr >= 128
     check_coverage(mask, sample_id, path, allow_empty=allow_empty, allow_full=allow_full)
+    import torch
+
     return torch.from_numpy(mask.astype(np.float32))[None]
 
 

@@ -29,7 +29,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 
 WEIGHTS_DIR_ENV = "I2AM_WEIGHTS_DIR"
 
@@ -58,6 +57,18 @@ class WeightFile:
         return Path(self.relative_path).name
 
 
+def torch_hub_dir() -> Path:
+    """``torch.hub.get_dir()`` (which honours ``torch.hub.set_dir``) once torch is loaded; before that the same
+    rule read from the environment (``$TORCH_HOME/hub``, else ``$XDG_CACHE_HOME/torch/hub``, else
+    ``~/.cache/torch/hub``), so that a run with nothing to do need not load torch to look for weights."""
+    import sys
+
+    if "torch" in sys.modules:
+        return Path(sys.modules["torch"].hub.get_dir())
+    home = os.environ.get("TORCH_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "torch")
+    return Path(os.path.expanduser(home)) / "hub"
+
+
 def cleanfid_dir() -> Path:
     """Where clean-fid's ``feature_extractor`` loads (and would download) the Inception file."""
     return Path("./" if platform.system() == "Windows" else "/tmp")
@@ -75,7 +86,7 @@ WEIGHT_FILES: Mapping[str, WeightFile] = {
     # torch.hub.get_dir() reads TORCH_HOME / XDG_CACHE_HOME at call time; this is the directory
     # torchvision's load_state_dict_from_url would download into.
     "alexnet": WeightFile("alexnet-owt-7be5be79.pth", "torchvision ImageNet AlexNet (LPIPS backbone)",
-                          lambda: [Path(torch.hub.get_dir()) / "checkpoints"]),
+                          lambda: [torch_hub_dir() / "checkpoints"]),
     # Kept in a sub-folder: a bare "alex.pth" in a shared weights dir is ambiguous.
     "lpips_alex_lin": WeightFile("lpips/v0.1/alex.pth", "LPIPS v0.1 linear calibration layers for AlexNet",
                                  _lpips_package_dirs),

@@ -55,17 +55,22 @@ def test_adding_a_model_runs_only_its_jobs(tmp_path, model):
 
 
 def test_scoring_settings_rerun_nothing_and_rescore_from_the_store(tmp_path, model):
-    _run(_cfg(tmp_path, model))
-    changed = _cfg(tmp_path, model, scoring={"lambda": 0.0, "threshold": 0.2, "n_boot": 50,
-                                             "regression_tolerance": 0.5})
+    _run(_cfg(tmp_path, model, max_samples=6))
+    # lambda and threshold off the sweep grid (but threshold on the stored grid): rescored, and swept
+    changed = _cfg(tmp_path, model, max_samples=6, scoring={"lambda": 4.0, "threshold": 0.45, "n_boot": 50,
+                                                            "regression_tolerance": 0.5})
     summary = _run(changed)
-    assert (summary.jobs, summary.finished) == (2, 0)
+    assert (summary.jobs, summary.finished) == (3, 0)
     table = pd.read_csv(tmp_path / "lb" / "viton_hd.csv").set_index("model")
     # Independent of the stored terms: IMACS recomputed from each stored map at the new settings.
     maps = [SampleMaps.load(p) for p in (tmp_path / "run" / "store").rglob("maps.npz")]
-    expected = np.mean([imacs(m.get("g/ulam"), m.get("mask/region"), lam=0.0, threshold=0.2).as_float() for m in maps])
-    assert len(maps) == 4
+    expected = np.mean([imacs(m.get("g/ulam"), m.get("mask/region"), lam=4.0, threshold=0.45).as_float()
+                        for m in maps])
+    assert len(maps) == 6
     assert table.loc["rand", "imacs_g"] == pytest.approx(expected, rel=1e-5)
+    sweep = pd.read_csv(tmp_path / "run" / "results" / "sweep.csv")
+    cell = sweep[sweep["default"]]
+    assert set(zip(cell["lambda"], cell["threshold"])) == {(4.0, 0.45)}
 
 
 def test_more_samples_run_only_the_new_ones_and_limit_reuses_stored_shards(tmp_path, model):
@@ -95,7 +100,7 @@ def test_report_needs_neither_models_nor_datasets(tmp_path, model, monkeypatch):
     assert (tmp_path / "lb" / "viton_hd.csv").read_text() == csv_before
 
 
-def test_different_configs_are_not_compared_and_report_records_no_history(tmp_path, model):
+def test_different_configs_are_not_compared_and_a_rebuilt_report_adds_no_history(tmp_path, model):
     _run(_cfg(tmp_path, model))
     history = tmp_path / "lb" / "history.csv"
     rows = len(pd.read_csv(history))
@@ -107,7 +112,7 @@ def test_different_configs_are_not_compared_and_report_records_no_history(tmp_pa
     assert after_run == 2 * rows
     build_report(_cfg(tmp_path, model, seed=5))
     build_report(_cfg(tmp_path, model, seed=5))
-    assert len(pd.read_csv(history)) == after_run  # report alone never records
+    assert len(pd.read_csv(history)) == after_run  # a state already in the history is never added again
 
 
 def test_a_retrained_model_is_compared_with_its_previous_run(tmp_path):
