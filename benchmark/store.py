@@ -174,7 +174,9 @@ class DigestCache:
         return short_hash([[str(p.relative_to(root)) if root.is_dir() else p.name, self.digest(p)] for p in files], 16)
 
     def save(self) -> None:
+        """Write the cache when it changed, forgetting files that no longer exist (temporary stores)."""
         if self.dirty:
+            self.entries = {k: v for k, v in self.entries.items() if os.path.exists(k)}
             try:
                 write_atomic(self.path, json.dumps(self.entries))
                 self.dirty = False

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import multiprocessing
 import signal
 from concurrent.futures import ProcessPoolExecutor
@@ -19,6 +20,7 @@ from benchmark.report.store_view import StoreView
 from benchmark.results.sample_maps import SampleMaps
 from benchmark.store import write_atomic
 
+log = logging.getLogger("benchmark")
 FIGURE_VERSION = 1
 LEVELS = (("ulam", "ULAM"), ("tlam", "TLAM (time groups)"), ("hlam", "HLAM (heads)"), ("llam", "LLAM (layers)"))
 
@@ -37,8 +39,13 @@ def model_figures(cfg: RunConfig, view: StoreView, task: str, models: list[str],
         if not dirs:
             continue
         d, base = dirs[0], fig_dir / task / model
-        stored = set(SampleMaps.load(d / "maps.npz").arrays)
         lines += [f"### {model} (sample {d.name})", ""]
+        try:
+            stored = set(SampleMaps.load(d / "maps.npz").arrays)
+        except Exception as err:  # noqa: BLE001 - one unreadable sample never stops the report
+            lines += [f"Figures skipped: the maps of sample {d.name} cannot be read ({type(err).__name__}: {err}); "
+                      f"`python -m benchmark verify` names the damaged job.", ""]
+            continue
         wanted = [(f"{key}.png", "level_figure", (d, key, thr, base / f"{key}.png", f"{task} / {model}: {name}"))
                   for key, name in LEVELS if f"g/{key}" in stored]
         if "sr/volume" in stored:
@@ -69,9 +76,14 @@ def stamps_of(fig_dir: Path) -> dict:
         return {}
 
 
-def _draw_one(fn: str, args: tuple):
+def _draw_one(fn: str, args: tuple) -> str | None:
+    """Draw one figure; the reason when it could not be drawn (its stored inputs unreadable), else None."""
     module, _, name = fn.partition(":")
-    return getattr(importlib.import_module(module), name)(*args)
+    try:
+        getattr(importlib.import_module(module), name)(*args)
+    except (OSError, ValueError, KeyError, EOFError) as err:  # a damaged or missing stored file
+        return f"{type(err).__name__}: {err}"
+    return None
 
 
 def draw(todo: list[tuple], fig_dir: Path, workers: int) -> None:
@@ -85,11 +97,13 @@ def draw(todo: list[tuple], fig_dir: Path, workers: int) -> None:
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=signal.signal,
                                    initargs=(signal.SIGINT, signal.SIG_IGN))
         try:
-            list(pool.map(_draw_one, [fn for fn, *_ in todo], [args for _, args, *_ in todo]))
+            errors = list(pool.map(_draw_one, [fn for fn, *_ in todo], [args for _, args, *_ in todo]))
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
     else:
-        for fn, args, *_ in todo:
-            _draw_one(fn, args)
-    stamps.update({key: stamp for _, _, key, stamp in todo})
+        errors = [_draw_one(fn, args) for fn, args, *_ in todo]
+    for (_, _, key, _), error in zip(todo, errors):
+        if error:  # no stamp: tried again by the next report
+            log.warning("figure %s skipped: %s", key, error)
+    stamps.update({key: stamp for (_, _, key, stamp), error in zip(todo, errors) if not error})
     write_atomic(fig_dir / "stamps.json", json.dumps(stamps, indent=0, sort_keys=True))

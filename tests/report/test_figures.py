@@ -305,3 +305,24 @@ def test_scatter_colours_follow_the_model_when_a_side_is_missing():
     (only_b,) = r_axes.collections
     assert np.allclose(only_b.get_facecolor()[0], b_colour)
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["a", "b"]
+
+
+def test_unreadable_sample_maps_are_skipped_with_a_note(sample, tmp_path):
+    from benchmark.report.figures_page import draw, model_figures, stamps_of
+
+    sample = sample()
+    broken = tmp_path / "broken" / "s0"
+    broken.mkdir(parents=True)
+    (broken / "maps.npz").write_bytes(b"PK\x03\x04 not a zip")
+    cfg = SimpleNamespace(scoring=SimpleNamespace(threshold=0.4), out_dir=tmp_path)
+    view = SimpleNamespace(dirs=lambda task, model: {"good": [sample], "bad": [broken]}[model])
+    lb, todo = tmp_path / "lb", []
+    lines = model_figures(cfg, view, "t", ["bad", "good"], lb, todo)
+    note = next(ln for ln in lines if ln.startswith("Figures skipped"))
+    assert "sample s0" in note and "verify" in note
+    assert todo and all(args[0] == sample for _, args, *_ in todo)  # only the readable sample is drawn
+    # a figure whose stored inputs vanish before drawing is skipped too, and left unstamped for the next report
+    gone = ("benchmark.report.figures:level_figure", (tmp_path / "gone", "ulam", 0.4, lb / "x.png", "t"), "x.png", "s")
+    draw(todo + [gone], lb / "figures", 1)
+    stamps = stamps_of(lb / "figures")
+    assert "x.png" not in stamps and len(stamps) == len(todo)

@@ -95,7 +95,7 @@ def test_validate_rejects_bad_file(tmp_path, capsys):
     p.write_text("name: x\ntasks: [{task: tasks/viton_hd, models: [], max_sample: 3}]\n")
     assert main(["validate", "--config", str(p)]) == 2
     err = capsys.readouterr().err
-    assert f"{p}.tasks[0]: unknown key 'max_sample'; did you mean 'max_samples'?" in err
+    assert err == f"error: unknown key 'max_sample'; did you mean 'max_samples'? ({p}.tasks[0])\n"
 
 
 def test_embedded_default_models_use_the_vae_their_task_was_trained_with():
