@@ -2,7 +2,8 @@
 
     run --config C       generate + capture every (task, model, shard) not yet stored; then report
                          [--tasks a,b] [--models x,y] [--limit N] [--device cuda:0] [--output-dir D] [--wait]
-    report --config C    scores, analyses and leaderboards from the store alone
+                         [--fail-on-regression]
+    report --config C    scores, analyses and leaderboards from the store alone [--fail-on-regression]
     verify --config C    check every stored file against its recorded size and SHA-256; set damaged jobs aside
     ls [--config C]      list tasks, adapters, configs (and a run's stored jobs)
     validate --config C  parse and check a config without running it
@@ -10,8 +11,10 @@
     perf                 capture-overhead benchmark
 
 Exit codes: 0 done; 1 some job, check or problem failed (named in the output); 2 a usage or config error (one
-line, ``error: ...``; ``--debug`` shows the traceback); 75 the store is in use by another command; 130 / 143
-interrupted by SIGINT / SIGTERM (what was finished is kept: rerun the same command to resume).
+line, ``error: ...``; ``--debug`` shows the traceback); 3 with ``--fail-on-regression``, a regression since the last
+comparable run was flagged and nothing failed (everything is written first; ``results/regressions.json``); 75 the
+store is in use by another command; 130 / 143 interrupted by SIGINT / SIGTERM (what was finished is kept: rerun the
+same command to resume).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import yaml
 
 from benchmark.errors import UserError
 
-EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 1, 2, 75
+EXIT_FAILED, EXIT_USAGE, EXIT_REGRESSION, EXIT_BUSY = 1, 2, 3, 75
 
 
 class UsageError(UserError):
@@ -102,6 +105,8 @@ def _cmd_run(args) -> int:
     from benchmark.runner import RunSummary, execute, new_run_id, write_run_metadata
     from benchmark.store_lock import StoreLock
 
+    if args.fail_on_regression and args.no_report:
+        raise UsageError("--fail-on-regression needs the report: drop --no-report (python -m benchmark run)")
     cfg = _load_config(args)
     _pre_run_checks(cfg, args.scheduler)
     print("# resolved config")
@@ -120,27 +125,43 @@ def _cmd_run(args) -> int:
             print(f"FAILED task {f['task']} model {f['model']} ({f['where']}): {f['error']}", file=sys.stderr)
         for f in summary.failed:
             print(f"FAILED {f['job']}: {f['error']}", file=sys.stderr)
+        regressed = 0
         if not args.no_report:
             lock.phase("report")
-            _report(*_report_config(args))
-    return 0 if summary.ok else EXIT_FAILED
+            regressed = _report(*_report_config(args), args.fail_on_regression)
+    return regressed if summary.ok else EXIT_FAILED
 
 
-def _report(cfg, results_dir) -> None:
-    """Build the pages of ``cfg`` unless they are current (same store, settings and code as when last built)."""
+def _report(cfg, results_dir, fail_on_regression: bool = False) -> int:
+    """Build the pages of ``cfg`` unless they are current (same store, settings and code as when last built).
+    Returns :data:`EXIT_REGRESSION` when ``fail_on_regression`` and the report flagged a regression, else 0."""
     from benchmark.report.freshness import inputs_digest, is_current, mark_current
 
     t = time.perf_counter()
     digest = inputs_digest(cfg)
-    if is_current(cfg, digest):
+    found = _regressions(results_dir) if fail_on_regression else []
+    if is_current(cfg, digest) and found is not None:
         print(f"leaderboards: {cfg.leaderboard_path / 'README.md'} (current: the store, settings and code are "
               f"unchanged since they were built)")
-        return
-    from benchmark.report import build_report
+    else:
+        from benchmark.report import build_report
 
-    paths = build_report(cfg, results_dir)
-    mark_current(cfg, digest)
-    print(f"leaderboards: {paths['index']} ({time.perf_counter() - t:.1f}s)")
+        paths = build_report(cfg, results_dir)
+        mark_current(cfg, digest)
+        print(f"leaderboards: {paths['index']} ({time.perf_counter() - t:.1f}s)")
+        found = _regressions(results_dir) if fail_on_regression else []
+    for r in found:
+        print(f"REGRESSION {r['task']}/{r['model']} {r['metric']}: {r['delta']:+.4g} [{r['ci'][0]:+.4g}, "
+              f"{r['ci'][1]:+.4g}], p {r['p_value']:.2g}, n {r['n']} (run {r['old_run']} -> {r['new_run']})",
+              file=sys.stderr)
+    return EXIT_REGRESSION if found else 0
+
+
+def _regressions(results_dir) -> list[dict] | None:
+    """The regressions the last report flagged (``results/regressions.json``); None when it is missing."""
+    from benchmark.report.changes import read_regressions
+
+    return read_regressions(results_dir)
 
 
 def _cmd_report(args) -> int:
@@ -150,8 +171,7 @@ def _cmd_report(args) -> int:
     with StoreLock(cfg.out_dir, "report", wait=args.wait) as lock:
         _STATE.update(lock=lock)
         lock.phase("report")
-        _report(cfg, results_dir)
-    return 0
+        return _report(cfg, results_dir, args.fail_on_regression)
 
 
 def _cmd_verify(args) -> int:
@@ -211,6 +231,8 @@ def _cmd_ls(args) -> int:
         for sm in view.models:
             fails = f", {len(sm.job_failures)} failed job(s)" if sm.job_failures else ""
             print(f"  {sm.task}/{sm.model}: {len(sm.sample_ids)} samples stored in {len(sm.records)} job(s){fails}")
+            for f in sm.job_failures:
+                print(f"    failed job {f['key']}: {f['error']}")
     return 0
 
 
@@ -261,6 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--limit", type=int, help="the first N samples of every task (stored shards are reused)")
         return p
 
+    def fails_on_regression(p):
+        p.add_argument("--fail-on-regression", action="store_true",
+                       help=f"exit {EXIT_REGRESSION} when a regression since the last comparable run is flagged "
+                            "(README 'Regression alerts'; written to results/regressions.json)")
+        return p
+
     def waits(p):
         p.add_argument("--wait", action="store_true", help="wait while another command holds the run folder "
                                                            "(default: exit at once, code 75)")
@@ -270,11 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", help="inline | local | tcp://host:port | path to a scheduler file")
     p.add_argument("--workers", type=int, help="local cluster workers (default: cluster.workers)")
     p.add_argument("--no-report", action="store_true", help="skip the report step")
+    fails_on_regression(p)
     p.add_argument("--device", help="cuda, cuda:0, cpu ... (default: the config's device)")
     p.set_defaults(func=_cmd_run)
     p = waits(with_config(sub.add_parser("report", help="rebuild leaderboards from the store alone (scores at the "
                                                          "config's lambda / threshold; never generates)")))
-    p.set_defaults(func=_cmd_report)
+    fails_on_regression(p).set_defaults(func=_cmd_report)
     p = sub.add_parser("verify", help="check every stored file against its recorded size and SHA-256; damaged jobs "
                                       "are moved under store/quarantine/ and the next run regenerates them")
     p.add_argument("--config", required=True, help="run config YAML (see configs/)")

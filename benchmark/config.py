@@ -14,7 +14,7 @@ import json
 import math
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -164,6 +164,24 @@ class CaptureConfig:
     time_groups: int = 5
 
 
+# The smallest change of a model mean worth an alert, in the metric's units (README "Regression alerts").
+DEFAULT_MIN_EFFECT = {"imacs_g": 0.05, "imacs_r": 0.05, "masked_psnr": 0.5, "psnr": 0.5, "masked_ssim": 0.01,
+                      "ssim": 0.01, "lpips": 0.01}
+
+
+@dataclass(frozen=True)
+class RegressionConfig:
+    """When a paired change since the last comparable run is flagged: its (1 - ``alpha``) bootstrap CI excludes 0
+    and its size is at least ``min_effect[metric]`` (IMACS_g, IMACS_r and every quality metric)."""
+
+    alpha: float = 0.05
+    min_effect: dict = field(default_factory=lambda: dict(DEFAULT_MIN_EFFECT))
+
+
+# benchmark.analysis.correlation.METHODS, named here so that reading a config does not import scipy.
+SWEEP_METHODS = ("spearman", "pearson")
+
+
 @dataclass(frozen=True)
 class ScoringConfig:
     """Report-time settings: changing any of them re-scores the stored maps, never regenerates."""
@@ -173,7 +191,8 @@ class ScoringConfig:
     sweep_lambdas: tuple = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0)
     sweep_thresholds: tuple = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6)
     n_boot: int = 1000
-    regression_tolerance: float = 0.05
+    regression: RegressionConfig = RegressionConfig()
+    sweep_method: str = "spearman"  # the lambda x threshold sweep's correlation: spearman | pearson
 
     @property
     def swept_lambdas(self) -> list[float]:
@@ -192,6 +211,36 @@ def _with_cell(values, value: float) -> list[float]:
 
 
 ScoringConfig._aliases = {"lambda": "lam"}
+
+
+def _scoring(data: dict | None, where: str) -> ScoringConfig:
+    """The ``scoring`` section; the removed ``regression_tolerance`` is an error that names what replaced it."""
+    if isinstance(data, dict) and "regression_tolerance" in data:
+        raise ConfigError(f"{where}: regression_tolerance was replaced by a paired test per sample, set by "
+                          "scoring.regression: {alpha: 0.05, min_effect: {<metric>: <smallest change>, ...}} "
+                          "(README 'Regression alerts')")
+    return build_section(ScoringConfig, data, where, regression=_regression)
+
+
+def _regression(data: dict | None, where: str) -> RegressionConfig:
+    """The ``scoring.regression`` section; ``min_effect`` entries replace the defaults metric by metric."""
+    from benchmark.registry import SAMPLE_METRICS
+
+    section = build_section(RegressionConfig, data, where)
+    alpha = section.alpha
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
+        raise ConfigError(f"{where}.alpha: expected a number in (0, 1), got {alpha!r}")
+    given = section.min_effect
+    if not isinstance(given, dict):
+        raise ConfigError(f"{where}.min_effect: expected a mapping metric -> smallest change, got {given!r}")
+    known = set(DEFAULT_MIN_EFFECT) | {e.name for e in SAMPLE_METRICS.entries() if e.info.get("kind") == "quality"}
+    for metric, value in given.items():
+        if metric not in known:
+            raise ConfigError(f"{where}.min_effect: {metric!r} is not IMACS or a quality metric"
+                              f"{_did_you_mean(metric, known)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+            raise ConfigError(f"{where}.min_effect.{metric}: expected a finite number >= 0, got {value!r}")
+    return dataclasses.replace(section, min_effect={**DEFAULT_MIN_EFFECT, **given})
 
 
 @dataclass(frozen=True)
@@ -347,7 +396,7 @@ class RunConfig:
         cfg = build_section(cls, data, where, tasks=task_run,
                      capture=lambda d, w: build_section(CaptureConfig, d, w),
                      one_pass=lambda d, w: build_section(OnePassConfig, d, w),
-                     scoring=lambda d, w: build_section(ScoringConfig, d, w),
+                     scoring=_scoring,
                      cluster=lambda d, w: build_section(ClusterConfig, d, w),
                      metrics=lambda d, w: build_section(MetricsConfig, d, w))
         validate(cfg, where)
@@ -443,6 +492,9 @@ def _check_scoring(s: ScoringConfig, where: str) -> None:
     if off_grid:
         raise ConfigError(f"{where}: thresholds {off_grid} are not on the stored grid "
                           f"{list(THRESHOLD_GRID)} (multiples of 0.05 below 1)")
+    if s.sweep_method not in SWEEP_METHODS:
+        raise ConfigError(f"{where}.sweep_method: expected one of {list(SWEEP_METHODS)}, got {s.sweep_method!r}"
+                          f"{_did_you_mean(str(s.sweep_method), SWEEP_METHODS, list_known=False)}")
 
 
 # --- pre-run checks (beyond the file) ----------------------------------------------------------------

@@ -82,6 +82,13 @@ def test_leaderboards_render_from_store(run):
         assert (lb / f"{task}.csv").is_file()
         md = (lb / f"{task}.md").read_text()
         assert "tiny random model" in md and "IMACS_g ↑" in md
+        assert md.index("## Verdict") < md.index("IMACS_g ↑")  # the verdict comes first
+        # the maps live on a page per model, linked from the task page; the trend is on the task page
+        for model in ("rand-patch", "rand-cls"):
+            assert f"]({task}/{model}.md)" in md and f"](../figures/{task}/{model}/ulam.png)" in (
+                lb / task / f"{model}.md").read_text()
+        assert "![ulam]" not in md
+        assert f"](figures/{task}/trend.png)" in md and (lb / "figures" / task / "trend.png").is_file()
         table = pd.read_csv(lb / f"{task}.csv")
         assert set(table.model) == {"rand-patch", "rand-cls"} | ({"rand-dit"} if task == "object_inpainting" else set())
     assert (lb / "README.md").is_file() and (lb / "history.csv").is_file()

@@ -5,9 +5,10 @@ Two tools live here:
 * :func:`bootstrap_ci`: a BCa interval for any vectorised statistic, drawn by
   ``scipy.stats.bootstrap`` with a fixed seed, that falls back to the
   percentile interval of the same resamples (and says so) when BCa is not
-  defined: a degenerate bootstrap distribution (every resample gives the same
-  value, e.g. a perfect rank order) or resamples whose statistic is undefined
-  (e.g. a resample with a constant coordinate);
+  defined because some resamples have an undefined statistic (e.g. a constant
+  coordinate). A degenerate bootstrap distribution (every defined resample
+  gives the same value, e.g. a perfect rank order) has no interval at all:
+  NaN bounds, "not estimable" with the value in ``note``, never ``[1, 1]``;
 * :func:`bootstrap_mean`: the mean of one sample with a percentile interval
   (the leaderboard cells).
 """
@@ -31,7 +32,7 @@ class Interval:
 
     Attributes:
         low, high: bounds; NaN when no interval could be formed.
-        method: ``"BCa"``, ``"percentile"`` (BCa was not defined) or ``"none"``.
+        method: ``"BCa"``, ``"percentile"`` (BCa was not defined) or ``"none"`` (no interval).
         n_resamples: resamples drawn.
         n_undefined: resamples whose statistic was undefined (NaN), left out of a percentile interval.
         note: why the interval is not BCa or is missing; empty otherwise.
@@ -55,7 +56,7 @@ def bootstrap_ci(
     seed: int = 0,
     batch: int | None = None,
 ) -> Interval:
-    """BCa bootstrap interval of ``statistic(*data)``, percentile when BCa is not defined.
+    """BCa bootstrap interval of ``statistic(*data)``: percentile when BCa is not defined, NaN when degenerate.
 
     Args:
         data: the samples, 1-D arrays. With ``paired=True`` they have equal
@@ -81,21 +82,21 @@ def bootstrap_ci(
                 confidence_level=confidence, method="BCa", batch=batch, rng=np.random.default_rng(seed),
             )
     dist = np.asarray(res.bootstrap_distribution, dtype=np.float64)
-    n_undefined = int(np.isnan(dist).sum())
-    low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
-    if n_undefined == 0 and np.isfinite(low) and np.isfinite(high):
-        return Interval(low, high, "BCa", n_resamples, 0)
-
     finite = dist[np.isfinite(dist)]
+    n_undefined = int(dist.size - finite.size)
     if finite.size == 0:
         return Interval(np.nan, np.nan, "none", n_resamples, n_undefined,
                         f"the statistic is undefined in all {n_resamples} bootstrap resamples")
-    if n_undefined:
-        why = f"{n_undefined} of {n_resamples} resamples undefined, left out"
-    elif np.ptp(finite) == 0:
-        why = f"every resample gives {finite[0]:.3g}"
-    else:
-        why = "BCa acceleration undefined"
+    # Round-off alone separates the resamples of a perfect order (1 - 2e-16 against 1).
+    if np.ptp(finite) <= 1e-12 * max(1.0, float(np.max(np.abs(finite)))):
+        undefined = f", {n_undefined} undefined" if n_undefined else ""
+        return Interval(np.nan, np.nan, "none", n_resamples, n_undefined,
+                        f"CI not estimable: every bootstrap resample gives {finite[0]:.3g}{undefined}")
+    low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    if n_undefined == 0 and np.isfinite(low) and np.isfinite(high):
+        return Interval(low, high, "BCa", n_resamples, 0)
+    why = (f"{n_undefined} of {n_resamples} resamples undefined, left out" if n_undefined
+           else "BCa acceleration undefined")
     return Interval(*_percentile(finite, confidence), "percentile", n_resamples, n_undefined,
                     f"BCa not defined ({why}); percentile interval")
 

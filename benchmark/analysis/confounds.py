@@ -13,6 +13,10 @@ then the mask, not the metric. Per task, :func:`confounds` reports
   (``controls="areas"``), and with the areas and the model partialled out
   (``controls="areas + model"``, model dummies: a within-model partial).
 
+A lower-is-better metric enters negated (``x_sign`` / ``y_sign`` = -1, shown
+as ``−LPIPS``), as in :mod:`benchmark.analysis.validity`, so a positive
+score-quality value means the score tracks better quality.
+
 :func:`partial_correlation` is the one computation. Spearman's partial
 correlation is Pearson's partial correlation of ranks: x, y and every numeric
 covariate are replaced by their average ranks; x and y are residualised by
@@ -45,8 +49,15 @@ from benchmark.analysis.correlation import (
     pearson_along,
     permutation_pvalue,
 )
-from benchmark.analysis.format import format_ci, format_p, format_value, label
-from benchmark.analysis.validity import ATTRIBUTION_SCORES, QUALITY_METRICS, RESULT_COLUMNS, paired_wide, result_row
+from benchmark.analysis.format import format_estimate, label, oriented_label, sign_note
+from benchmark.analysis.validity import (
+    ATTRIBUTION_SCORES,
+    QUALITY_METRICS,
+    RESULT_COLUMNS,
+    orientation,
+    paired_wide,
+    result_row,
+)
 
 __all__ = ["AREAS", "confounds", "partial_correlation", "render_confounds"]
 
@@ -169,36 +180,41 @@ def confounds(
             :func:`benchmark.analysis.correlation.correlation`.
 
     Returns:
-        Tidy frame with columns ``task, kind, x, y, controls, method`` and
-        ``statistic, p_value, ci_low, ci_high, n, n_dropped, p_method,
-        ci_method, note``. ``kind`` is ``area`` (y is the area), ``plain`` or
-        ``partial``; ``controls`` is ``""``, ``"areas"`` or ``"areas + model"``.
+        Tidy frame with columns ``task, kind, x, y, x_sign, y_sign, controls,
+        method`` and ``statistic, p_value, ci_low, ci_high, n, n_dropped,
+        p_method, ci_method, note``. ``kind`` is ``area`` (y is the area),
+        ``plain`` or ``partial``; ``controls`` is ``""``, ``"areas"`` or
+        ``"areas + model"``; the statistic is that of ``x_sign * x`` against
+        ``y_sign * y`` (-1 for a lower-is-better metric).
     """
     wide = paired_wide(frame, [*scores, *qualities, *areas])
     kw = {"n_boot": n_boot, "n_permutations": n_permutations, "confidence": confidence, "seed": seed}
     rows: list[dict[str, Any]] = []
 
     def add(task: Any, kind: str, x: str, y: str, controls: str, res: CorrelationResult) -> None:
-        rows.append(result_row(res, task=task, kind=kind, x=x, y=y, controls=controls, method=method))
+        rows.append(result_row(res, task=task, kind=kind, x=x, y=y, x_sign=orientation(x), y_sign=orientation(y),
+                               controls=controls, method=method))
 
     for task, tf in wide.groupby("task", sort=True):
         task_scores, task_qualities, task_areas = ([m for m in names if tf[m].notna().any()]
                                                    for names in (scores, qualities, areas))
+        v = {m: orientation(m) * tf[m].to_numpy() for m in [*task_scores, *task_qualities, *task_areas]}
         for metric in [*task_scores, *task_qualities]:
             for area in task_areas:
-                add(task, "area", metric, area, "", correlation(tf[metric], tf[area], method, **kw))
+                add(task, "area", metric, area, "", correlation(v[metric], v[area], method, **kw))
         cov = tf[task_areas].to_numpy()
         partials = [("areas", None), ("areas + model", tf["model"].astype(str).to_numpy())] if task_areas else []
         for x in task_scores:
             for y in task_qualities:
-                add(task, "plain", x, y, "", correlation(tf[x], tf[y], method, **kw))
+                add(task, "plain", x, y, "", correlation(v[x], v[y], method, **kw))
                 for controls, groups in partials:
-                    add(task, "partial", x, y, controls, partial_correlation(tf[x], tf[y], cov, groups, method, **kw))
-    return pd.DataFrame(rows, columns=["task", "kind", "x", "y", "controls", "method", *RESULT_COLUMNS])
+                    add(task, "partial", x, y, controls, partial_correlation(v[x], v[y], cov, groups, method, **kw))
+    return pd.DataFrame(rows, columns=["task", "kind", "x", "y", "x_sign", "y_sign", "controls", "method",
+                                       *RESULT_COLUMNS])
 
 
 def _cell(r: pd.Series) -> str:
-    return f"{format_value(r['statistic'])} {format_ci(r['ci_low'], r['ci_high'])}, p {format_p(r['p_value'])}"
+    return format_estimate(r["statistic"], r["ci_low"], r["ci_high"], r["p_value"], r["n"])
 
 
 def render_confounds(frame: pd.DataFrame, labels: Mapping[str, str] | None = None) -> list[str]:
@@ -210,7 +226,9 @@ def render_confounds(frame: pd.DataFrame, labels: Mapping[str, str] | None = Non
     """
     if frame.empty:
         return []
-    lines: list[str] = []
+    flipped = [label(m, labels) for m, sign in (*zip(frame.x, frame.x_sign), *zip(frame.y, frame.y_sign))
+               if sign < 0]
+    lines: list[str] = [sign_note(flipped), ""] if flipped else []
     for task, tf in frame.groupby("task", sort=False):
         if frame["task"].nunique() > 1:
             lines += [f"**{task}**", ""]
@@ -225,7 +243,8 @@ def render_confounds(frame: pd.DataFrame, labels: Mapping[str, str] | None = Non
             for metric, mf in area.groupby("x", sort=False):
                 by_area = {r["y"]: r for _, r in mf.iterrows()}
                 cells = [_cell(by_area[a]) if a in by_area else "n/a" for a in area_names]
-                lines.append(f"| {label(metric, labels)} | " + " | ".join(cells) + f" | {int(mf['n'].max())} |")
+                name = oriented_label(metric, mf["x_sign"].iloc[0], labels)
+                lines.append(f"| {name} | " + " | ".join(cells) + f" | {int(mf['n'].max())} |")
             lines.append("")
         pair = tf[tf["kind"].isin(["plain", "partial"])]
         if not pair.empty:
@@ -235,6 +254,7 @@ def render_confounds(frame: pd.DataFrame, labels: Mapping[str, str] | None = Non
                 get = {("plain" if r["kind"] == "plain" else r["controls"]): r for _, r in pf.iterrows()}
                 cells = [_cell(get[k]) if k in get else "n/a" for k in ("plain", "areas", "areas + model")]
                 n = int(get["plain"]["n"]) if "plain" in get else int(pf["n"].max())
-                lines.append(f"| {label(x, labels)} | {label(y, labels)} | " + " | ".join(cells) + f" | {n} |")
+                names = oriented_label(x, pf["x_sign"].iloc[0], labels), oriented_label(y, pf["y_sign"].iloc[0], labels)
+                lines.append(f"| {names[0]} | {names[1]} | " + " | ".join(cells) + f" | {n} |")
             lines.append("")
     return lines

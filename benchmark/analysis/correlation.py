@@ -5,16 +5,20 @@ For paired samples (x, y), after dropping pairs with a NaN in either:
 * the statistic is Pearson's r of (x, y), or of their average ranks
   (Spearman's rho, as ``scipy.stats.spearmanr`` computes it);
 * the p-value is two-sided, from a permutation test of the pairing
-  (``scipy.stats.permutation_test``, ``permutation_type="pairings"``): every
-  one of the n! pairings when n <= :data:`EXACT_MAX_N` (so a perfect order of
-  4 models has p = 2/24, not the asymptotic ~0), otherwise a seeded Monte-Carlo
-  draw of ``n_permutations`` pairings. Two-sided is scipy's convention:
-  twice the smaller one-sided p, at most 1;
+  (:func:`permutation_pvalue`, vectorised: r under a pairing is one dot product
+  of standard scores): every one of the n! pairings when n <= :data:`EXACT_MAX_N`
+  (so a perfect order of 4 models has p = 2/24, not the asymptotic ~0),
+  otherwise a seeded Monte-Carlo draw of ``n_permutations`` pairings. Two-sided
+  is scipy's convention: twice the smaller one-sided p, at most 1;
 * the confidence interval is a paired BCa bootstrap (``scipy.stats.bootstrap``),
-  falling back to the percentile interval with a ``note`` when BCa is not defined
-  (see :func:`benchmark.analysis.bootstrap.bootstrap_ci`). A correlation across
-  models with fewer than :data:`MIN_MODELS_FOR_CI` models gets no interval:
-  resampling 3 or 4 points cannot give a meaningful one.
+  falling back to the percentile interval with a ``note`` when BCa is not defined,
+  and NaN ("not estimable") when every resample gives the same value (see
+  :func:`benchmark.analysis.bootstrap.bootstrap_ci`). Fewer than
+  :data:`MIN_PAIRS_FOR_CI` pairs (samples or models) get no interval: with
+  probability (n + C(n, 2) (2^n - 2)) / n^n a bootstrap resample of n pairs
+  holds at most two distinct pairs, and so a coefficient of exactly +-1 (or
+  none) by construction; that is 2.0% at n = 6 and 0.3% at n = 7, so below 7
+  such lumps reach the 2.5% tails of a 95% interval.
 
 Nothing here raises on data: fewer than :data:`MIN_PAIRS` complete pairs or a
 constant coordinate give NaN values with the reason in ``note``.
@@ -22,7 +26,10 @@ constant coordinate give NaN values with the reason in ``note``.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -36,21 +43,29 @@ Method = Literal["spearman", "pearson"]
 Level = Literal["sample", "model"]
 METHODS: tuple[Method, ...] = ("spearman", "pearson")
 MIN_PAIRS = 3
-MIN_MODELS_FOR_CI = 5
+MIN_PAIRS_FOR_CI = 7  # see the module docstring
+MIN_MODELS_FOR_CI = MIN_PAIRS_FOR_CI  # the same rule, each pair being one model
 EXACT_MAX_N = 8  # 8! = 40,320 pairings: all of them are enumerated up to here
+EXACT_MAX_PERMUTATIONS = math.factorial(EXACT_MAX_N)  # the same bound for pairings permuted within strata
+PAIRING_BLOCK = 1_000_000  # index entries (8 MB) per block of Monte-Carlo pairings: bounds memory at any n
 TOO_FEW_MODELS = "too few models for a CI"
+TOO_FEW_PAIRS = "too few pairs for a CI"
 
 __all__ = [
     "EXACT_MAX_N",
     "METHODS",
     "MIN_MODELS_FOR_CI",
     "MIN_PAIRS",
+    "MIN_PAIRS_FOR_CI",
     "TOO_FEW_MODELS",
+    "TOO_FEW_PAIRS",
     "CorrelationResult",
     "correlation",
     "pearson_along",
     "permutation_pvalue",
     "statistic_along",
+    "stratified_pvalue",
+    "zscores",
 ]
 
 
@@ -120,10 +135,82 @@ def statistic_along(method: Method, x: np.ndarray, y: np.ndarray, axis: int = -1
     raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
 
 
+def zscores(u: np.ndarray) -> np.ndarray:
+    """Standard scores along the last axis (population SD); 0 where that axis is constant (round-off guarded)."""
+    c = u - u.mean(axis=-1, keepdims=True)
+    sd = np.sqrt((c * c).mean(axis=-1, keepdims=True))
+    ok = sd > 1e-12 * np.maximum(np.sqrt((u * u).mean(axis=-1, keepdims=True)), np.finfo(np.float64).tiny)
+    return np.where(ok, c / np.where(ok, sd, 1.0), 0.0)
+
+
+@functools.lru_cache(maxsize=16)
+def _pairings(n: int, rows: int, seed: int, block: int, stratum: int) -> np.ndarray:
+    """(rows, n) seeded random permutations of range(n), read-only: block ``block`` of stratum ``stratum``'s draw.
+
+    Kept for reuse: a report runs many tests on samples of the same size with the same seed, which draw the same
+    pairings anyway; drawing them once leaves one gather and one product per test (at most 16 blocks of
+    :data:`PAIRING_BLOCK` entries are kept).
+    """
+    idx = np.argsort(np.random.default_rng([seed, n, block, stratum]).random((rows, n)), axis=1)
+    idx.flags.writeable = False
+    return idx
+
+
+def stratified_pvalue(
+    us: Sequence[np.ndarray], vs: Sequence[np.ndarray], n_permutations: int = 9999, seed: int = 0,
+    strata: str = "strata",
+) -> tuple[float, str]:
+    """Two-sided permutation p-value of the pooled within-stratum Pearson r under pairings permuted in each stratum.
+
+    The statistic is ``sum_i zu_i . zv_i / sqrt(sum_i |zu_i|^2 sum_i |zv_i|^2)``
+    with ``zu_i``, ``zv_i`` the standard scores of ``u_i``, ``v_i`` within
+    stratum i (:func:`zscores`); with one stratum it is Pearson's r(u, v).
+    Permuting within strata leaves every sum of squares unchanged, so each
+    null value is one product per stratum: vectorised, no coefficient recomputed.
+
+    Args:
+        us, vs: per stratum, 1-D arrays of equal length, neither constant.
+        n_permutations: Monte-Carlo draws when the within-stratum pairings number
+            more than 8! = 40,320 (otherwise every one is enumerated).
+        seed: seed of the Monte-Carlo draw.
+        strata: what a stratum is, for the description (e.g. ``"models"``).
+
+    Returns:
+        (p in (0, 1], a description such as ``"exact (24 permutations)"`` or, with
+        several strata, ``"Monte Carlo (9999 permutations within 5 models)"``):
+        twice the smaller one-sided p, at most 1 (scipy's convention).
+    """
+    zu = [zscores(np.asarray(u, dtype=np.float64)) for u in us]
+    zv = [zscores(np.asarray(v, dtype=np.float64)) for v in vs]
+    within = f" within {len(zu)} {strata}" if len(zu) > 1 else ""
+    den = math.sqrt(sum(float(a @ a) for a in zu) * sum(float(b @ b) for b in zv))
+    observed = sum(float(a @ b) for a, b in zip(zu, zv)) / den
+    total = math.prod(math.factorial(a.size) for a in zu)
+    if total <= EXACT_MAX_PERMUTATIONS:
+        null = np.zeros(1)
+        for a, b in zip(zu, zv):
+            null = np.add.outer(null, b[np.asarray(list(itertools.permutations(range(b.size))))] @ a).ravel()
+        extra, how = 0, f"exact ({total} permutations{within})"
+    else:
+        null = np.zeros(n_permutations)
+        rows = max(1, min(n_permutations, PAIRING_BLOCK // max(a.size for a in zu)))
+        for block, start in enumerate(range(0, n_permutations, rows)):
+            end = min(start + rows, n_permutations)
+            null[start:end] = sum(b[_pairings(b.size, rows, seed, block, i)[: end - start]] @ a
+                                  for i, (a, b) in enumerate(zip(zu, zv)))
+        extra, how = 1, f"Monte Carlo ({n_permutations} permutations{within})"
+    null /= den
+    tol = 1e-12 * max(1.0, abs(observed))
+    greater = (extra + np.sum(null >= observed - tol)) / (null.size + extra)
+    less = (extra + np.sum(null <= observed + tol)) / (null.size + extra)
+    return float(min(1.0, 2 * min(greater, less))), how
+
+
 def permutation_pvalue(
     u: np.ndarray, v: np.ndarray, n_permutations: int = 9999, seed: int = 0
 ) -> tuple[float, str]:
-    """Two-sided permutation p-value of Pearson r(u, v) under random pairing.
+    """Two-sided permutation p-value of Pearson r(u, v) under random pairing: :func:`stratified_pvalue` with one
+    stratum, exact for n <= :data:`EXACT_MAX_N`.
 
     Spearman's test is this test on average ranks (ranking commutes with permuting).
 
@@ -135,15 +222,7 @@ def permutation_pvalue(
     Returns:
         (p in (0, 1], a description such as ``"exact (24 permutations)"``).
     """
-    n = int(u.size)
-    exact = n <= EXACT_MAX_N
-    n_resamples = math.factorial(n) if exact else int(n_permutations)
-    res = stats.permutation_test(
-        (u,), lambda u_perm, axis=-1: pearson_along(u_perm, v, axis=axis), permutation_type="pairings",
-        vectorized=True, n_resamples=n_resamples, alternative="two-sided", rng=np.random.default_rng(seed),
-    )
-    how = f"exact ({n_resamples} permutations)" if exact else f"Monte Carlo ({n_resamples} permutations)"
-    return float(res.pvalue), how
+    return stratified_pvalue([u], [v], n_permutations=n_permutations, seed=seed)
 
 
 def correlation(
@@ -163,9 +242,10 @@ def correlation(
         x, y: 1-D arrays of equal length, any real values; pairs with NaN in
             either are dropped and counted.
         method: ``"spearman"`` (rank) or ``"pearson"`` (linear).
-        level: ``"model"`` when each pair is one model (means over its samples):
-            then fewer than :data:`MIN_MODELS_FOR_CI` pairs get no interval,
-            with ``note`` = :data:`TOO_FEW_MODELS`.
+        level: ``"model"`` when each pair is one model (means over its samples),
+            ``"sample"`` otherwise; fewer than :data:`MIN_PAIRS_FOR_CI` pairs get
+            no interval, with ``note`` starting :data:`TOO_FEW_MODELS` or
+            :data:`TOO_FEW_PAIRS`.
         n_boot: bootstrap resamples of the pairs.
         n_permutations: Monte-Carlo pairings for the p-value when n > :data:`EXACT_MAX_N`.
         confidence: interval coverage in (0, 1).
@@ -193,8 +273,9 @@ def correlation(
     statistic = float(pearson_along(u, v))
     p_value, p_method = permutation_pvalue(u, v, n_permutations=n_permutations, seed=seed)
 
-    if level == "model" and n < MIN_MODELS_FOR_CI:
-        ci = Interval(float("nan"), float("nan"), "none", n_boot, 0, TOO_FEW_MODELS)
+    if n < MIN_PAIRS_FOR_CI:
+        why = f"{TOO_FEW_MODELS if level == 'model' else TOO_FEW_PAIRS} (n = {n} < {MIN_PAIRS_FOR_CI})"
+        ci = Interval(float("nan"), float("nan"), "none", n_boot, 0, why)
     else:
         ci = bootstrap_ci((xs, ys), lambda a, b, axis=-1: statistic_along(method, a, b, axis=axis),
                           paired=True, n_resamples=n_boot, confidence=confidence, seed=seed)

@@ -15,6 +15,11 @@ default cells marked and the held-out values written on the figure;
 IMACS at (lambda, threshold index t) is ``a[:, t] - lambda * b[:, t]`` with
 ``a``/``b`` the inside/outside terms stored per sample
 (:func:`benchmark.imacs.imacs_terms`), so the grid costs no map recomputation.
+
+Every correlation is of the score against the quality oriented so that higher
+is better (``sign`` = -1 for a lower-is-better quality such as LPIPS: the
+quality enters negated), so the best cell is the one whose score tracks
+better quality most, whatever the metric's direction.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from numpy.typing import ArrayLike
 
 from benchmark.analysis.bootstrap import drop_nan
 from benchmark.analysis.correlation import METHODS, MIN_PAIRS, Method, correlation, statistic_along
-from benchmark.analysis.format import format_ci, format_p, format_value
+from benchmark.analysis.format import format_estimate, format_value
 from benchmark.defaults import DEFAULT_LAMBDA, DEFAULT_THRESHOLD
 
 DEFAULT_CELL: tuple[float, float] = (DEFAULT_LAMBDA, DEFAULT_THRESHOLD)
@@ -89,6 +94,7 @@ def correlation_sweep(
     *,
     default: tuple[float, float] | None = DEFAULT_CELL,
     method: Method = "spearman",
+    sign: int = 1,
     units: ArrayLike | None = None,
     seed: int = 0,
     n_boot: int = 1000,
@@ -107,7 +113,10 @@ def correlation_sweep(
             the grid; also evaluated on the held-out half. None skips it.
         method: ``"spearman"`` or ``"pearson"``, over the samples of all models
             pooled; the chosen cell has the largest selection-half correlation
-            (the first in grid order on ties; NaN cells never win).
+            with the oriented quality (the first in grid order on ties; NaN
+            cells never win).
+        sign: -1 for a lower-is-better quality, which is negated before every
+            correlation (:func:`benchmark.analysis.validity.orientation`), else 1.
         units: optional (S,) input id per sample; see :func:`split_halves`.
         seed: seed of the split, the permutations and the resampling.
         n_boot, n_permutations, confidence: held-out evaluation settings, see
@@ -115,7 +124,8 @@ def correlation_sweep(
 
     Returns:
         Tidy frame, one row per (lambda, threshold) in grid order, columns
-        ``lambda, threshold, method, scope`` (``"pooled"``), ``n_selection, selection``
+        ``lambda, threshold, method, sign`` (-1 when the quality entered negated),
+        ``scope`` (``"pooled"``), ``n_selection, selection``
         (correlation on the selection half), ``chosen``, ``default`` (bools), ``n_held_out``
         (the cell's complete pairs in the held-out half; on evaluated rows,
         the pairs the held-out correlation used) and, on the chosen
@@ -125,11 +135,13 @@ def correlation_sweep(
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+    if sign not in (1, -1):
+        raise ValueError(f"sign must be 1 or -1, got {sign!r}")
     for name, grid in (("lambdas", lambdas), ("thresholds", thresholds)):
         if len(grid) == 0 or len(set(grid)) != len(grid):
             raise ValueError(f"{name} must be non-empty without duplicates, got {list(grid)}")
     av, bv = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    q = np.asarray(quality, dtype=np.float64)
+    q = sign * np.asarray(quality, dtype=np.float64)
     if q.ndim != 1:
         raise ValueError(f"quality must be 1-D, got shape {q.shape}")
     expected = (q.size, len(thresholds))
@@ -169,8 +181,8 @@ def correlation_sweep(
             res = evaluated.get((i, j))
             held = (res.statistic, res.p_value, res.ci_low, res.ci_high, res.note) if res else (np.nan,) * 4 + ("",)
             rows.append({
-                "lambda": float(lam_grid[i]), "threshold": float(thr_grid[j]), "method": method, "scope": "pooled",
-                "n_selection": int(n_sel[i, j]), "selection": float(values[i, j]),
+                "lambda": float(lam_grid[i]), "threshold": float(thr_grid[j]), "method": method,
+                "sign": int(sign), "scope": "pooled", "n_selection": int(n_sel[i, j]), "selection": float(values[i, j]),
                 "chosen": (i, j) == chosen_ij, "default": (i, j) == default_ij,
                 "n_held_out": int(res.n) if res else int(n_out[i, j]),
                 **dict(zip(HELD_OUT_COLUMNS, held)), "split_seed": seed,
@@ -186,8 +198,10 @@ def _grid_index(values: np.ndarray, target: float, name: str) -> int:
 
 
 def _held_out_text(row: pd.Series) -> str:
-    return (f"{format_value(row['held_out'], 2)} {format_ci(row['held_out_ci_low'], row['held_out_ci_high'], 2)}, "
-            f"p {format_p(row['held_out_p'])}, n = {int(row['n_held_out'])}")
+    n, low, high = int(row["n_held_out"]), row["held_out_ci_low"], row["held_out_ci_high"]
+    estimate = format_estimate(row["held_out"], low, high, row["held_out_p"], n, digits=2)
+    # "not estimable (n = ...)" already names n.
+    return estimate if pd.notna(row["held_out"]) and (pd.isna(low) or pd.isna(high)) else f"{estimate}, n = {n}"
 
 
 def _flagged(frame: pd.DataFrame, column: str) -> pd.Series | None:
@@ -290,6 +304,9 @@ def render_sweep(frame: pd.DataFrame, name: str = "the score") -> list[str]:
                 f"{_held_out_text(chosen)}.")
         if chosen.get("held_out_note"):
             text += f" ({chosen['held_out_note']})"
+    if int(frame["sign"].iloc[0]) < 0:
+        text += (" The quality is lower-is-better and enters negated: a positive value means the score tracks "
+                 "lower (better) values, and the best cell is the one that does so most.")
     if default is not None:
         text += (f" The default (lambda = {default['lambda']:g}, threshold = {default['threshold']:g}) on the "
                  f"held-out half: {_held_out_text(default)}.")

@@ -9,24 +9,42 @@ with models of different quality it is driven by the second:
   quality? ("does IMACS rank models?")
 
 :func:`within_between` answers both for every (score, quality) pair of every
-task, as one tidy frame with a ``scope`` column:
+task and for Spearman and Pearson, as one tidy frame with a ``scope`` column:
 
 ``pooled``
     all complete (score, quality) pairs of all models together;
 ``within:<model>``
     the pairs of one model (:func:`benchmark.analysis.correlation.correlation`);
 ``within (combined)``
-    (:func:`within_combined`) the per-model coefficients pooled by Fisher's z: ``tanh(sum_i w_i
-    atanh(r_i) / sum_i w_i)`` with ``w_i = n_i - 3`` over models with
-    ``n_i >= 4`` and a defined ``r_i`` (``|r_i|`` capped at 1 - 1e-7 so that
-    ``atanh`` stays finite). Its p-value comes from a stratified permutation
-    test (quality permuted within each model, seeded Monte Carlo: scipy has no
-    stratified permutation test); its CI from a stratified BCa bootstrap
-    (each model's pairs resampled on their own, ``scipy.stats.bootstrap``);
+    (:func:`within_combined`) ONE statistic with its own p-value and CI, so
+    the three cannot disagree: within each model, score and quality are
+    turned into standard scores (of their average ranks for Spearman, of the
+    values for Pearson; population SD), then Pearson's r is taken over the
+    standard scores of all models' pairs together. It equals the mean of the
+    per-model coefficients weighted by each model's number of pairs
+    (``sum_i n_i r_i / sum_i n_i``), so one perfect model cannot dominate.
+    Its p-value is a stratified permutation test of that statistic (quality
+    permuted within each model; every one of the ``prod_i n_i!`` within-model
+    pairings up to 8! = 40,320 of them, seeded Monte Carlo beyond;
+    :func:`benchmark.analysis.correlation.stratified_pvalue`); its CI a
+    stratified bootstrap of that statistic (each model's pairs resampled on
+    their own, standard scores redone per resample, BCa by
+    ``scipy.stats.bootstrap``). Models with fewer than 3 complete pairs or a
+    constant score or quality are left out and named in ``note``;
 ``between models``
     one point per model: its mean score against its mean quality (each mean
     over the samples where that metric is defined, as on the leaderboard);
-    n is the number of models, and below 5 models there is no CI.
+    n is the number of models.
+
+Direction: a metric registered as lower-is-better (LPIPS, FID, KID, ...;
+:func:`benchmark.registry.metric_direction`) enters every correlation negated,
+``x_sign`` / ``y_sign`` = -1 in the frame, so a positive coefficient always
+means "the score tracks better quality"; tables show it as ``−LPIPS``.
+
+A CI that cannot be estimated (fewer than
+:data:`~benchmark.analysis.correlation.MIN_PAIRS_FOR_CI` pairs or models, or
+every bootstrap resample equal) is NaN with the reason in ``note`` and reads
+``not estimable (n = 5)`` in the tables.
 """
 
 from __future__ import annotations
@@ -37,19 +55,33 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
+from scipy import stats
 
 from benchmark.analysis.bootstrap import bootstrap_ci
-from benchmark.analysis.correlation import METHODS, CorrelationResult, Method, correlation, statistic_along
-from benchmark.analysis.format import format_ci, format_p, format_value, label
+from benchmark.analysis.correlation import (
+    METHODS,
+    MIN_PAIRS,
+    MIN_PAIRS_FOR_CI,
+    TOO_FEW_PAIRS,
+    CorrelationResult,
+    Method,
+    correlation,
+    stratified_pvalue,
+    zscores,
+)
+from benchmark.analysis.format import format_estimate, label, oriented_label, sign_note
+from benchmark.registry import metric_direction
 
 __all__ = [
     "ATTRIBUTION_SCORES",
     "QUALITY_METRICS",
     "RESULT_COLUMNS",
     "WITHIN_BETWEEN_NOTE",
+    "orientation",
     "paired_wide",
     "render_within_between",
     "result_row",
+    "standard_scores",
     "within_between",
     "within_combined",
 ]
@@ -57,13 +89,21 @@ __all__ = [
 ATTRIBUTION_SCORES: tuple[str, ...] = ("imacs_g", "imacs_r")
 QUALITY_METRICS: tuple[str, ...] = ("masked_psnr", "masked_ssim", "psnr", "ssim")
 RESULT_COLUMNS = ["statistic", "p_value", "ci_low", "ci_high", "n", "n_dropped", "p_method", "ci_method", "note"]
-R_CAP = 1.0 - 1e-7
+METHOD_NAMES = {"spearman": "Spearman", "pearson": "Pearson"}
 
 WITHIN_BETWEEN_NOTE = (
     "Within-model rows answer *does IMACS rank samples?* (for one model, do its better-scored samples have "
     "better quality?); the between-models row answers *does IMACS rank models?* (one point per model); "
-    "the pooled row mixes both and, when models differ in quality, mostly reflects the differences between models."
+    "the pooled row mixes both and, when models differ in quality, mostly reflects the differences between models. "
+    "*within (combined)* is one correlation over every model's samples of their within-model standard scores "
+    "(of ranks for Spearman), i.e. the sample-weighted mean of the per-model coefficients; its p permutes and its "
+    "CI resamples within each model."
 )
+
+
+def orientation(metric: str) -> int:
+    """-1 for a metric registered as lower-is-better (it is correlated negated), 1 otherwise."""
+    return -1 if metric_direction(metric) == "lower" else 1
 
 
 def paired_wide(frame: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
@@ -104,8 +144,8 @@ def _group_pairs(x: ArrayLike, y: ArrayLike, groups: ArrayLike) -> tuple[list, l
 
     Returns:
         (x per kept group, y per kept group, left-out group names, pairs with
-        a NaN): a group is left out when it has fewer than 4 complete pairs or
-        a constant x or y (its correlation is undefined).
+        a NaN): a group is left out when it has fewer than :data:`MIN_PAIRS`
+        complete pairs or a constant x or y (its correlation is undefined).
     """
     xa, ya, ga = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64), np.asarray(groups)
     if xa.ndim != 1 or xa.shape != ya.shape or ga.shape != xa.shape:
@@ -114,7 +154,7 @@ def _group_pairs(x: ArrayLike, y: ArrayLike, groups: ArrayLike) -> tuple[list, l
     xs, ys, left_out = [], [], []
     for level in np.unique(ga):
         m = complete & (ga == level)
-        if m.sum() >= 4 and np.ptp(xa[m]) > 0 and np.ptp(ya[m]) > 0:
+        if m.sum() >= MIN_PAIRS and np.ptp(xa[m]) > 0 and np.ptp(ya[m]) > 0:
             xs.append(xa[m])
             ys.append(ya[m])
         else:
@@ -122,15 +162,21 @@ def _group_pairs(x: ArrayLike, y: ArrayLike, groups: ArrayLike) -> tuple[list, l
     return xs, ys, left_out, int((~complete).sum())
 
 
-def _combined_statistic(method: Method, xs: list[np.ndarray], ys: list[np.ndarray], axis: int = -1) -> np.ndarray:
-    """Fisher-z mean (weights n_i - 3) of per-group coefficients along ``axis``; NaN if any group's is NaN."""
-    zs, ws = [], []
-    for x, y in zip(xs, ys):
-        r = np.clip(statistic_along(method, x, y, axis=axis), -R_CAP, R_CAP)
-        zs.append(np.arctanh(r))
-        ws.append(x.shape[axis] - 3.0)
-    w = np.asarray(ws)
-    return np.tanh(sum(wi * zi for wi, zi in zip(w, zs)) / w.sum())
+def standard_scores(method: Method, v: np.ndarray) -> np.ndarray:
+    """Standard scores along the last axis (population SD): of average ranks for Spearman, of the values for
+    Pearson; 0 where that axis is constant (it then carries no within-model information)."""
+    return zscores(stats.rankdata(v, axis=-1) if method == "spearman" else v)
+
+
+def _pooled_r(zx: Sequence[np.ndarray], zy: Sequence[np.ndarray]) -> np.ndarray:
+    """Pearson r over all groups' standard scores together (broadcast over leading axes), a group constant in x or
+    y (a bootstrap resample can be) left out; NaN when every group is. It is ``sum_i n_i r_i / sum_i n_i``."""
+    sxx, syy = [(a * a).sum(axis=-1) for a in zx], [(b * b).sum(axis=-1) for b in zy]
+    kept = [(u > 0) & (v > 0) for u, v in zip(sxx, syy)]
+    num = sum(k * (a * b).sum(axis=-1) for k, a, b in zip(kept, zx, zy))
+    den = np.sqrt(sum(k * u for k, u in zip(kept, sxx)) * sum(k * v for k, v in zip(kept, syy)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, np.clip(num / np.where(den > 0, den, 1.0), -1.0, 1.0), np.nan)
 
 
 def within_combined(
@@ -144,72 +190,66 @@ def within_combined(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> CorrelationResult:
-    """Stratified within-group correlation: Fisher-z mean of per-group coefficients (see the module docstring).
+    """Correlation of within-group standard scores over all groups, with a stratified p and CI (module docstring).
 
-    Groups with fewer than 4 complete pairs or an undefined correlation are
-    left out and named in ``note``; never raises on data.
+    Groups with fewer than :data:`MIN_PAIRS` complete pairs or a constant x
+    or y are left out and named in ``note``; never raises on data.
 
     Args:
         x, y: (n,) paired values, NaN allowed (such pairs are dropped and counted).
         groups: (n,) group label per pair (the model).
-        method: ``"spearman"`` or ``"pearson"``.
+        method: ``"spearman"`` (standard scores of within-group ranks) or ``"pearson"``.
         n_boot: stratified bootstrap resamples (each group resampled on its own).
-        n_permutations: stratified permutations (y permuted within each group).
+        n_permutations: stratified Monte-Carlo permutations (y permuted within each
+            group) when the within-group pairings are more than 8!.
         confidence: interval coverage in (0, 1).
         seed: seed of the permutations and the resampling.
 
     Returns:
-        A :class:`CorrelationResult`; ``n`` is the number of pairs in the kept groups.
+        A :class:`CorrelationResult`, statistic in [-1, 1]; ``n`` is the number
+        of pairs in the kept groups.
     """
-    xs, ys, left_out, n_dropped = _group_pairs(x, y, groups)
-    if not xs:
-        return CorrelationResult.undefined(method, 0, n_dropped, n_boot, confidence,
-                                           "no model has 4 or more complete pairs with a defined correlation")
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
-    statistic = float(_combined_statistic(method, xs, ys))
-    n = int(sum(x.size for x in xs))
+    xs, ys, left_out, n_dropped = _group_pairs(x, y, groups)
+    why = (f"left out (fewer than {MIN_PAIRS} complete pairs, or a constant score or quality): "
+           f"{', '.join(left_out)}" if left_out else "")
+    if not xs:
+        return CorrelationResult.undefined(method, 0, n_dropped, n_boot, confidence,
+                                           f"no model has {MIN_PAIRS} or more complete pairs with a defined "
+                                           "correlation")
+    zx, zy = [standard_scores(method, v) for v in xs], [standard_scores(method, v) for v in ys]
+    statistic = float(_pooled_r(zx, zy))
+    n = int(sum(v.size for v in xs))
+    p_value, p_method = stratified_pvalue(zx, zy, n_permutations=n_permutations, seed=seed, strata="models")
 
-    # Stratified permutation test: pairings are shuffled inside each group only,
-    # so differences between groups never enter the null distribution.
-    rng = np.random.default_rng(seed)
-    null = np.empty(n_permutations)
-    batch = max(1, min(n_permutations, 2_000_000 // max(x.size for x in xs)))
-    for start in range(0, n_permutations, batch):
-        b = min(batch, n_permutations - start)
-        permuted = [rng.permuted(np.broadcast_to(y, (b, y.size)), axis=1) for y in ys]
-        null[start:start + b] = _combined_statistic(method, [np.broadcast_to(x, (b, x.size)) for x in xs], permuted)
-    tol = 1e-12 * max(1.0, abs(statistic))
-    p_greater = (1 + np.sum(null >= statistic - tol)) / (n_permutations + 1)
-    p_less = (1 + np.sum(null <= statistic + tol)) / (n_permutations + 1)
-    p_value = float(min(1.0, 2 * min(p_greater, p_less)))
+    if n < MIN_PAIRS_FOR_CI:
+        low, high, ci_method, ci_note = np.nan, np.nan, "none", f"{TOO_FEW_PAIRS} (n = {n} < {MIN_PAIRS_FOR_CI})"
+    else:
+        def stat(*idx: np.ndarray, axis: int = -1) -> np.ndarray:
+            return _pooled_r([standard_scores(method, v[i]) for v, i in zip(xs, idx)],
+                             [standard_scores(method, v[i]) for v, i in zip(ys, idx)])
 
-    def stat(*idx: np.ndarray, axis: int = -1) -> np.ndarray:
-        return _combined_statistic(method, [x[i] for x, i in zip(xs, idx)], [y[i] for y, i in zip(ys, idx)], axis)
-
-    ci = bootstrap_ci([np.arange(x.size) for x in xs], stat, paired=False, n_resamples=n_boot,
-                      confidence=confidence, seed=seed)
-    why = f"left out (fewer than 4 pairs or undefined): {', '.join(left_out)}" if left_out else ""
-    return CorrelationResult(
-        method, statistic, p_value, ci.low, ci.high, n, n_dropped,
-        f"stratified Monte Carlo ({n_permutations} permutations within {len(xs)} groups)",
-        f"stratified {ci.method}" if ci.method != "none" else "none", n_boot, confidence,
-        "; ".join(filter(None, [ci.note, why])),
-    )
+        ci = bootstrap_ci([np.arange(v.size) for v in xs], stat, paired=False, n_resamples=n_boot,
+                          confidence=confidence, seed=seed)
+        low, high, ci_note = ci.low, ci.high, ci.note
+        ci_method = f"stratified {ci.method}" if ci.method != "none" else "none"
+    return CorrelationResult(method, statistic, p_value, low, high, n, n_dropped, p_method, ci_method, n_boot,
+                             confidence, "; ".join(filter(None, [ci_note, why])))
 
 
 def within_between(
     frame: pd.DataFrame,
     scores: Sequence[str] = ATTRIBUTION_SCORES,
     qualities: Sequence[str] = QUALITY_METRICS,
-    methods: Sequence[Method] = ("spearman",),
+    methods: Sequence[Method] = METHODS,
     *,
     n_boot: int = 2000,
     n_permutations: int = 9999,
     confidence: float = 0.95,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Pooled, within-model (per model and combined) and between-model correlations.
+    """Pooled, within-model (per model and combined) and between-model correlations, oriented by direction.
 
     Args:
         frame: tidy frame with columns ``task, model, sample_id, metric, value``
@@ -218,16 +258,19 @@ def within_between(
         scores: attribution-score metric names (x).
         qualities: quality metric names (y). Pairs whose metrics are absent
             from a task are skipped.
-        methods: any of ``"spearman"``, ``"pearson"``.
+        methods: any of ``"spearman"``, ``"pearson"`` (both by default).
         n_boot, n_permutations, confidence, seed: see
             :func:`benchmark.analysis.correlation.correlation`.
 
     Returns:
         Tidy frame, per task, x, y and method: rows with ``scope`` ``pooled``,
         ``within:<model>`` (one per model, sorted), ``within (combined)`` and
-        ``between models``; columns ``task, x, y, method, scope, model`` (the
-        model for per-model rows, else None) and ``statistic, p_value, ci_low,
-        ci_high, n, n_dropped, p_method, ci_method, note``.
+        ``between models``; columns ``task, x, y, x_sign, y_sign, method, scope,
+        model`` (the model for per-model rows, else None) and ``statistic,
+        p_value, ci_low, ci_high, n, n_dropped, p_method, ci_method, note``.
+        ``statistic`` (in [-1, 1]) and the CI are those of ``x_sign * x``
+        against ``y_sign * y`` (:func:`orientation`: -1 for a lower-is-better
+        metric), so a positive value means the score tracks better quality.
     """
     wide = paired_wide(frame, [*scores, *qualities])
     kw = {"n_boot": n_boot, "n_permutations": n_permutations, "confidence": confidence, "seed": seed}
@@ -238,25 +281,38 @@ def within_between(
                 if tf[x].notna().any() and tf[y].notna().any():
                     for method in methods:
                         rows.extend(_task_rows(task, tf, x, y, method, kw))
-    return pd.DataFrame(rows, columns=["task", "x", "y", "method", "scope", "model", *RESULT_COLUMNS])
+    return pd.DataFrame(rows, columns=["task", "x", "y", "x_sign", "y_sign", "method", "scope", "model",
+                                       *RESULT_COLUMNS])
 
 
 def _task_rows(task: Any, tf: pd.DataFrame, x: str, y: str, method: Method, kw: dict) -> list[dict[str, Any]]:
-    def row(scope: str, model: Any, res: CorrelationResult) -> dict[str, Any]:
-        return result_row(res, task=task, x=x, y=y, method=method, scope=scope, model=model)
+    sx, sy = orientation(x), orientation(y)
+    xv, yv, models = sx * tf[x].to_numpy(), sy * tf[y].to_numpy(), tf["model"].astype(str).to_numpy()
 
-    rows = [row("pooled", None, correlation(tf[x], tf[y], method, **kw))]
-    for model, g in tf.groupby("model", sort=True):
-        rows.append(row(f"within:{model}", model, correlation(g[x], g[y], method, **kw)))
-    combined = within_combined(tf[x], tf[y], tf["model"].astype(str).to_numpy(), method, **kw)
-    rows.append(row("within (combined)", None, combined))
-    means = tf.groupby("model", sort=True)[[x, y]].mean()
-    rows.append(row("between models", None, correlation(means[x], means[y], method, level="model", **kw)))
+    def row(scope: str, model: Any, res: CorrelationResult) -> dict[str, Any]:
+        return result_row(res, task=task, x=x, y=y, x_sign=sx, y_sign=sy, method=method, scope=scope, model=model)
+
+    rows = [row("pooled", None, correlation(xv, yv, method, **kw))]
+    for model in sorted(set(tf["model"])):
+        m = (tf["model"] == model).to_numpy()
+        rows.append(row(f"within:{model}", model, correlation(xv[m], yv[m], method, **kw)))
+    rows.append(row("within (combined)", None, within_combined(xv, yv, models, method, **kw)))
+    means = pd.DataFrame({"x": xv, "y": yv, "model": tf["model"].to_numpy()}).groupby("model", sort=True).mean()
+    rows.append(row("between models", None, correlation(means["x"], means["y"], method, level="model", **kw)))
     return rows
 
 
+def _notes(rows: pd.DataFrame) -> str:
+    """The rows' notes, once when every method has the same, otherwise each after its method's name."""
+    notes = {METHOD_NAMES.get(r.method, r.method): r.note for r in rows.itertuples(index=False) if r.note}
+    if len(set(notes.values())) <= 1:
+        return next(iter(notes.values()), "")
+    return "; ".join(f"{name}: {note}" for name, note in notes.items())
+
+
 def render_within_between(frame: pd.DataFrame, labels: Mapping[str, str] | None = None) -> list[str]:
-    """Markdown lines: the one-line reading guide, then per task one table of :func:`within_between` rows.
+    """Markdown lines: the reading guide, then per task one table of :func:`within_between` rows, one column
+    per method (r [95% CI], p), lower-is-better metrics labelled ``−<label>`` and explained.
 
     Args:
         frame: output of :func:`within_between` (one task or several).
@@ -264,16 +320,21 @@ def render_within_between(frame: pd.DataFrame, labels: Mapping[str, str] | None 
     """
     if frame.empty:
         return []
-    lines = [WITHIN_BETWEEN_NOTE, ""]
+    flipped = [label(m, labels) for m, sign in (*zip(frame.x, frame.x_sign), *zip(frame.y, frame.y_sign))
+               if sign < 0]
+    lines = [" ".join(filter(None, [WITHIN_BETWEEN_NOTE, sign_note(flipped)])), ""]
+    methods = [m for m in METHODS if m in set(frame["method"])]
     for task, tf in frame.groupby("task", sort=False):
         if frame["task"].nunique() > 1:
             lines += [f"**{task}**", ""]
-        lines += ["| x | y | method | scope | r | p | 95% CI | n | note |", "|---|---|---|---|---|---|---|---|---|"]
-        for r in tf.itertuples(index=False):
-            lines.append(
-                f"| {label(r.x, labels)} | {label(r.y, labels)} | {r.method} | {r.scope} | "
-                f"{format_value(r.statistic)} | {format_p(r.p_value)} | {format_ci(r.ci_low, r.ci_high)} | {r.n} | "
-                f"{r.note} |"
-            )
+        lines += ["| x | y | scope | n | " + " | ".join(f"{METHOD_NAMES[m]}: r [95% CI], p" for m in methods)
+                  + " | note |", "|---|---|---|---|" + "---|" * len(methods) + "---|"]
+        for (x, y, scope), g in tf.groupby(["x", "y", "scope"], sort=False):
+            by_method = {r.method: r for r in g.itertuples(index=False)}
+            cells = [format_estimate(r.statistic, r.ci_low, r.ci_high, r.p_value, r.n) if (r := by_method.get(m))
+                     else "n/a" for m in methods]
+            names = (oriented_label(x, g["x_sign"].iloc[0], labels), oriented_label(y, g["y_sign"].iloc[0], labels))
+            lines.append(f"| {names[0]} | {names[1]} | {scope} | {int(g['n'].max())} | " + " | ".join(cells)
+                         + f" | {_notes(g)} |")
         lines.append("")
     return lines

@@ -17,25 +17,28 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from benchmark.analysis import confounds, correlation_sweep, render_confounds, render_sweep
+from benchmark.analysis import METHODS, confounds, correlation_sweep, render_confounds, render_sweep
 from benchmark.analysis.format import format_value as fmt
+from benchmark.analysis.format import oriented_label
 from benchmark.analysis.landmarks import render_imacs_landmarks
-from benchmark.analysis.validity import render_within_between, within_between
+from benchmark.analysis.validity import orientation, render_within_between, within_between
 from benchmark.config import RunConfig, TaskConfig, resolve_path
 from benchmark.errors import UserError
-from benchmark.registry import SAMPLE_METRICS, metric_direction, metric_label
-from benchmark.report import history, memo, one_pass_page, render
+from benchmark.registry import SAMPLE_METRICS, metric_label
+from benchmark.report import changes, history, memo, one_pass_page, render, trends
 from benchmark.report.figures_page import draw, model_figures, schedule
 from benchmark.report.methods import method_leaderboard
+from benchmark.report.pairs import render_pairs, task_pairs
 from benchmark.report.store_view import StoreView, failure_frame, load_view, sample_frame, sweep_terms
 from benchmark.report.tables import aggregate, main_table, quality_metrics, set_metrics, write_csv
+from benchmark.report.verdict import CONFOUNDS, CORRELATIONS, PAIRS, anchor, render_verdict, verdict
 
 VERSIONED = ("torch", "diffusers", "transformers", "torchmetrics", "clean-fid", "lpips", "scipy", "pandas", "dask")
 SCORES = ("imacs_g", "imacs_r")
 N_PERMUTATIONS = 9999  # Monte-Carlo permutations where n! is larger (exact enumeration below that)
 # results/<file> <- the concatenated per-task frames of ``_analyses`` under <key>
 ANALYSIS_CSVS = (("correlations.csv", "correlations"), ("confounds.csv", "confounds"), ("sweep.csv", "sweep"),
-                 ("one_pass_agreement.csv", "one_pass"))
+                 ("one_pass_agreement.csv", "one_pass"), ("pairs.csv", "pairs"))
 
 
 @dataclass
@@ -49,7 +52,9 @@ class TaskPage:
     failures: pd.DataFrame
     quality: list[str]
     analyses: dict
-    regressions: list[str]
+    flagged: list[str]  # the task's flagged changes since the last comparable run
+    maps: list[str]  # the "Attribution maps" section: a line per model linking its page
+    trend: Path | None  # figures/<task>/trend.png, None without a recorded run
 
     @property
     def main(self) -> list[str]:
@@ -118,30 +123,41 @@ def build_report(cfg: RunConfig, results_dir: Path | None = None) -> dict[str, P
     deltas = history.deltas(past, history.current_rows(view, agg, git))
     header = _header(cfg, view, git)
     collected = {key: [] for _, key in ANALYSIS_CSVS}
-    overview_rows, regressions, todo = [], [], []
+    since = changes.compare(view, frame, SCORES, N_PERMUTATIONS)
+    changes.write(since, res_dir)
+    overview_rows, todo = [], []
+    recorded = trends.with_unrecorded(past, history.current_rows(view, agg, git, complete_only=True))
     for name, task in tqdm(sorted(view.tasks.items()), desc="report"):
         quality = quality_metrics(task, frame)
         tf = tested[tested.task == name]
         analyses = _analyses(cfg, view, task, tf, quality[:2], fig_dir, todo)
+        analyses["pairs"], analyses["pairs_unavailable"] = task_pairs(cfg, view, task, tf, quality, N_PERMUTATIONS)
+        write_csv(analyses["pairs"], lb_dir / f"{name}_pairs.csv")
         for key, frames in collected.items():
             frames.append(analyses[key].assign(task=name) if key == "one_pass" else analyses[key])
         sets = set_metrics(view, task, cfg.metrics.kid_scale)
         task_failures = failures[failures.task == name]
         table = main_table(task, agg, sets, task_failures, view, quality, deltas)
         write_csv(table, lb_dir / f"{name}.csv")
+        models = sorted((r.model for r in table.itertuples()), key=lambda m: m in view.baselines)
+        tracked = ["imacs_g", *quality[:1]]
+        trend_rows = trends.trend_rows(recorded, name, task.version, cfg.scoring_key(),
+                                       [m for m in models if m not in view.baselines], tracked)
         page = TaskPage(task, table, agg[agg.task == name], sets, task_failures, quality, analyses,
-                        _regressions(cfg, name, table))
-        regressions += page.regressions
-        render.write_markdown(lb_dir / f"{name}.md", _task_page(cfg, view, page, header, lb_dir, todo))
+                        _flagged(since[since.task == name]), model_figures(cfg, view, name, models, lb_dir, todo),
+                        trends.schedule_trend(todo, fig_dir, trend_rows, name, tracked))
+        render.write_markdown(lb_dir / f"{name}.md", _task_page(cfg, view, page, header, lb_dir))
         render.write_markdown(lb_dir / f"{name}_full.md", _full_page(page))
         overview_rows.append({"task": name, "models": len(table), "samples": int(table["n"].sum()) if len(table) else 0,
-                              "failures": len(task_failures), "best": _best(table)})
+                              "failures": len(task_failures), "best": _best(table),
+                              "trend": page.trend.relative_to(lb_dir).as_posix() if page.trend else ""})
     for fname, key in ANALYSIS_CSVS:
         non_empty = [f for f in collected[key] if not f.empty]
         write_csv(pd.concat(non_empty, ignore_index=True) if non_empty else pd.DataFrame(), res_dir / fname)
     has_methods = method_leaderboard(cfg, view, lb_dir, res_dir, header, todo)
     draw(todo, fig_dir, cfg.cluster.workers)
-    render.write_markdown(lb_dir / "README.md", render.overview(header, overview_rows, regressions, has_methods))
+    render.write_markdown(lb_dir / "README.md", render.overview(header, overview_rows, since,
+                                                                1 - cfg.scoring.regression.alpha, has_methods))
     history.record(hist_path, history.current_rows(view, agg, git, complete_only=True), past)
     return {"index": lb_dir / "README.md", "results": res_dir}
 
@@ -155,7 +171,7 @@ def _analyses(cfg: RunConfig, view: StoreView, task: TaskConfig, tf: pd.DataFram
     key = memo.digest(tf, SCORES, quality, kw)
     out = {"figures": {}, "skipped": []}
     out["correlations"] = memo.cached(cache, f"{task.name}-correlations", key, within_between, tf, SCORES, quality,
-                                      **kw) if quality else pd.DataFrame()
+                                      METHODS, **kw) if quality else pd.DataFrame()
     out["confounds"] = memo.cached(cache, f"{task.name}-confounds", key, confounds, tf, SCORES, quality,
                                    **kw) if quality else pd.DataFrame()
     for score in SCORES:
@@ -176,15 +192,17 @@ def _analyses(cfg: RunConfig, view: StoreView, task: TaskConfig, tf: pd.DataFram
         args = (t["a"][:, idx], t["b"][:, idx], q, t["model"], cfg.scoring.swept_lambdas,
                 cfg.scoring.swept_thresholds)
         opts = {"default": (cfg.scoring.lam, cfg.scoring.threshold), "units": t["sample_id"], "seed": cfg.seed,
-                "n_boot": min(cfg.scoring.n_boot, 1000), "n_permutations": N_PERMUTATIONS}
+                "n_boot": min(cfg.scoring.n_boot, 1000), "n_permutations": N_PERMUTATIONS,
+                "method": cfg.scoring.sweep_method, "sign": orientation(quality[0])}
         sw = memo.cached(cache, f"{task.name}-sweep-{side}", memo.digest(args, opts), correlation_sweep, *args, **opts)
         for column, value in (("side", side), ("quality", quality[0]), ("task", task.name)):
             sw.insert(0, column, value)  # leading columns: task, quality, side
         sweep_rows.append(sw)
         if sw["selection"].notna().any():
             path = fig_dir / task.name / f"sweep_imacs_{side}.png"
+            q_name = oriented_label(quality[0], opts["sign"], {quality[0]: metric_label(quality[0])})
             schedule(todo, fig_dir, "benchmark.analysis.sweep:plot_sweep_heatmap",
-                     (sw, path, f"{task.name}: Spearman(IMACS_{side}, {metric_label(quality[0])})"), path,
+                     (sw, path, f"{task.name}: {cfg.scoring.sweep_method.capitalize()}(IMACS_{side}, {q_name})"), path,
                      memo.digest(sw))
             out["figures"][side] = path
     out["sweep"] = pd.concat(sweep_rows, ignore_index=True) if sweep_rows else pd.DataFrame()
@@ -205,24 +223,17 @@ def _best(table: pd.DataFrame) -> str:
     return f"{top['model'].iloc[0]} {fmt(top['imacs_g'].iloc[0])}"
 
 
-def _regressions(cfg: RunConfig, task: str, table: pd.DataFrame) -> list[str]:
-    out = []
-    for col in [c for c in table.columns if c.endswith("_change")]:
-        metric = col[: -len("_change")]
-        for r in table[table[col].notna()].itertuples():
-            delta, mean = getattr(r, col), getattr(r, metric)
-            worse = -delta if metric_direction(metric) != "lower" else delta
-            if worse > cfg.scoring.regression_tolerance * max(abs(mean), 1e-9):
-                out.append(f"{task}/{r.model}/{metric_label(metric)}: {delta:+.3f}")
-    return out
+def _flagged(since: pd.DataFrame) -> list[str]:
+    """``model/metric: flag change [CI]`` of one task's flagged changes (:func:`changes.compare`)."""
+    return [f"{r.model}/{metric_label(r.metric)}: {r.flagged} {r.delta:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]"
+            for r in since[since.flagged != ""].itertuples()]
 
 
-def _task_page(cfg: RunConfig, view: StoreView, page: TaskPage, header: list[str], lb_dir: Path,
-               todo: list[tuple]) -> list[str]:
+def _task_page(cfg: RunConfig, view: StoreView, page: TaskPage, header: list[str], lb_dir: Path) -> list[str]:
+    """The task page: title and header, the verdict, then the sections it reads from."""
     task, table, analyses = page.task, page.table, page.analyses
     labels = {n: SAMPLE_METRICS.label(n) for n in SAMPLE_METRICS.names()}
-    lines = [f"# {task.name} (task v{task.version})", "", task.description, ""] + header + [""]
-    lines += render_imacs_landmarks(cfg.scoring.lam)
+    lines = render_imacs_landmarks(cfg.scoring.lam)
     lines += ["x_g (IMACS_g): " + (task.region or "the generated region") + "; x_r (IMACS_r): "
               + (task.reference_region or "the reference region") + ". Baselines (random-init copies) are models "
               "whose maps carry no learned attribution.", "",
@@ -230,10 +241,12 @@ def _task_page(cfg: RunConfig, view: StoreView, page: TaskPage, header: list[str
               "version, model, generation settings, scoring settings and samples).", ""]
     if not table.empty:
         lines += render.table(table, page.main, page.set_cols) + [""]
+    lines += render_pairs(analyses["pairs"], labels, analyses["pairs_unavailable"])
     lines += [f"Every metric, with CIs: [{task.name}_full.md]({task.name}_full.md) and `{task.name}.csv`.", ""]
     lines += render.set_metric_notes(page.sets) + render.undefined_notes(page.agg, page.main)
-    if page.regressions:
-        lines += ["**Regressions beyond tolerance:** " + "; ".join(page.regressions), ""]
+    if page.flagged:
+        lines += ["**Since the last comparable run** (paired per sample; `results/changes.csv`): "
+                  + "; ".join(page.flagged), ""]
     lines += render.failures_section(page.failures)
     if not analyses["correlations"].empty:
         lines += ["## Does IMACS track output quality?", "",
@@ -247,13 +260,25 @@ def _task_page(cfg: RunConfig, view: StoreView, page: TaskPage, header: list[str
     for side, path in analyses["figures"].items():
         sw = analyses["sweep"][analyses["sweep"].side == side]
         lines += [f"## IMACS_{side} sweep over lambda and threshold", ""]
-        lines += render_sweep(sw, f"IMACS_{side} vs {metric_label(sw['quality'].iloc[0])}")
+        lines += render_sweep(sw, f"IMACS_{side} vs "
+                                  f"{oriented_label(sw['quality'].iloc[0], sw['sign'].iloc[0], labels)}")
         lines += [render.link(path, lb_dir, f"sweep {side}"), ""]
     op = [sm for sm in view.one_pass if sm.task == task.name and sm.records]
     if op:
         lines += one_pass_page.section(analyses["one_pass"], analyses["one_pass_cost"], labels,
                                        "t = " + ", ".join(str(t) for t in sorted(op[0].records[0]["timesteps"])))
-    return lines + model_figures(cfg, view, task.name, [r.model for r in table.itertuples()], lb_dir, todo)
+    if page.trend is not None:
+        shown = " and ".join(metric_label(m) for m in ["imacs_g", *page.quality[:1]])
+        lines += ["## Trends over the nightly runs", "",
+                  f"Per model under test, its mean {shown} in each state recorded in `history.csv` with this task "
+                  "version and scoring settings.", "", render.link(page.trend, lb_dir, "trend"), ""]
+    headings = {PAIRS: "Which model is better (paired, same samples)", CORRELATIONS: "Does IMACS track output quality?",
+                CONFOUNDS: "Confounds: the size of the regions"}
+    links = {key: anchor(h) for key, h in headings.items() if f"## {h}" in lines}
+    clauses = verdict(analyses.get("pairs"), analyses["correlations"], analyses["confounds"],
+                      page.quality[0] if page.quality else None)
+    return ([f"# {task.name} (task v{task.version})", "", task.description, ""] + header + [""]
+            + render_verdict(clauses, links) + lines + page.maps)
 
 
 def _full_page(page: TaskPage) -> list[str]:

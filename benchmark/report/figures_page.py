@@ -1,4 +1,5 @@
-"""The "Attribution maps" section of a task page: per model, the first sample's maps at every stored level.
+"""The maps of each model: a page per model (``<task>/<model>.md``) with its first sample's maps at every stored
+level, linked from the "Attribution maps" section of the task page.
 
 A figure depends only on its stored sample folder (immutable once its job is done) and the threshold, so a
 figure whose stamp (sample folder, threshold, figure code version) is unchanged is not drawn again; the others
@@ -16,6 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from benchmark.config import RunConfig
+from benchmark.report.render import write_markdown
 from benchmark.report.store_view import StoreView
 from benchmark.results.sample_maps import SampleMaps
 from benchmark.store import write_atomic
@@ -27,37 +29,45 @@ LEVELS = (("ulam", "ULAM"), ("tlam", "TLAM (time groups)"), ("hlam", "HLAM (head
 
 def model_figures(cfg: RunConfig, view: StoreView, task: str, models: list[str], lb_dir: Path,
                   todo: list[tuple]) -> list[str]:
-    """Markdown of the section; the figures still to draw are appended to ``todo`` (:func:`schedule`)."""
+    """Markdown of the task page's section: one line per model linking its page ``<task>/<model>.md`` (written
+    here: that model's maps), or saying why its figures are skipped. The figures still to draw are appended to
+    ``todo`` (:func:`schedule`)."""
     thr, fig_dir = cfg.scoring.threshold, lb_dir / "figures"
     stamps = stamps_of(fig_dir)
-    lines = ["## Attribution maps", "",
-             f"Per model, its first sample: generated-side maps over the output (magenta: the inpainting region) and "
-             f"reference-side maps (eq. 17) over the reference (magenta: the reference mask); values at or below "
-             f"the threshold {thr:g} are not drawn (eq. 9).", ""]
+    lines = ["## Attribution maps", "", "Per model, the maps of its first sample, on a page of its own:", ""]
     for model in models:
         dirs = view.dirs(task, model)
         if not dirs:
             continue
-        d, base = dirs[0], fig_dir / task / model
-        lines += [f"### {model} (sample {d.name})", ""]
+        d, base, page = dirs[0], fig_dir / task / model, lb_dir / task / f"{model}.md"
         try:
             stored = set(SampleMaps.load(d / "maps.npz").arrays)
         except Exception as err:  # noqa: BLE001 - one unreadable sample never stops the report
-            lines += [f"Figures skipped: the maps of sample {d.name} cannot be read ({type(err).__name__}: {err}); "
-                      f"`python -m benchmark verify` names the damaged job.", ""]
+            lines.append(f"Figures skipped for {model}: the maps of sample {d.name} cannot be read "
+                         f"({type(err).__name__}: {err}); `python -m benchmark verify` names the damaged job.  ")
             continue
         wanted = [(f"{key}.png", "level_figure", (d, key, thr, base / f"{key}.png", f"{task} / {model}: {name}"))
                   for key, name in LEVELS if f"g/{key}" in stored]
         if "sr/volume" in stored:
             wanted.append(("sram.png", "sram_figure", (d, base / "sram.png",
                                                        f"{task} / {model}: SRAM (specific-reference maps)", None, thr)))
+        images = []
         for fname, fn, args in wanted:
             out = base / fname
             schedule(todo, fig_dir, f"benchmark.report.figures:{fn}", args, out,
                      f"{d.relative_to(cfg.out_dir).as_posix()}|{thr}", stamps)
-            lines.append(f"![{fname[:-4]}]({out.relative_to(lb_dir).as_posix()})  ")
-        lines.append("")
-    return lines
+            images.append(f"![{fname[:-4]}](../{out.relative_to(lb_dir).as_posix()})  ")
+        write_markdown(page, [f"# {task} / {model}: attribution maps", "", f"[back to {task}](../{task}.md)", "",
+                              f"Sample {d.name}, the model's first. {_caption(thr)}", ""] + images)
+        levels = ", ".join(fname[:-4].upper() for fname, *_ in wanted) or "no map stored"
+        lines.append(f"[{model}]({page.relative_to(lb_dir).as_posix()}): sample {d.name} ({levels})  ")
+    return lines + [""]
+
+
+def _caption(threshold: float) -> str:
+    return (f"Generated-side maps over the output (magenta: the inpainting region) and reference-side maps (eq. 17) "
+            f"over the reference (magenta: the reference mask); values at or below the threshold {threshold:g} are "
+            f"not drawn (eq. 9).")
 
 
 def schedule(todo: list[tuple], fig_dir: Path, fn: str, args: tuple, out: Path, inputs: str,

@@ -22,6 +22,7 @@ from benchmark.report.tables import write_csv
 
 COLUMNS = ["run_id", "git", "task", "task_version", "model", "identity", "model_hash", "generation_key",
            "scoring_key", "samples_key", "n", "metric", "value"]
+CI_COLUMNS = ["ci_low", "ci_high"]  # the model mean's bootstrap 95% CI; rows written before them read as NaN
 MATCH = ["task", "task_version", "model", "identity", "generation_key", "scoring_key", "samples_key", "metric"]
 STATE = ["task", "task_version", "identity", "model_hash", "generation_key", "scoring_key", "samples_key"]
 PRECISION = 3  # digits shown in the tables
@@ -31,7 +32,7 @@ def read(path: Path) -> pd.DataFrame:
     """The history at ``path``; empty when absent. An unreadable file is set aside as ``<name>.damaged-<time>``
     (never deleted) and the history starts again from the store."""
     if not path.is_file():
-        return pd.DataFrame(columns=COLUMNS)
+        return pd.DataFrame(columns=COLUMNS + CI_COLUMNS)
     try:
         frame = pd.read_csv(path, dtype={"run_id": str, "git": str, "identity": str, "model_hash": str,
                                          "generation_key": str, "scoring_key": str, "samples_key": str})
@@ -43,13 +44,15 @@ def read(path: Path) -> pd.DataFrame:
         aside = path.with_name(f"{path.name}.damaged-{dt.datetime.now():%Y%m%dT%H%M%S}")
         path.replace(aside)
         logging.getLogger("benchmark").warning("%s is unreadable (%s): moved to %s", path, err, aside)
-        return pd.DataFrame(columns=COLUMNS)
-    return frame if set(COLUMNS) <= set(frame.columns) else pd.DataFrame(columns=COLUMNS)  # an older format
+        return pd.DataFrame(columns=COLUMNS + CI_COLUMNS)
+    if not set(COLUMNS) <= set(frame.columns):  # an older format
+        return pd.DataFrame(columns=COLUMNS + CI_COLUMNS)
+    return frame.assign(**{c: np.nan for c in CI_COLUMNS if c not in frame.columns})
 
 
 def current_rows(view: StoreView, agg: pd.DataFrame, git: str, complete_only: bool = False) -> pd.DataFrame:
-    """The history rows of the stored state: per (task, model), its model means. ``complete_only``: only the
-    states that hold every planned sample and no failed job."""
+    """The history rows of the stored state: per (task, model), its model means with their CIs.
+    ``complete_only``: only the states that hold every planned sample and no failed job."""
     rows = []
     for sm in view.models:
         if not sm.records or (complete_only and not sm.complete):
@@ -58,9 +61,10 @@ def current_rows(view: StoreView, agg: pd.DataFrame, git: str, complete_only: bo
         rows += [{"run_id": sm.run_id, "git": git, "task": sm.task, "task_version": sm.task_version,
                   "model": sm.model, "identity": sm.identity, "model_hash": sm.model_hash,
                   "generation_key": sm.generation_key, "scoring_key": view.cfg.scoring_key(),
-                  "samples_key": sm.samples_key, "n": int(r.n), "metric": r.metric, "value": r.mean}
+                  "samples_key": sm.samples_key, "n": int(r.n), "metric": r.metric, "value": r.mean,
+                  "ci_low": r.ci_low, "ci_high": r.ci_high}
                  for r in a.itertuples()]
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return pd.DataFrame(rows, columns=COLUMNS + CI_COLUMNS)
 
 
 def record(path: Path, rows: pd.DataFrame, history: pd.DataFrame | None = None) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from benchmark.analysis.correlation import METHODS
 from benchmark.analysis.validity import render_within_between, within_between
 from benchmark.config import RunConfig
 from benchmark.report import memo
@@ -17,8 +18,10 @@ LABELS = {"imacs_g_1p": "IMACS_g one-pass", "imacs_r_1p": "IMACS_r one-pass"}
 
 def agreement(cfg: RunConfig, view: StoreView, task: str, generation: pd.DataFrame, quality: str | None,
               n_permutations: int) -> pd.DataFrame:
-    """Spearman of one-pass IMACS with generation-time IMACS (and with the primary quality metric): pooled, within
-    each model, combined, between models. ``generation``: the task's generation-time sample frame (baselines out)."""
+    """Spearman and Pearson correlations of one-pass IMACS with generation-time IMACS (and with the primary quality
+    metric, negated when lower is better): pooled, within each model, combined, between models; the frame of
+    :func:`benchmark.analysis.validity.within_between`. ``generation``: the task's generation-time sample frame
+    (baselines out)."""
     models = set(generation.model)
     one = sample_frame(view, [sm for sm in view.one_pass if sm.task == task and sm.model in models])
     one = one[one.metric.isin(["imacs_g", "imacs_r"])].assign(metric=lambda f: f.metric + SUFFIX)
@@ -27,7 +30,7 @@ def agreement(cfg: RunConfig, view: StoreView, task: str, generation: pd.DataFra
     both = pd.concat([generation, one], ignore_index=True)
     ys = ["imacs_g", "imacs_r"] + ([quality] if quality else [])
     kw = {"n_boot": cfg.scoring.n_boot, "n_permutations": n_permutations, "seed": cfg.seed}
-    xs, methods = ("imacs_g_1p", "imacs_r_1p"), ("spearman",)
+    xs, methods = ("imacs_g_1p", "imacs_r_1p"), METHODS
     frame = memo.cached(cfg.out_dir / "results" / "cache", f"{task}-one-pass", memo.digest(both, xs, ys, methods, kw),
                         within_between, both, xs, ys, methods, **kw)
     keep = frame.y.isin([quality]) | (frame.x.str[: -len(SUFFIX)] == frame.y)

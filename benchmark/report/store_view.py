@@ -155,6 +155,36 @@ def _select(sm: StoredModel, records: list[dict], max_samples: int | None) -> No
     sm.sample_dirs = [dirs[sid] for sid in sm.sample_ids if (dirs[sid] / "maps.npz").is_file()]
 
 
+def previous_state(view: StoreView, sm: StoredModel) -> StoredModel | None:
+    """The state ``sm`` is compared with by a nightly: the newest other model hash of the same (task version, model
+    name, adapter, generation key) whose intact jobs hold every sample of ``sm``, with the same files. None when
+    there is none (a first run, or only these weights stored)."""
+    digests = DigestCache()
+    by_hash: dict[str, list[dict]] = {}
+    for p in stored_results(view.cfg.out_dir / "store", sm.task, sm.task_version, sm.model, sm.generation_key):
+        try:
+            rec = check_job(p.parent, digests)
+        except DamagedJob:
+            continue
+        if rec["model_hash"] != sm.model_hash and rec["adapter"] == sm.records[0]["adapter"]:
+            by_hash.setdefault(rec["model_hash"], []).append(rec | {"_dir": str(p.parent)})
+    digests.save()
+    wanted = _sample_digests(sm)
+    for records in sorted(by_hash.values(), key=lambda rs: max(r["finished_at"] for r in rs), reverse=True):
+        old = StoredModel(sm.task, sm.task_version, sm.model, sm.identity, sm.generation_key, sm.baseline, sm.protocol)
+        _select(old, records, None)
+        held = _sample_digests(old)
+        if all(held.get(sid) == digest for sid, digest in wanted.items()):
+            return old
+    return None
+
+
+def _sample_digests(sm: StoredModel) -> dict[str, str]:
+    """Sample id -> digest of its files, for the samples ``sm`` has scores of."""
+    scored = set(sm.sample_ids)
+    return {sid: rec["sample_digests"][sid] for rec in sm.records for sid in rec["_keep"] if sid in scored}
+
+
 def sample_frame(view: StoreView, models: list[StoredModel] | None = None) -> pd.DataFrame:
     """One row per (task, model, sample, metric): stored values, and IMACS formed from the stored terms at the
     config's (lambda, threshold). ``models``: default the generation ones. Columns :data:`FRAME_COLUMNS`."""

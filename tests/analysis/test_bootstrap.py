@@ -64,3 +64,21 @@ def test_bootstrap_ci_is_scipy_bca_and_falls_back_to_percentile_on_undefined_res
     assert fallback.method == "percentile" and fallback.n_undefined == 999 - finite.size
     assert "BCa not defined" in fallback.note and f"{999 - finite.size} of 999" in fallback.note
     assert (fallback.low, fallback.high) == pytest.approx(tuple(np.quantile(finite, [0.025, 0.975])))
+
+
+def test_bootstrap_ci_of_a_degenerate_distribution_is_not_estimable() -> None:
+    from benchmark.analysis.bootstrap import bootstrap_ci
+
+    def sign_of_sum(a: np.ndarray, axis: int = -1) -> np.ndarray:
+        return np.sign(a.sum(axis=axis))  # 1 in every resample of positive values
+
+    ci = bootstrap_ci((np.arange(1.0, 9.0),), sign_of_sum, paired=False, n_resamples=200)
+    assert np.isnan(ci.low) and np.isnan(ci.high) and ci.method == "none"
+    assert ci.note == "CI not estimable: every bootstrap resample gives 1"
+
+    def undefined_below_two(a: np.ndarray, axis: int = -1) -> np.ndarray:
+        return np.where(a.max(axis=axis) > 1, 1.0, np.nan)  # 1, or undefined when only the value 1 is drawn
+
+    ci = bootstrap_ci((np.array([1.0, 1.0, 1.0, 2.0]),), undefined_below_two, paired=False, n_resamples=400)
+    assert np.isnan(ci.low) and ci.method == "none" and ci.n_undefined > 0
+    assert ci.note == f"CI not estimable: every bootstrap resample gives 1, {ci.n_undefined} undefined"

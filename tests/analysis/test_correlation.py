@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from benchmark.analysis.correlation import TOO_FEW_MODELS, correlation
+from benchmark.analysis.correlation import MIN_PAIRS_FOR_CI, TOO_FEW_MODELS, TOO_FEW_PAIRS, correlation
+from benchmark.analysis.format import format_ci
 
 
 def brute_force_p(x: np.ndarray, y: np.ndarray, method: str) -> float:
@@ -30,7 +31,7 @@ def test_exact_p_for_four_models_in_perfect_order_is_one_twelfth() -> None:
         assert res.p_value == pytest.approx(2 / 24, abs=1e-12)  # not scipy's asymptotic ~0
         assert res.p_method == "exact (24 permutations)"
         assert math.isnan(res.ci_low) and math.isnan(res.ci_high)
-        assert (res.ci_method, res.note) == ("none", TOO_FEW_MODELS)
+        assert (res.ci_method, res.note) == ("none", f"{TOO_FEW_MODELS} (n = 4 < 7)")
 
 
 @pytest.mark.parametrize("n", [3, 5, 7])
@@ -73,15 +74,24 @@ def test_bca_interval_close_to_fisher_z_interval() -> None:
     assert correlation(x, y, "pearson", n_boot=2000) == res  # fixed seed: reproducible
 
 
-def test_degenerate_bootstrap_falls_back_to_percentile_and_says_so() -> None:
-    x = np.arange(6.0)
+def test_degenerate_bootstrap_gives_no_interval_and_says_why() -> None:
+    x = np.arange(8.0)
     res = correlation(x, np.exp(x), "spearman", n_boot=300)
-    assert res.statistic == 1.0 and res.p_value == pytest.approx(2 / 720)
-    assert (res.ci_low, res.ci_high, res.ci_method) == (1.0, 1.0, "percentile")
-    assert "BCa not defined" in res.note and "every resample" in res.note
-    # Five models are enough for an interval.
-    five = correlation(x[:5], np.exp(x[:5]), "spearman", level="model", n_boot=300)
-    assert five.ci_method == "percentile" and five.note != TOO_FEW_MODELS
+    assert res.statistic == 1.0 and res.p_value == pytest.approx(2 / 40320)
+    assert math.isnan(res.ci_low) and math.isnan(res.ci_high) and res.ci_method == "none"
+    assert res.note.startswith("CI not estimable: every bootstrap resample gives 1")
+    assert format_ci(res.ci_low, res.ci_high, n=res.n) == "not estimable (n = 8)"  # never [1.000, 1.000]
+
+
+@pytest.mark.parametrize("level, why", [("model", TOO_FEW_MODELS), ("sample", TOO_FEW_PAIRS)])
+def test_too_few_pairs_for_a_bootstrap_interval(level: str, why: str) -> None:
+    # Five models, not in perfect order: a p-value, but a bootstrap of 5 points has no meaningful interval.
+    x, y = np.array([0.1, 0.4, 0.2, 0.9, 0.5]), np.array([1.0, 2.0, 3.0, 5.0, 4.0])
+    five = correlation(x, y, "spearman", level=level, n_boot=300)
+    assert five.statistic == pytest.approx(stats.spearmanr(x, y).statistic) and five.p_value < 1
+    assert math.isnan(five.ci_low) and five.note == f"{why} (n = 5 < {MIN_PAIRS_FOR_CI})"
+    seven = correlation(np.append(x, [0.3, 0.7]), np.append(y, [2.5, 4.5]), "spearman", level=level, n_boot=300)
+    assert seven.ci_low < seven.statistic < seven.ci_high
 
 
 def test_never_raises_on_data_and_counts_dropped_pairs() -> None:

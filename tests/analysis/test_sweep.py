@@ -8,6 +8,8 @@ from scipy import stats
 
 from benchmark.analysis.correlation import correlation
 from benchmark.analysis.sweep import correlation_sweep, plot_sweep_heatmap, render_sweep, split_halves
+from benchmark.analysis.validity import orientation
+from benchmark.config import ConfigError, RunConfig
 
 LAMBDAS = [0.0, 1.0, 3.0]
 THRESHOLDS = [0.2, 0.4, 0.6]
@@ -85,6 +87,48 @@ def test_validation() -> None:
         correlation_sweep(a, b, quality, groups, LAMBDAS, THRESHOLDS, default=(5.0, 0.4))
     with pytest.raises(ValueError, match="duplicates"):
         correlation_sweep(a, b, quality, groups, [1.0, 1.0, 2.0], THRESHOLDS)
+    with pytest.raises(ValueError, match="sign must be 1 or -1"):
+        correlation_sweep(a, b, quality, groups, LAMBDAS, THRESHOLDS, sign=0)
     nothing = correlation_sweep(np.full_like(a, np.nan), b, quality, groups, LAMBDAS, THRESHOLDS, default=None)
     assert not nothing["chosen"].any() and "no (lambda, threshold) cell" in render_sweep(nothing)[0]
 
+
+
+def test_with_lpips_as_quality_the_best_cell_tracks_lower_lpips() -> None:
+    rng = np.random.default_rng(2)
+    s = 80
+    groups = np.repeat(["m1", "m2"], s // 2)
+    lpips = rng.random(s)
+    a = np.column_stack([lpips + 0.05 * rng.normal(size=s),  # threshold 0.2: high score = HIGH (worse) LPIPS
+                         rng.normal(size=s),
+                         -lpips + 0.1 * rng.normal(size=s)])  # threshold 0.6: high score = low (better) LPIPS
+    b = np.zeros((s, 3))
+    sign = orientation("lpips")
+    assert sign == -1
+    frame = correlation_sweep(a, b, lpips, groups, LAMBDAS, THRESHOLDS, sign=sign, n_boot=100, n_permutations=499)
+    sel = split_halves(groups, seed=0)
+    chosen = frame[frame["chosen"]].iloc[0]
+    assert chosen["threshold"] == 0.6 and (frame["sign"] == -1).all()
+    assert chosen["selection"] == pytest.approx(stats.spearmanr(a[sel, 2], -lpips[sel]).statistic)
+    assert chosen["selection"] > 0.8
+    assert chosen["held_out"] > 0.8 and chosen["held_out_ci_low"] > 0
+    assert "lower-is-better and enters negated" in render_sweep(frame, "IMACS_g vs \u2212LPIPS")[0]
+    # Read as if higher were better, the same data would pick the cell that tracks the WORST LPIPS.
+    naive = correlation_sweep(a, b, lpips, groups, LAMBDAS, THRESHOLDS, n_boot=100, n_permutations=499)
+    assert naive[naive["chosen"]].iloc[0]["threshold"] == 0.2
+
+
+def test_pearson_sweep_and_the_sweep_method_setting() -> None:
+    a, b, quality, groups, sel = make_disagreeing_halves()
+    frame = correlation_sweep(a, b, quality, groups, LAMBDAS, THRESHOLDS, method="pearson", n_boot=100,
+                              n_permutations=499)
+    chosen = frame[frame["chosen"]].iloc[0]
+    assert (frame["method"] == "pearson").all() and chosen["threshold"] == 0.2
+    assert chosen["selection"] == pytest.approx(stats.pearsonr(a[sel, 0], quality[sel]).statistic, rel=1e-12)
+    base = {"name": "x", "tasks": [{"task": "tasks/object_inpainting",
+                                    "models": [{"name": "m", "adapter": "reference_unet", "path": "nowhere"}]}]}
+    assert RunConfig.from_dict(base).scoring.sweep_method == "spearman"
+    assert RunConfig.from_dict({**base, "scoring": {"sweep_method": "pearson"}}).scoring.sweep_method == "pearson"
+    with pytest.raises(ConfigError, match=r"scoring.sweep_method: expected one of \['spearman', 'pearson'\], "
+                                          r"got 'pearsn'; did you mean 'pearson'\?"):
+        RunConfig.from_dict({**base, "scoring": {"sweep_method": "pearsn"}})

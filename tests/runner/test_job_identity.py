@@ -58,7 +58,7 @@ def test_scoring_settings_rerun_nothing_and_rescore_from_the_store(tmp_path, mod
     _run(_cfg(tmp_path, model, max_samples=6))
     # lambda and threshold off the sweep grid (but threshold on the stored grid): rescored, and swept
     changed = _cfg(tmp_path, model, max_samples=6, scoring={"lambda": 4.0, "threshold": 0.45, "n_boot": 50,
-                                                            "regression_tolerance": 0.5})
+                                                            "regression": {"alpha": 0.1}})
     summary = _run(changed)
     assert (summary.jobs, summary.finished) == (3, 0)
     table = pd.read_csv(tmp_path / "lb" / "viton_hd.csv").set_index("model")

@@ -68,9 +68,11 @@ def test_damaged_store_is_reported_verified_and_regenerated(tiny_model, tmp_path
         line = next((ln for ln in failures.splitlines() if key in ln), "")
         assert name in line and "damaged" in line, (key, failures)
     assert "damaged" in (tmp_path / "leaderboards" / "viton_hd.md").read_text()
-    # ls names them too, and does not fail
+    # ls names them too (job and file), and does not fail
     out = _cli("ls", config=config)
     assert out.returncode == 0 and "5 failed job(s)" in out.stdout, out.stdout + out.stderr
+    for key, name in damaged.items():
+        assert any(key in ln and name in ln and "damaged" in ln for ln in out.stdout.splitlines()), key
 
     # verify: names all five with their files, moves them aside, exits non-zero
     out = _cli("verify", config=config)

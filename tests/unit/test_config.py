@@ -46,7 +46,7 @@ def _gen_key(**kw) -> str:
 @pytest.mark.parametrize("other", [{"cluster": {"workers": 2}}, {"batch_size": 3}, {"shard_size": 5},
                                    {"output_dir": "elsewhere"}, {"leaderboard_dir": "lb2"}, {"label": "x"},
                                    {"scoring": {"threshold": 0.3}}, {"scoring": {"lambda": 2.0}},
-                                   {"scoring": {"n_boot": 10}}, {"scoring": {"regression_tolerance": 0.5}},
+                                   {"scoring": {"n_boot": 10}}, {"scoring": {"regression": {"alpha": 0.1}}},
                                    {"scoring": {"sweep_lambdas": [1.0]}}, {"metrics": {"weights_dir": "/w"}}])
 def test_generation_key_ignores_what_does_not_change_the_outputs(other):
     assert _gen_key(**other) == _gen_key()
