@@ -9,6 +9,7 @@
     validate --config C  parse and check a config without running it
     train                (re)train the embedded-default mini models
     perf                 capture-overhead benchmark
+    doctor               check this machine (devices, dtypes, metric weights, capture, decode, Dask) [--config C]
 
 Exit codes: 0 done; 1 some job, check or problem failed (named in the output); 2 a usage or config error (one
 line, ``error: ...``; ``--debug`` shows the traceback); 3 with ``--fail-on-regression``, a regression since the last
@@ -260,6 +261,19 @@ def _cmd_perf(args) -> int:
     return perf_main(args)
 
 
+def _cmd_doctor(args) -> int:
+    """One line per check of this machine; exit 1 when a check failed or something required is missing."""
+    from benchmark.doctor import run_doctor
+
+    cfg = _load_config(args) if args.config else None
+    start = time.perf_counter()
+    outcomes = run_doctor(args.device, cfg)
+    failing = [o.name for o in outcomes if o.fails]
+    print(f"doctor: {len(outcomes)} checks in {time.perf_counter() - start:.1f}s; "
+          + (f"not ready: {', '.join(failing)}" if failing else "ready"))
+    return EXIT_FAILED if failing else 0
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors in one line (``error: ... (python -m benchmark run)``), exit 2, like every other user error."""
 
@@ -336,6 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", choices=["mini", "sd15"], default="mini",
                    help="mini: a shipped mini model; sd15: a random-init SD-1.5-shaped UNet (64x48 latent, 257 tokens)")
     p.set_defaults(func=_cmd_perf)
+    p = sub.add_parser("doctor", help="check this machine before a first run: devices, dtypes, metric weights, "
+                                      "the config's models and datasets, capture correctness, decode, a Dask worker")
+    p.add_argument("--config", help="also check this config's models and dataset roots (and use its device)")
+    p.add_argument("--device", help="cuda, cuda:0, cpu ... (default: the config's device, else auto)")
+    p.set_defaults(func=_cmd_doctor)
     return parser
 
 

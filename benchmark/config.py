@@ -156,6 +156,9 @@ def _task_data(path: Path, chain: tuple[Path, ...] = ()) -> dict:
 
 # --- run -------------------------------------------------------------------------------------
 MAP_LEVELS = ("ulam", "tlam", "hlam", "llam", "sram")
+# The model option ``dtype`` (default float32): the precision the denoiser, reference encoder and VAE are loaded
+# in; ``auto`` is float16 on CUDA and float32 elsewhere. The capture accumulates in float32 whatever it is.
+MODEL_DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -438,7 +441,16 @@ def _model(m: dict, where: str) -> ModelSpec:
     _check_keys(m, ModelSpec, where)
     if "name" not in m or "adapter" not in m or "path" not in m:
         raise ConfigError(f"{where}: a model needs name, adapter and path")
-    return ModelSpec(m["name"], m["adapter"], str(m["path"]), dict(m.get("options") or {}))
+    options = dict(m.get("options") or {})
+    check_model_dtype(options.get("dtype", "float32"), f"{where} model {m['name']!r}")
+    return ModelSpec(m["name"], m["adapter"], str(m["path"]), options)
+
+
+def check_model_dtype(dtype, where: str) -> None:
+    """Raise ConfigError unless ``dtype`` (the model option) is one of :data:`MODEL_DTYPES`."""
+    if dtype not in MODEL_DTYPES:
+        raise ConfigError(f"{where}: option dtype {dtype!r} is not one of {list(MODEL_DTYPES)}"
+                          f"{_did_you_mean(str(dtype), MODEL_DTYPES, list_known=False)}")
 
 
 def resolve_path(p: str | Path) -> Path:

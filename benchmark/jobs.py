@@ -159,6 +159,31 @@ def _torch_threads(n: int):
         torch.set_num_threads(before)
 
 
+class NonFiniteOutput(RuntimeError):
+    """A batch's images or maps hold NaN or inf (e.g. a float16 overflow); the job fails instead of storing them."""
+
+
+MAX_NON_FINITE_SHOWN = 8  # outputs named in a NonFiniteOutput message; the rest are counted
+
+
+def non_finite_outputs(images: torch.Tensor, per_sample: list, chunk: list, image_name: str) -> list[str]:
+    """One line per output of the batch that holds NaN or inf: ``images`` (B, 3, H, W) and each float array of
+    each sample's :class:`~benchmark.results.sample_maps.SampleMaps`; empty when everything is finite."""
+    import numpy as np
+    import torch
+
+    bad = []
+    for i, (sample, maps) in enumerate(zip(chunk, per_sample)):
+        n = int((~torch.isfinite(images[i])).sum())
+        if n:
+            bad.append(f"{image_name} of sample {sample.sample_id} has {n} non-finite values")
+        for key, a in maps.arrays.items():
+            n = int(a.size - np.isfinite(a).sum()) if a.dtype.kind == "f" else 0
+            if n:
+                bad.append(f"map {key} of sample {sample.sample_id} has {n} non-finite values")
+    return bad
+
+
 def _quality(images: torch.Tensor, batch: dict, i: int) -> dict[str, float]:
     """The registered per-sample quality metrics of sample ``i`` whose needs (a target, a region mask) it meets."""
     from benchmark.registry import SAMPLE_METRICS
@@ -235,6 +260,10 @@ def _run_job(cfg: RunConfig, job: Job, progress) -> dict:
         t = time.perf_counter()
         per_sample = split_accumulator(acc, batch, {"model": job.model.name, "task": job.task_name,
                                                     "image_size": list(images.shape[-2:])}, concept)
+        bad = non_finite_outputs(images, per_sample, chunk, "target image" if job.timesteps else "generated image")
+        if bad:  # nothing of this batch is written: NaN survives clamp(0, 1) and would be stored as a black PNG
+            more = len(bad) - MAX_NON_FINITE_SHOWN
+            raise NonFiniteOutput("; ".join(bad[:MAX_NON_FINITE_SHOWN]) + (f"; and {more} more" if more > 0 else ""))
         for i, (sample, maps) in enumerate(zip(chunk, per_sample)):
             d = sample_dir / sample.sample_id
             d.mkdir(parents=True, exist_ok=True)

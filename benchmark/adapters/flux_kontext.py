@@ -52,10 +52,13 @@ the latent mode (no sampling), so outputs do not depend on batching.
 Options (``ModelSpec.options``): ``prompt`` | ``prompt_embeds`` (above);
 ``reference_size`` ((512, 512)); ``num_inference_steps`` (28) and
 ``guidance_scale`` (2.5), the Kontext-dev defaults; ``max_sequence_length``
-(512, T5 tokens when encoding ``prompt``); ``dtype`` (float32; bfloat16 for a
-full-size model on a GPU); ``random_init`` (a seed: replace the transformer by
-a freshly initialised one of the same config, the attribution-method
-baseline; VAE kept for decoding).
+(512, T5 tokens when encoding ``prompt``); ``dtype`` (float32 | float16 |
+bfloat16 | auto, default float32: transformer, VAE, text encoders and prompt
+embeddings, :func:`~benchmark.adapters.pipeline_adapter.model_dtype`;
+bfloat16, the precision FLUX.1 is released in, for a full-size model on a
+GPU); ``random_init`` (a seed: replace the transformer by a freshly
+initialised one of the same config, the attribution-method baseline; VAE kept
+for decoding).
 
 Tested (tests/adapters/test_flux_kontext.py, the contract suite) on a tiny random
 FLUX Kontext folder on the CPU, both modes and prompt encoding included; not on
@@ -74,6 +77,7 @@ import torch.nn.functional as F
 from diffusers import (AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxKontextInpaintPipeline,
                        FluxKontextPipeline, FluxTransformer2DModel)
 
+from benchmark.adapters.pipeline_adapter import model_dtype
 from benchmark.api.model import (ModelAdapter, ModelSpec, SamplingSettings, check_timesteps, initial_noise,
                                  one_pass_noise, one_pass_target)
 from benchmark.api.sample import condition_size
@@ -96,7 +100,7 @@ class FluxKontextOptions:
     num_inference_steps: int = 28
     guidance_scale: float = 2.5
     max_sequence_length: int = 512
-    dtype: str = "float32"
+    dtype: str = "float32"  # see model_dtype
     random_init: int | None = None
 
     def __post_init__(self):
@@ -104,8 +108,6 @@ class FluxKontextOptions:
             raise ConfigError("flux_kontext: give either option 'prompt' or option 'prompt_embeds', not both")
         if len(self.reference_size) != 2 or min(self.reference_size) < 1:
             raise ConfigError(f"flux_kontext option reference_size must be [height, width], got {self.reference_size}")
-        if not isinstance(getattr(torch, self.dtype, None), torch.dtype):
-            raise ConfigError(f"flux_kontext option dtype {self.dtype!r} is not a torch dtype")
 
 
 def _part(folder: Path, name: str) -> Path:
@@ -161,8 +163,9 @@ class FluxKontextAdapter(ModelAdapter):
 
     def __init__(self, spec: ModelSpec, device="cpu"):
         super().__init__(spec, device)
-        self.options = opts = build_section(FluxKontextOptions, spec.options, f"model {spec.name!r} options")
-        self.dtype = getattr(torch, opts.dtype)
+        where = f"model {spec.name!r} options"
+        self.options = opts = build_section(FluxKontextOptions, spec.options, where)
+        self.dtype = model_dtype(opts.dtype, self.device, where)
         folder = resolve_model_source(spec.path, REPO_ROOT, what="FLUX Kontext model (a diffusers folder with "
                                       "transformer/, vae/, scheduler/)", suggest=HUB_ID)
         transformer_dir = _part(folder, "transformer")

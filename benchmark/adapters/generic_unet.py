@@ -17,6 +17,7 @@ config entry, not code::
       drop_tokens: [0]              # optional; default [0] (CLS) for patch, [] for pooled
       num_inference_steps: 50
       guidance_scale: 5.0
+      dtype: float32                # float32 | float16 | bfloat16 | auto (UNet, image encoder and VAE)
 
 Where the files are: ``path`` through
 :func:`~benchmark.api.sources.resolve_model_source` (a local folder, relative
@@ -46,12 +47,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from transformers import CLIPVisionModel, CLIPVisionModelWithProjection
 
 from benchmark.adapters.pipeline_adapter import (ReferencePipelineAdapter, clip_pixels, clip_token_layout,
-                                                 ddim_scheduler)
+                                                 ddim_scheduler, model_dtype, resize_antialiased)
 from benchmark.api.model import ModelSpec
 from benchmark.api.sources import resolve_model_source
 from benchmark.capture.tokens import TokenLayout
@@ -74,7 +74,7 @@ class GenericUNetOptions:
     drop_tokens: tuple[int, ...] | None = None
     num_inference_steps: int = 50
     guidance_scale: float = 5.0
-    dtype: str = "float32"
+    dtype: str = "float32"  # see model_dtype
 
     def __post_init__(self):
         for name, kind in self.conditions:
@@ -88,8 +88,6 @@ class GenericUNetOptions:
                               f"got {self.reference_normalization!r}")
         if self.token_grid is not None and (len(self.token_grid) != 2 or min(self.token_grid) < 1):
             raise ConfigError(f"generic_unet token_grid must be [h, w] with h, w >= 1, got {list(self.token_grid)}")
-        if not isinstance(getattr(torch, self.dtype, None), torch.dtype):
-            raise ConfigError(f"generic_unet dtype {self.dtype!r} is not a torch dtype")
 
 
 def component_dir(root: Path, value: str, what: str, cls) -> Path:
@@ -115,8 +113,7 @@ class ImageTokenI2IPipeline(ReferenceI2IPipeline):
         if opts.reference_normalization == "clip":
             x = clip_pixels(reference, size)
         else:
-            x = F.interpolate(reference, size=(size, size), mode="bicubic", align_corners=False, antialias=True)
-            x = x.clamp(0, 1) * 2 - 1
+            x = resize_antialiased(reference, (size, size), "bicubic").clamp(0, 1) * 2 - 1
         out = enc(pixel_values=x)
         if opts.reference_tokens == "pooled":
             return (out.image_embeds if opts.use_projection else out.pooler_output)[:, None]
@@ -135,7 +132,7 @@ class GenericUNetAdapter(ReferencePipelineAdapter):
             raise ConfigError(f"{where}: 'conditions' is required (list of [name, image|mask], in UNet channel order)")
         self.options = opts = build_section(GenericUNetOptions, spec.options, where)
         root = resolve_model_source(spec.path, REPO_ROOT, what="generic_unet model root")
-        dtype = getattr(torch, opts.dtype)
+        dtype = model_dtype(opts.dtype, self.device, where)
         encoder_cls = CLIPVisionModelWithProjection if opts.use_projection else CLIPVisionModel
 
         def load(cls, name: str, what: str):

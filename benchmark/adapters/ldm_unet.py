@@ -15,6 +15,7 @@ builds the model on the user's machine::
       latent_factor: 8                   # image size / latent size (f=8 for SD's VAE)
       num_inference_steps: 50
       guidance_scale: 1.0
+      dtype: float16                     # optional: float32 | float16 | bfloat16 | auto (below)
 
 ``path`` is found by :func:`~benchmark.api.sources.resolve_model_source` (a
 local file or folder, relative paths from the repository root, or a hub id in
@@ -40,6 +41,14 @@ the factory gets that local path as a string.
   (noise from :func:`benchmark.api.model.one_pass_noise`, model batch B, the
   callback after each call). Without it the model has no one-pass attribution.
 
+The option ``dtype`` can only be honoured by the factory, which builds the
+model and runs its sampler: when the option is given it is resolved
+(:func:`~benchmark.adapters.pipeline_adapter.model_dtype`) and passed as
+``factory(path, device=..., dtype=torch.<dtype>, **factory_kwargs)``. A factory
+without a ``dtype`` parameter, or one whose model comes back with floating
+parameters in another dtype, is a ConfigError. Without the option the factory
+gets no ``dtype`` and the model keeps the precision it is built in.
+
 Which modules are captured: the ldm attention modules (``to_q``, ``to_k``,
 ``to_v``, ``to_out``, ``heads``; ``forward(x, context=None, mask=None)``) whose
 dotted name matches ``attention_filter`` (default ``attn2$``: every
@@ -59,12 +68,14 @@ tokens, and all captured layers must share one token grid:
 from __future__ import annotations
 
 import importlib
+import inspect
 import re
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 
+from benchmark.adapters.pipeline_adapter import model_dtype
 from benchmark.api.model import ModelAdapter, ModelSpec, OnePassUnsupported, SamplingSettings, one_pass_target
 from benchmark.api.sources import resolve_model_source
 from benchmark.capture.ldm_capture import REQUIRED, ldm_attention_modules
@@ -83,6 +94,7 @@ class LdmUNetOptions:
     factory_kwargs: dict = field(default_factory=dict)
     num_inference_steps: int = 50
     guidance_scale: float = 1.0  # StableVITON's inference runs without CFG
+    dtype: str | None = None  # None: the factory's own precision
 
     def __post_init__(self):
         if ":" not in self.factory:
@@ -96,6 +108,15 @@ class LdmUNetOptions:
                               ) from err
         if self.latent_factor < 1:
             raise ConfigError("ldm_unet option latent_factor must be >= 1")
+
+
+def _takes_dtype(factory: Callable) -> bool:
+    """Whether ``factory`` accepts a ``dtype`` keyword (by name or through ``**kwargs``)."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (some builtins): let the call decide
+        return True
+    return any(p.name == "dtype" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
 def import_factory(ref: str) -> Callable:
@@ -127,12 +148,21 @@ class LdmUNetAdapter(ModelAdapter):
             raise ConfigError(f"{where}: {missing[0]!r} is required (see benchmark/adapters/ldm_unet.py)")
         self.options = opts = build_section(LdmUNetOptions, spec.options, where)
         factory = import_factory(opts.factory)
+        dtype = None if opts.dtype is None else model_dtype(opts.dtype, self.device, where)
+        if dtype is not None and not _takes_dtype(factory):
+            raise ConfigError(f"{where}: dtype {opts.dtype!r} cannot be honoured: factory {opts.factory!r} has no "
+                              "dtype parameter; give it one that builds the model in that dtype, or leave dtype out")
         path = resolve_model_source(spec.path, REPO_ROOT, what="ldm_unet model (the factory's checkpoint)")
-        self.wrapped = factory(str(path), device=self.device, **opts.factory_kwargs)
+        extra = {} if dtype is None else {"dtype": dtype}
+        self.wrapped = factory(str(path), device=self.device, **extra, **opts.factory_kwargs)
         model = getattr(self.wrapped, "model", None)
         if not isinstance(model, torch.nn.Module) or not callable(getattr(self.wrapped, "sample", None)):
             raise TypeError(f"ldm_unet factory {opts.factory!r} must return an object with .model (nn.Module) and "
                             f".sample(batch, sampling, seeds, callback_on_step_end); got {type(self.wrapped).__name__}")
+        found = {p.dtype for p in model.parameters() if p.is_floating_point()}
+        if dtype is not None and found - {dtype}:
+            raise ConfigError(f"{where}: dtype {opts.dtype!r} ({dtype}) was passed to factory {opts.factory!r}, but "
+                              f"its model has parameters in {sorted(map(str, found))}")
         model.eval().requires_grad_(False)
         self._pattern = re.compile(opts.attention_filter)
         if not ldm_attention_modules(model, self._matches):

@@ -27,7 +27,9 @@ depend only on the seeds, never on batching.
 
 Options (``ModelSpec.options``): ``scheduler`` ``ddim`` (default; the paper's
 setting) or ``pretrained`` (the folder's own scheduler); ``num_inference_steps``
-(50) and ``guidance_scale`` (5.0), the paper's settings; ``dtype`` (float32).
+(50) and ``guidance_scale`` (5.0), the paper's settings; ``dtype`` (float32 |
+float16 | bfloat16 | auto, default float32: UNet, image encoder and VAE;
+:func:`~benchmark.adapters.pipeline_adapter.model_dtype`).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from diffusers.pipelines.deprecated.paint_by_example.pipeline_paint_by_example i
     prepare_mask_and_masked_image)
 from transformers import CLIPImageProcessor, CLIPVisionConfig
 
-from benchmark.adapters.pipeline_adapter import clip_pixels
+from benchmark.adapters.pipeline_adapter import clip_pixels, model_dtype
 from benchmark.api.model import (ModelAdapter, ModelSpec, SamplingSettings, check_timesteps, initial_noise,
                                  one_pass_noise, one_pass_target)
 from benchmark.api.sources import resolve_model_source
@@ -61,14 +63,12 @@ class PaintByExampleOptions:
     scheduler: str = "ddim"  # ddim | pretrained
     num_inference_steps: int = 50
     guidance_scale: float = 5.0
-    dtype: str = "float32"
+    dtype: str = "float32"  # see model_dtype
 
     def __post_init__(self):
         if self.scheduler not in ("ddim", "pretrained"):
             raise ConfigError("paint_by_example option scheduler must be 'ddim' or 'pretrained', "
                               f"got {self.scheduler!r}")
-        if not isinstance(getattr(torch, self.dtype, None), torch.dtype):
-            raise ConfigError(f"paint_by_example option dtype {self.dtype!r} is not a torch dtype")
 
 
 def load_pipeline(path: str, scheduler: str = "ddim", dtype: torch.dtype = torch.float32) -> PaintByExamplePipeline:
@@ -123,8 +123,10 @@ class PaintByExampleAdapter(ModelAdapter):
 
     def __init__(self, spec: ModelSpec, device="cpu"):
         super().__init__(spec, device)
-        self.options = build_section(PaintByExampleOptions, spec.options, f"model {spec.name!r} options")
-        self.pipe = load_pipeline(spec.path, self.options.scheduler, getattr(torch, self.options.dtype)).to(self.device)
+        where = f"model {spec.name!r} options"
+        self.options = build_section(PaintByExampleOptions, spec.options, where)
+        dtype = model_dtype(self.options.dtype, self.device, where)
+        self.pipe = load_pipeline(spec.path, self.options.scheduler, dtype).to(self.device)
         self.pipe.set_progress_bar_config(disable=True)
         for m in (self.pipe.vae, self.pipe.unet, self.pipe.image_encoder):
             m.eval().requires_grad_(False)

@@ -17,7 +17,7 @@ from benchmark.api.model import (ModelAdapter, ModelSpec, SamplingSettings, chec
 from benchmark.api.sample import condition_size
 from benchmark.api.sources import resolve_model_source
 from benchmark.capture.tokens import TokenLayout
-from benchmark.config import REPO_ROOT
+from benchmark.config import REPO_ROOT, check_model_dtype
 from benchmark.models.mini import I2IModelSpec
 
 # OpenAI CLIP's pixel statistics.
@@ -30,11 +30,21 @@ def ddim_scheduler() -> DDIMScheduler:
                          beta_end=0.012, clip_sample=False, set_alpha_to_one=False, steps_offset=1)
 
 
-def load_component(cls, path: Path, what: str):
-    """A component folder inside an already resolved model folder (or the resolved ``vae`` option)."""
+def model_dtype(dtype: str, device: torch.device | str, where: str) -> torch.dtype:
+    """The torch dtype of the model option ``dtype`` (:data:`~benchmark.config.MODEL_DTYPES`): ``auto`` is
+    float16 on CUDA and float32 elsewhere (half precision on CPUs is slow and poorly covered by kernels).
+    Any other value is a ConfigError that names ``where``."""
+    check_model_dtype(dtype, where)
+    if dtype == "auto":
+        return torch.float16 if torch.device(device).type == "cuda" else torch.float32
+    return getattr(torch, dtype)
+
+
+def load_component(cls, path: Path, what: str, dtype: torch.dtype):
+    """A component folder inside an already resolved model folder (or the resolved ``vae`` option), in ``dtype``."""
     if not Path(path).is_dir():
         raise FileNotFoundError(f"{what} not found at {path}: put a {cls.__name__} folder (from save_pretrained) there")
-    return cls.from_pretrained(path, torch_dtype=torch.float32)
+    return cls.from_pretrained(path, torch_dtype=dtype)
 
 
 def model_and_vae(spec: ModelSpec, layout: str) -> tuple[Path, Path]:
@@ -45,12 +55,20 @@ def model_and_vae(spec: ModelSpec, layout: str) -> tuple[Path, Path]:
     return root, (resolve_model_source(vae, REPO_ROOT, what="VAE (option vae)") if vae else root / "vae")
 
 
+def resize_antialiased(images: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, *size), antialiased ``mode`` resize computed in float32 and returned in the input
+    dtype: PyTorch's CPU antialiased kernels have no float16 / bfloat16 version."""
+    x = F.interpolate(images.float(), size=tuple(size), mode=mode, align_corners=False, antialias=True)
+    return x.to(images.dtype)
+
+
 def clip_pixels(images: torch.Tensor, size: int) -> torch.Tensor:
-    """(B, 3, H, W) in [0, 1] -> (B, 3, size, size) CLIP pixel values (bicubic, antialiased, CLIP mean/std)."""
-    x = F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
-    mean = torch.tensor(CLIP_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(CLIP_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    return (x - mean) / std
+    """(B, 3, H, W) in [0, 1] -> (B, 3, size, size) CLIP pixel values (bicubic, antialiased, CLIP mean/std),
+    computed in float32 and returned in the input dtype."""
+    x = F.interpolate(images.float(), size=(size, size), mode="bicubic", align_corners=False, antialias=True)
+    mean = torch.tensor(CLIP_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1)
+    return ((x.clamp(0, 1) - mean) / std).to(images.dtype)
 
 
 def clip_token_layout(config, pooled: bool) -> TokenLayout:
@@ -73,18 +91,20 @@ class ReferencePipelineAdapter(ModelAdapter):
         """Load an exported I2I model (:func:`model_and_vae`; ``layout`` describes it in errors) into ``self.i2i``
         and ``self.pipe``. ``parts`` maps each pipeline module but the VAE to (class, its name in errors); it is
         read from ``<path>/<module>``. The option ``random_init`` (a seed) replaces them by freshly initialised
-        copies of the same config, the attribution-method baseline (the VAE is kept for decoding)."""
+        copies of the same config, the attribution-method baseline (the VAE is kept for decoding). Every module,
+        the VAE included, is loaded in the option ``dtype`` (:func:`model_dtype`)."""
         root, vae_dir = model_and_vae(self.spec, layout)
         self.i2i = I2IModelSpec.load(root)
-        vae = load_component(AutoencoderKL, vae_dir, "VAE")
-        modules = {name: load_component(cls, root / name, what) for name, (cls, what) in parts.items()}
+        dtype = model_dtype(self.spec.options.get("dtype", "float32"), self.device, f"model {self.spec.name!r}")
+        vae = load_component(AutoencoderKL, vae_dir, "VAE", dtype)
+        modules = {name: load_component(cls, root / name, what, dtype) for name, (cls, what) in parts.items()}
         self.pipe = pipeline_cls(vae=vae, scheduler=scheduler, spec=self.i2i, **modules).to(self.device)
         if self.spec.options.get("random_init") is not None:
             torch.manual_seed(int(self.spec.options["random_init"]))
             for name, (cls, _) in parts.items():
                 config = getattr(self.pipe, name).config
                 fresh = cls.from_config(config) if issubclass(cls, ModelMixin) else cls(config)
-                setattr(self.pipe, name, fresh.to(self.device))
+                setattr(self.pipe, name, fresh.to(self.device, dtype))
         self.pipe.set_progress_bar_config(disable=True)
         for name in ("vae", *parts):
             getattr(self.pipe, name).eval().requires_grad_(False)

@@ -10,7 +10,9 @@ Folder layout (what :func:`benchmark.training.train.train_dit` exports)::
 as in :mod:`benchmark.adapters.reference_unet`.
 
 Options: ``vae`` (folder), ``random_init`` (a seed: a freshly initialised
-transformer of the same config, the attribution-method baseline).
+transformer of the same config, the attribution-method baseline), ``dtype``
+(float32 | float16 | bfloat16 | auto, default float32: transformer and VAE;
+:func:`~benchmark.adapters.pipeline_adapter.model_dtype`).
 Capture path ``joint``: I2AM reads the generated x reference block of every
 attention layer (dual- and single-stream blocks); output-space
 (ConceptAttention-style) maps come from the same pass, in generation and in

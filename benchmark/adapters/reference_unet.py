@@ -15,7 +15,9 @@ paths from the repository root, or a hub id in the local Hugging Face cache,
 ``owner/name/vae`` for a subfolder).
 
 Options: ``vae`` (folder), ``random_init`` (a seed: replace UNet and image
-encoder by freshly initialised copies, the attribution-method baseline).
+encoder by freshly initialised copies, the attribution-method baseline),
+``dtype`` (float32 | float16 | bfloat16 | auto, default float32: UNet, image
+encoder and VAE; :func:`~benchmark.adapters.pipeline_adapter.model_dtype`).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import zlib
 from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import torch
@@ -39,6 +40,7 @@ class ModelAdapter(ABC):
 
     capture_path: str = "diffusers"
     identity_parts: tuple[str, ...] = ()  # modules of self.pipe hashed after capture_module() in identity()
+    _loaded_weights: str | None = None  # identity()'s digest, once computed
 
     def __init__(self, spec: ModelSpec, device: torch.device | str = "cpu"):
         self.spec, self.device = spec, torch.device(device)
@@ -69,11 +71,16 @@ class ModelAdapter(ABC):
 
     def identity(self) -> dict:
         """Name, adapter and a hash of the weights as loaded (after options such as ``random_init``): recorded in
-        every job's result beside the key's hash of the model files (``docs/store.md``)."""
-        weights = weights_hash(self.capture_module())
-        if self.identity_parts:
-            weights += "-" + "".join(weights_hash(getattr(self.pipe, m))[:8] for m in self.identity_parts)
-        return {"name": self.spec.name, "adapter": self.spec.adapter, "weights": weights}
+        every job's result beside the key's hash of the model files (``docs/store.md``).
+
+        The weights are hashed on the first call and the digest is kept on this object: a loaded model's
+        weights do not change, and a worker serves many jobs from one load."""
+        if self._loaded_weights is None:
+            weights = weights_hash(self.capture_module())
+            if self.identity_parts:
+                weights += "-" + "".join(weights_hash(getattr(self.pipe, m))[:8] for m in self.identity_parts)
+            self._loaded_weights = weights
+        return {"name": self.spec.name, "adapter": self.spec.adapter, "weights": self._loaded_weights}
 
     def one_pass(self, batch: dict, timesteps: tuple[int, ...], seeds: list[int],
                  callback_on_step_end: Callable | None = None) -> int:
@@ -102,14 +109,36 @@ def initial_noise(seeds: list[int], shape: tuple[int, ...]) -> torch.Tensor:
     return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
 
 
+HASH_CHUNK_BYTES = 64 << 20  # bytes of one tensor brought to the CPU at a time
+HASH_THREADS = 8
+
+
 def weights_hash(module: torch.nn.Module) -> str:
-    """SHA-256 (16 hex) over parameter names, shapes and bytes."""
+    """SHA-256 (16 hex) over each state-dict entry's name, dtype, shape and raw bytes in its own dtype.
+
+    Each tensor reaches the CPU in chunks of at most :data:`HASH_CHUNK_BYTES` (never a float32 copy of
+    the model) and tensors are hashed on a few threads (hashlib and the copies release the GIL); the
+    digest is over the per-tensor digests in name order. Digests made before this form (float32 upcasts
+    of every tensor, one running hash) differ for the same weights.
+    """
+    entries = sorted(module.state_dict().items())
+    with ThreadPoolExecutor(max_workers=min(HASH_THREADS, max(1, len(entries)))) as pool:
+        digests = list(pool.map(lambda kv: _tensor_digest(kv[1]), entries))
     h = hashlib.sha256()
-    for name, t in sorted(module.state_dict().items()):
-        h.update(name.encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    for (name, t), d in zip(entries, digests):
+        h.update(f"{name}:{str(t.dtype).removeprefix('torch.')}:{tuple(t.shape)}:".encode())
+        h.update(d)
     return h.hexdigest()[:16]
+
+
+def _tensor_digest(t: torch.Tensor) -> bytes:
+    """SHA-256 of ``t``'s elements in row-major order, as stored (its own dtype, any device)."""
+    flat = t.detach().reshape(-1)  # a view for the contiguous tensors a state dict holds
+    step = max(1, HASH_CHUNK_BYTES // t.element_size())
+    h = hashlib.sha256()
+    for start in range(0, flat.numel(), step):
+        h.update(flat[start : start + step].to("cpu").contiguous().view(torch.uint8).numpy())
+    return h.digest()
 
 
 class OnePassUnsupported(NotImplementedError):

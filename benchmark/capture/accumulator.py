@@ -305,7 +305,7 @@ class I2AMAccumulator:
                              f"{tuple(probs.shape[1:])}; batch, heads, queries, tokens)")
         for layer in bank.layers:
             self._calls[layer][group] += 1
-        probs = probs.float()
+        probs, lse = probs.float(), lse.float()  # the state is float32 whatever the model's dtype
         # Generated side, the softmax of S over the QUERY axis without a second softmax: with
         # c = max_q lse_q and a_q = exp(lse_q - c) <= 1, exp(S[q,k] - c) = a_q * P[q,k], so the per-token
         # normaliser is Z_k = sum_q a_q P[q,k] and the mean over kept tokens (weights w) is
@@ -350,7 +350,7 @@ class I2AMAccumulator:
         if self.region_mask is not None and self.region_mask.shape[0] != b:
             raise ValueError(f"region_mask has {self.region_mask.shape[0]} rows, attention batch has {b}")
         kept = self._kept(k_all, device)
-        weights = torch.zeros(k_all, device=device)
+        weights = torch.zeros(k_all, device=device, dtype=torch.float32)
         weights[kept] = 1.0
         info = LayerInfo(layer_grid(q, self.latent_grid), n, int(weights.sum().item()))
         n_layers, k = len(layers), info.tokens

@@ -55,7 +55,9 @@ def encode_reference_latent(vae: AutoencoderKL, reference: torch.Tensor, size: t
 
     Shared by sampling and training, so both see the same reference tokens.
     """
-    pixels = F.interpolate(reference, size=size, mode="bilinear", align_corners=False, antialias=True)
+    # resized in float32: the CPU antialiased kernels have no float16 / bfloat16 version
+    pixels = F.interpolate(reference.float(), size=size, mode="bilinear", align_corners=False,
+                           antialias=True).to(reference.dtype)
     return encode_image(vae, pixels)
 
 

@@ -9,7 +9,8 @@ CLIP vision tower: CLS + patch tokens (``patch``), or the pooled token alone
 
 from __future__ import annotations
 
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +27,9 @@ def encode_reference(encoder: CLIPVisionModel, reference: torch.Tensor, tokens: 
     Shared by sampling and training, so both see the same context.
     """
     size = encoder.config.image_size
-    pixels = F.interpolate(reference, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    # resized in float32: the CPU antialiased kernels have no float16 / bfloat16 version
+    pixels = F.interpolate(reference.float(), size=(size, size), mode="bilinear", align_corners=False,
+                           antialias=True).to(reference.dtype)
     out = encoder(pixel_values=pixels * 2 - 1)
     return out.pooler_output[:, None] if tokens == "cls" else out.last_hidden_state
 
@@ -49,6 +52,30 @@ def encode_conditions(vae: AutoencoderKL, spec_conditions, conditions: dict[str,
     return torch.cat(parts, dim=1)
 
 
+@contextmanager
+def float32_decoder(vae: AutoencoderKL) -> Iterator[torch.dtype]:
+    """Within the block, the dtype to decode in: float32 for a float16/bfloat16 VAE whose config sets
+    ``force_upcast``, else the VAE's own.
+
+    The SDXL-family VAEs overflow to NaN in float16 (diffusers marks them with ``force_upcast`` and decodes
+    in float32); VAEs that are safe in half precision clear the flag and keep their speed. bfloat16 does not
+    overflow, but its 8-bit mantissa shows in the 8-bit PNGs, and the decode is a small share of a run. Only
+    ``post_quant_conv`` and ``decoder`` are cast, in place, and cast back on leaving (half -> float32 ->
+    half is exact), so the model is never held twice. A loaded model serves one job at a time.
+    """
+    if vae.dtype not in (torch.float16, torch.bfloat16) or not vae.config.get("force_upcast", False):
+        yield vae.dtype
+        return
+    half, parts = vae.dtype, [m for m in (vae.post_quant_conv, vae.decoder) if m is not None]
+    for m in parts:
+        m.to(torch.float32)
+    try:
+        yield torch.float32
+    finally:
+        for m in parts:
+            m.to(half)
+
+
 class ReferencePipelineBase(DiffusionPipeline):
     """What the reference pipelines share: a ``vae``, a ``spec`` (:class:`I2IModelSpec`) and a ``denoiser``."""
 
@@ -63,8 +90,10 @@ class ReferencePipelineBase(DiffusionPipeline):
         return encode_image(self.vae, image)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Scaled latents -> (B, 3, H, W) in [0, 1]."""
-        return ((self.vae.decode(latents / self.vae.config.scaling_factor).sample + 1) / 2).clamp(0, 1)
+        """Scaled latents (B, C, h, w) -> (B, 3, H, W) float32 in [0, 1], decoded in :func:`float32_decoder`'s dtype."""
+        with float32_decoder(self.vae) as dtype:
+            image = self.vae.decode(latents.to(dtype) / self.vae.config.scaling_factor).sample
+        return ((image.float() + 1) / 2).clamp(0, 1)
 
     def encode_conditions(self, conditions: dict[str, torch.Tensor], latent_size: tuple[int, int]) -> torch.Tensor:
         """Stack the spec's conditions in channel order at the latent size -> (B, C_cond, h, w)."""
