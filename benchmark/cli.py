@@ -349,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write the table (markdown) here too")
     p.add_argument("--scale", choices=["mini", "sd15"], default="mini",
                    help="mini: a shipped mini model; sd15: a random-init SD-1.5-shaped UNet (64x48 latent, 257 tokens)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: auto, CUDA where there is one)")
     p.set_defaults(func=_cmd_perf)
     p = sub.add_parser("doctor", help="check this machine before a first run: devices, dtypes, metric weights, "
                                       "the config's models and datasets, capture correctness, decode, a Dask worker")

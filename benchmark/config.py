@@ -283,6 +283,52 @@ class MetricsConfig:
     kid_scale: float = 1000.0
 
 
+# ``store.maps_dtype`` (benchmark.results.sample_maps.MAPS_DTYPES, named here so that reading a config does not
+# import torch) and the ``store.images`` policies.
+STORE_MAPS_DTYPES = ("float16", "float32")
+STORE_IMAGES = ("all", "none")
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """What a job keeps besides its record (``docs/store.md``). ``maps_dtype``: the precision of the stored maps
+    (float16: min-max normalised per map, within 2**-12 of each map's range; scores never change, they are
+    computed from the float32 maps before saving). ``images``: ``"all"`` (the PNGs of every sample), ``"none"``
+    (no generated/reference/overlay PNG), or ``{"first": N}`` (only for the first N samples of each job)."""
+
+    maps_dtype: str = "float16"
+    images: object = "all"
+
+    @property
+    def images_first(self) -> int | None:
+        """How many samples per job keep their PNGs; None: all of them."""
+        if self.images == "all":
+            return None
+        return 0 if self.images == "none" else self.images["first"]
+
+
+def _store(data: dict | None, where: str) -> StoreConfig:
+    """The ``store`` section: ``{maps_dtype: float16 | float32, images: all | none | {first: N}}``."""
+    section = build_section(StoreConfig, data, where)
+    if section.maps_dtype not in STORE_MAPS_DTYPES:
+        raise ConfigError(f"{where}.maps_dtype: expected one of {list(STORE_MAPS_DTYPES)}, got {section.maps_dtype!r}"
+                          f"{_did_you_mean(str(section.maps_dtype), STORE_MAPS_DTYPES, list_known=False)}")
+    images = section.images
+    if isinstance(images, dict):
+        if set(images) != {"first"}:
+            bad = sorted(set(images) - {"first"}) or ["(none)"]
+            raise ConfigError(f"{where}.images: expected {{first: N}}, got key {bad[0]!r}"
+                              f"{_did_you_mean(str(bad[0]), ['first'], list_known=False)}")
+        n = images["first"]
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ConfigError(f"{where}.images.first: expected an integer >= 0, got {n!r}")
+        return dataclasses.replace(section, images={"first": n})
+    if images not in STORE_IMAGES:
+        raise ConfigError(f"{where}.images: expected all, none or {{first: N}}, got {images!r}"
+                          f"{_did_you_mean(str(images), STORE_IMAGES, list_known=False)}")
+    return section
+
+
 @dataclass(frozen=True)
 class TaskRun:
     task: str  # path to a task folder or yaml (a registered task name is resolved to its path on load)
@@ -306,6 +352,7 @@ class RunConfig:
     scoring: ScoringConfig = ScoringConfig()
     cluster: ClusterConfig = ClusterConfig()
     metrics: MetricsConfig = MetricsConfig()
+    store: StoreConfig = StoreConfig()
     leaderboard_dir: str | None = None  # default: <output dir>/leaderboards
     label: str = ""  # e.g. "tiny random model": shown in every output
 
@@ -322,7 +369,9 @@ class RunConfig:
 
     def generation_key(self, task_run: "TaskRun", protocol: str = "generation") -> str:
         """What, besides task, samples and model, changes a job's stored outputs: the sampling override (or the
-        one-pass timesteps), the capture settings, the seed and the generation code's version (``docs/store.md``)."""
+        one-pass timesteps), the capture settings, the seed, the stored maps' precision when it is not float32
+        (``store.maps_dtype``) and the generation code's version (``docs/store.md``). ``store.images`` is not in it:
+        the PNGs are views of the outputs, no score reads them."""
         from benchmark.store import GENERATION_CODE_VERSION
 
         capture = dataclasses.asdict(self.capture)
@@ -331,7 +380,9 @@ class RunConfig:
             how = {"one_pass": list(self.one_pass_of(task_run).timesteps)}
         else:
             how = {"sampling": {k: v for k, v in dataclasses.asdict(task_run.sampling).items() if v is not None}}
-        return short_hash({"seed": self.seed, **how, "capture": capture, "code": GENERATION_CODE_VERSION})
+        # float32 maps are what every earlier store holds: their keys stay as they were (docs/store.md)
+        maps = {} if self.store.maps_dtype == "float32" else {"maps_dtype": self.store.maps_dtype}
+        return short_hash({"seed": self.seed, **how, "capture": capture, **maps, "code": GENERATION_CODE_VERSION})
 
     def one_pass_of(self, task_run: "TaskRun") -> OnePassConfig | None:
         return task_run.one_pass or self.one_pass
@@ -401,7 +452,8 @@ class RunConfig:
                      one_pass=lambda d, w: build_section(OnePassConfig, d, w),
                      scoring=_scoring,
                      cluster=lambda d, w: build_section(ClusterConfig, d, w),
-                     metrics=lambda d, w: build_section(MetricsConfig, d, w))
+                     metrics=lambda d, w: build_section(MetricsConfig, d, w),
+                     store=_store)
         validate(cfg, where)
         return cfg
 

@@ -210,11 +210,10 @@ def run_job(cfg: RunConfig, job: Job, progress=None) -> dict:
 
 def _run_job(cfg: RunConfig, job: Job, progress) -> dict:
     from benchmark.capture.joint_capture import OutputSpaceAccumulator
-    from benchmark.figures import sample_overlay, save_png, to_uint8
     from benchmark.generation import CaptureSettings, generate_with_capture
     from benchmark.one_pass import OnePassSettings, one_pass_with_capture
     from benchmark.results.sample_maps import split_accumulator
-    from benchmark.scoring import mask_areas, sample_terms, segmentation_rows, side_map
+    from benchmark.scoring import mask_areas, sample_terms, segmentation_rows
     from benchmark.tasks import build_dataset
 
     out = job_dir(cfg, job)
@@ -264,19 +263,9 @@ def _run_job(cfg: RunConfig, job: Job, progress) -> dict:
         if bad:  # nothing of this batch is written: NaN survives clamp(0, 1) and would be stored as a black PNG
             more = len(bad) - MAX_NON_FINITE_SHOWN
             raise NonFiniteOutput("; ".join(bad[:MAX_NON_FINITE_SHOWN]) + (f"; and {more} more" if more > 0 else ""))
-        for i, (sample, maps) in enumerate(zip(chunk, per_sample)):
-            d = sample_dir / sample.sample_id
-            d.mkdir(parents=True, exist_ok=True)
-            save_png(to_uint8(images[i]), d / ("target.png" if job.timesteps else "generated.png"))
-            save_png(to_uint8(sample.reference), d / "reference.png")
-            maps.save(d / "maps.npz")
-            # The stored overlay is drawn at the default threshold; the report draws its figures at the run's.
-            save_png(sample_overlay(images[i], sample.reference, maps.get("g/ulam"), side_map(maps, "r"),
-                                    DEFAULT_THRESHOLD), d / "overlay.png")
-            written += [d / ("target.png" if job.timesteps else "generated.png"), d / "reference.png",
-                        d / "maps.npz", d / "overlay.png"]
         timings["maps_store"] += time.perf_counter() - t
         t = time.perf_counter()
+        # Scores come from the in-memory float32 maps, before (and whatever the precision of) what is stored.
         for i, (sample, maps) in enumerate(zip(chunk, per_sample)):
             values = {**segmentation_rows(maps), **mask_areas(maps)}
             if not job.timesteps:
@@ -288,6 +277,11 @@ def _run_job(cfg: RunConfig, job: Job, progress) -> dict:
             set_images["target"] += [s.target for s in chunk]
             set_images["reference_set"] += [s.meta.get("photo", s.target) for s in chunk]
         timings["metrics"] += time.perf_counter() - t
+        t = time.perf_counter()
+        for i, (sample, maps) in enumerate(zip(chunk, per_sample)):
+            written += _store_sample(cfg, sample_dir / sample.sample_id, maps, images[i], sample.reference,
+                                     "target.png" if job.timesteps else "generated.png", start + i)
+        timings["maps_store"] += time.perf_counter() - t
         if progress is not None:
             progress(len(chunk))
     t = time.perf_counter()
@@ -304,10 +298,33 @@ def _run_job(cfg: RunConfig, job: Job, progress) -> dict:
               "imacs_terms": {"thresholds": list(THRESHOLD_GRID), "samples": terms},
               "protocol": job.protocol, "timesteps": list(job.timesteps), "model_evaluations_per_sample": evaluations,
               "sampling": asdict(sampling), "device": str(device), "timings": timings,
+              "store": {"maps_dtype": cfg.store.maps_dtype, "images": cfg.store.images},
               "files": file_manifest(out, written)}
     write_atomic(out / RESULT, json.dumps(record))
     (out / FAILED).unlink(missing_ok=True)
     return record
+
+
+def _store_sample(cfg: RunConfig, d: Path, maps, image: torch.Tensor, reference: torch.Tensor, image_name: str,
+                  position: int) -> list[Path]:
+    """Store one sample under ``d``: ``maps.npz`` at ``store.maps_dtype``, and ``image_name`` (the generated or,
+    for one pass, the target image, (3, H, W) in [0, 1]), ``reference.png`` and ``overlay.png`` unless
+    ``store.images`` keeps no PNGs for the sample at ``position`` in its job. Returns the files written."""
+    from benchmark.figures import sample_overlay, save_png, to_uint8
+    from benchmark.scoring import side_map
+
+    d.mkdir(parents=True, exist_ok=True)
+    written = [maps.save(d / "maps.npz", cfg.store.maps_dtype)]
+    first = cfg.store.images_first
+    if first is not None and position >= first:
+        return written
+    save_png(to_uint8(image), d / image_name)
+    save_png(to_uint8(reference), d / "reference.png")
+    # The stored overlay is drawn at the default threshold, from the float32 maps; the report draws its figures
+    # at the run's.
+    save_png(sample_overlay(image, reference, maps.get("g/ulam"), side_map(maps, "r"), DEFAULT_THRESHOLD),
+             d / "overlay.png")
+    return written + [d / image_name, d / "reference.png", d / "overlay.png"]
 
 
 def _store_set_inputs(cfg: RunConfig, out: Path, images: dict, device: torch.device) -> list[Path]:
@@ -356,6 +373,10 @@ def refresh_set_inputs(cfg: RunConfig, job: Job) -> None:
     from benchmark.tasks import build_dataset
 
     record = read_record(job_dir(cfg, job) / RESULT)
+    kept = record.get("store", {}).get("images", "all")
+    if kept != "all":
+        raise FileNotFoundError(f"FID/KID and LPIPS inputs cannot be recomputed: the job was stored with store.images "
+                                f"{kept!r}, so not every generated.png is kept; rerun the job with store.images: all")
     dataset = build_dataset(TaskConfig.load(resolve_path(job.task_path)))
     generated, samples = [], []
     for s in record["samples"]:

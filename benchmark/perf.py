@@ -21,12 +21,18 @@ that the capture's own cost per UNet call is reported apart from the noise of
 the rest of the model. On a CPU the process CPU time is reported beside the wall
 time (it is less disturbed by other processes), and torch's thread count is
 used as set (``OMP_NUM_THREADS=1`` keeps OpenMP threads from waiting on each
-other on a machine shared with other jobs); on CUDA the clock waits for the
-device and peak memory is ``torch.cuda.max_memory_allocated``.
+other on a machine shared with other jobs). On CUDA the layers are timed with
+CUDA events (no synchronisation inside the UNet call: the device is waited for
+once, at the end of each timed unit of work), and peak memory is
+``torch.cuda.max_memory_allocated``. Every mode is run once before the rounds
+(warm-up), and before each measured unit no capture state of another mode is
+alive and the peak is reset. ``--device`` (cpu, cuda, cuda:N; default auto)
+picks the device.
 """
 
 from __future__ import annotations
 
+import gc
 import resource
 import statistics
 import tempfile
@@ -52,11 +58,11 @@ class _Clock:
     """Wall and process-CPU time; waits for the device first on CUDA so that queued work is counted."""
 
     def __init__(self, device: torch.device):
-        self.cuda = device.type == "cuda"
+        self.device, self.cuda = device, device.type == "cuda"
 
     def now(self) -> tuple[float, float]:
         if self.cuda:
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(self.device)
         return time.perf_counter(), time.process_time()
 
     def since(self, start: tuple[float, float]) -> tuple[float, float]:
@@ -66,7 +72,9 @@ class _Clock:
 
 
 def _reset_peak(device: torch.device) -> None:
+    """Reset the peak to what is allocated now (call with no capture state alive: it would count)."""
     if device.type == "cuda":
+        torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         return
     try:  # Linux: "5" resets the peak resident set size (VmHWM) of this process
@@ -89,21 +97,33 @@ def _peak_bytes(device: torch.device) -> int:
 
 
 class _HookTimer:
-    """Times every forward call of some modules with forward hooks: wall and process-CPU seconds per call."""
+    """Times every forward call of some modules with forward hooks: (wall, process-CPU) seconds per call.
+
+    On CUDA a call is timed by a pair of CUDA events recorded on the device's current stream, so the hooks never
+    wait for the device; :meth:`take`, called after the timed unit (which ends with a synchronisation), reads
+    them, as (wall, wall). On a CPU each hook reads the clock."""
 
     def __init__(self, modules: list[torch.nn.Module], clock: _Clock):
         self.clock, self.calls, self._t0 = clock, [], None
         self._hooks = [h for m in modules for h in (m.register_forward_pre_hook(self._pre),
                                                     m.register_forward_hook(self._post))]
 
+    def _event(self) -> "torch.cuda.Event":
+        event = torch.cuda.Event(enable_timing=True)
+        event.record(torch.cuda.current_stream(self.clock.device))
+        return event
+
     def _pre(self, *_):
-        self._t0 = self.clock.now()
+        self._t0 = self._event() if self.clock.cuda else self.clock.now()
 
     def _post(self, *_):
-        self.calls.append(self.clock.since(self._t0))
+        self.calls.append((self._t0, self._event()) if self.clock.cuda else self.clock.since(self._t0))
 
     def take(self) -> list[tuple[float, float]]:
         calls, self.calls = self.calls, []
+        if self.clock.cuda and calls:
+            torch.cuda.synchronize(self.clock.device)  # already done at the end of the unit: returns at once
+            calls = [(start.elapsed_time(end) / 1e3,) * 2 for start, end in calls]
         return calls
 
     def remove(self) -> None:
@@ -222,33 +242,58 @@ def _timed(clock: _Clock, work) -> tuple[tuple[float, float], tuple[float, float
     return clock.since(start), flush, acc
 
 
+def _release(device: torch.device) -> None:
+    """Free what the last unit of work left (its accumulator, once its caller dropped it), so that the next mode's
+    peak starts from the model and inputs alone."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+
+
 def _rounds(run, repeats: int, device: torch.device, clock: _Clock, unet: torch.nn.Module,
             attention_modules: list[torch.nn.Module]) -> dict[str, ModeTimes]:
-    """A warm-up, then ``repeats`` interleaved rounds of every mode; ``run(mode, round)`` does one unit of work
-    (:func:`_timed`). Per round and mode: the unit's wall and CPU time, its median UNet call, and per UNet call the
-    time inside the cross-attention layers plus the deferred capture work (CPU time; wall on CUDA)."""
+    """A warm-up run of every mode, then ``repeats`` interleaved rounds of every mode; ``run(mode, round)`` does
+    one unit of work (:func:`_timed`) and builds its own capture state, which is dropped before the next unit.
+    Per round and mode: the unit's wall and CPU time, its median UNet call, and per UNet call the time inside the
+    cross-attention layers plus the deferred capture work (CPU time; wall on CUDA); the peak memory of the unit,
+    reset before it with no capture state alive."""
     calls, attention = _HookTimer([unet], clock), _HookTimer(attention_modules, clock)
     times = {m: ModeTimes() for m in MODES}
     which = 0 if clock.cuda else 1  # CPU time where there is one to take
     try:
-        run(BASE, 0)  # warm-up
+        for mode in MODES:  # warm-up: kernels, allocator and the capture's first-call work of every mode
+            run(mode, 0)
+            _release(device)
         for r in range(repeats):
             for mode, t in times.items():
                 calls.take(), attention.take()
+                _release(device)
                 _reset_peak(device)
                 (wall, cpu), flush, acc = run(mode, r)
+                t.peak_bytes = max(t.peak_bytes, _peak_bytes(device))
                 unet_calls, attention_calls = calls.take(), attention.take()
                 t.wall.append(wall)
                 t.cpu.append(cpu)
                 t.call.append(statistics.median(c[0] for c in unet_calls))
                 t.call_cpu.append(statistics.median(c[which] for c in unet_calls))
                 t.attn.append((sum(c[which] for c in attention_calls) + flush[which]) / len(unet_calls))
-                t.peak_bytes = max(t.peak_bytes, _peak_bytes(device))
                 t.state_bytes = acc.state_bytes() if acc is not None else 0
+                del acc  # no capture state alive when the next mode's peak is reset
     finally:
         calls.remove()
         attention.remove()
     return times
+
+
+def _device(args) -> torch.device:
+    """The ``--device`` of the perf command (cpu, cuda, cuda:N; default auto), checked to exist on this machine."""
+    from benchmark.config import check_device
+    from benchmark.jobs import pick_device
+
+    requested = getattr(args, "device", None) or "auto"
+    check_device(requested)
+    return pick_device(requested)
 
 
 # --- mini scale -------------------------------------------------------------------------------------
@@ -276,11 +321,11 @@ def measure_mini(args) -> PerfReport:
     from benchmark.api.sample import collate
     from benchmark.config import TaskConfig, resolve_path
     from benchmark.generation import generate_with_capture
-    from benchmark.jobs import load_adapter, pick_device
+    from benchmark.jobs import load_adapter
     from benchmark.tasks import build_dataset
 
+    device = _device(args)
     spec, label = _mini_model(args)
-    device = pick_device("auto")
     adapter = load_adapter(spec, device)
     dataset = build_dataset(TaskConfig.load(resolve_path("tasks/object_inpainting")))
     batch = collate([dataset[i] for i in range(args.batch)])
@@ -325,9 +370,8 @@ def measure_sd15(args) -> PerfReport:
     """Single UNet calls of the SD-1.5-shaped UNet per mode, interleaved, at the step indices of one generation."""
     from benchmark.capture import I2AMAccumulator, TokenLayout, capture_diffusers, cross_attention_layers
     from benchmark.capture.session import CaptureSession
-    from benchmark.jobs import pick_device
 
-    device = pick_device("auto")
+    device = _device(args)
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     unet = sd15_unet(device, dtype)
     n_layers = len(cross_attention_layers(unet))
@@ -339,13 +383,16 @@ def measure_sd15(args) -> PerfReport:
     region = torch.zeros(1, 1, *SD15_LATENT, device=device)
     region[..., SD15_LATENT[0] // 4: 3 * SD15_LATENT[0] // 4, SD15_LATENT[1] // 4: 3 * SD15_LATENT[1] // 4] = 1
     steps = args.steps
-    sessions = {}
-    for mode, settings in MODES.items():
-        if settings.enabled:
-            acc = I2AMAccumulator(SD15_LATENT, TokenLayout(SD15_TOKENS, drop=(0,)), steps,
-                                  min(settings.time_groups, steps), settings.levels, region)
-            sessions[mode] = CaptureSession(acc, n_samples=1)
     clock = _Clock(device)
+
+    def session_of(mode: str) -> CaptureSession | None:
+        """A fresh accumulator of a ``steps``-step generation for ``mode`` (None: no capture)."""
+        settings = MODES[mode]
+        if not settings.enabled:
+            return None
+        acc = I2AMAccumulator(SD15_LATENT, TokenLayout(SD15_TOKENS, drop=(0,)), steps,
+                              min(settings.time_groups, steps), settings.levels, region)
+        return CaptureSession(acc, n_samples=1)
 
     def call(step: int, acc=None):
         with torch.no_grad():
@@ -353,7 +400,7 @@ def measure_sd15(args) -> PerfReport:
         return acc
 
     def run(mode: str, r: int):
-        session = sessions.get(mode)
+        session = session_of(mode)
         if session is None:
             return _timed(clock, lambda: call(r % steps))
         with capture_diffusers(unet, session):
@@ -380,8 +427,9 @@ def measure_sd15(args) -> PerfReport:
 
 def _command(args, scale: str) -> str:
     batch = f" --batch {args.batch}" if scale == "mini" else ""
+    device = f" --device {args.device}" if getattr(args, "device", None) else ""
     return (f"Measured with `OMP_NUM_THREADS={torch.get_num_threads()} python -m benchmark perf --scale {scale} "
-            f"--repeats {args.repeats} --steps {args.steps}{batch}`.")
+            f"--repeats {args.repeats} --steps {args.steps}{batch}{device}`.")
 
 
 def main(args) -> int:

@@ -60,11 +60,52 @@ def layer_grid(n_queries: int, latent_grid: tuple[int, int]) -> tuple[int, int]:
 
 
 @lru_cache(maxsize=64)
-def _resize_operator(src: tuple[int, int], dst: tuple[int, int], device: str) -> torch.Tensor:
-    """Matrix R (dst_h*dst_w, src_h*src_w) with R @ vec(x) = vec(bicubic_resize(x)) (no clamp)."""
-    n = src[0] * src[1]
-    eye = torch.eye(n, device=device, dtype=torch.float32).view(n, 1, *src)
-    return resize_maps(eye, dst, clamp=False).reshape(n, -1).T.contiguous()
+def _resize_axis(src: int, dst: int, device: str) -> torch.Tensor | None:
+    """Matrix A (dst, src) of the bicubic resize along one axis (no clamp); None when src == dst (identity).
+
+    Bicubic interpolation is separable, so the 2-D resize of an (h, w) map X is
+    A_h X A_w^T: two small matrices (at most latent side x layer side) instead of
+    a dense (h*w, h_l*w_l) one. The cache holds only such 1-D matrices.
+    """
+    if src == dst:
+        return None
+    eye = torch.eye(src, device=device, dtype=torch.float32).view(src, 1, src, 1)
+    return F.interpolate(eye, size=(dst, 1), mode="bicubic", align_corners=False).view(src, dst).T.contiguous()
+
+
+def _resize_axes(src: tuple[int, int], dst: tuple[int, int], device) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(A_h, A_w) with Resize(X) = A_h X A_w^T for (h_l, w_l) -> (h, w) maps; None on an axis that keeps its size."""
+    return _resize_axis(src[0], dst[0], str(device)), _resize_axis(src[1], dst[1], str(device))
+
+
+def resize_columns(x: torch.Tensor, src: tuple[int, int], dst: tuple[int, int]) -> torch.Tensor:
+    """Bicubic resize (no clamp) of the maps in the columns of x: (B, h_l*w_l, K) -> (B, h*w, K)."""
+    a_h, a_w = _resize_axes(src, dst, x.device)
+    y = x.reshape(x.shape[0], *src, x.shape[-1])
+    if a_h is not None:
+        y = torch.einsum("ai,bijk->bajk", a_h, y)
+    if a_w is not None:
+        y = torch.einsum("cj,bajk->back", a_w, y)
+    return y.reshape(x.shape[0], dst[0] * dst[1], x.shape[-1])
+
+
+def resize_adjoint(src: tuple[int, int], dst: tuple[int, int], device, region: torch.Tensor | None = None
+                   ) -> torch.Tensor:
+    """Weights w with sum_q w[q] x[q] = sum over the (h, w) grid of region * Resize(x), for (h_l, w_l) maps x.
+
+    region (B, h*w) or None (all ones) -> (B, h_l*w_l), or (h_l*w_l,) without a region.
+    """
+    a_h, a_w = _resize_axes(src, dst, device)
+    if region is None:
+        s_h = a_h.sum(0) if a_h is not None else torch.ones(src[0], device=device)
+        s_w = a_w.sum(0) if a_w is not None else torch.ones(src[1], device=device)
+        return torch.outer(s_h, s_w).reshape(-1)
+    r = region.float().reshape(region.shape[0], *dst)
+    if a_h is not None:
+        r = torch.einsum("bac,ai->bic", r, a_h)
+    if a_w is not None:
+        r = torch.einsum("bic,cj->bij", r, a_w)
+    return r.reshape(region.shape[0], -1)
 
 
 def resize_maps(maps: torch.Tensor, size: tuple[int, int], clamp: bool = True) -> torch.Tensor:
@@ -97,7 +138,8 @@ class _Bank:
 
     One set of operations updates all of them; each layer's public state is a
     view of its row. g (L, B, G, N, Q); ref (L, B, G, N, R, K) holding r (and
-    rm, eq. 17) or None; sr (L, B, Q, K) or None, a view of sr_all
+    rm, eq. 17) or None; sr (B, Q, K) or None, the SRAM sum SHARED by every
+    layer of this call shape (summed over layers, not kept per layer), a view of sr_all
     (L, B, Q, K_all) when the kept tokens are contiguous (dropped columns then
     collect sums nobody reads, so that the head sum needs no slicing);
     lhs (L, B, N, 1 + R, Q): row 0 takes a_q on each call, rows 1.. are the
@@ -118,8 +160,8 @@ class _Bank:
         """Layer i alone, as a bank of one whose tensors are views of this one's."""
         if i not in self._rows:
             part = lambda x: None if x is None else x[i:i + 1]  # noqa: E731
-            self._rows[i] = _Bank(self.layers[i:i + 1], self.shape, part(self.g), part(self.ref), part(self.sr),
-                                  part(self.sr_all), part(self.lhs), self.weights, self.kept)
+            self._rows[i] = _Bank(self.layers[i:i + 1], self.shape, part(self.g), part(self.ref), self.sr,
+                                  self.sr_all, part(self.lhs), self.weights, self.kept)
         return self._rows[i]
 
 
@@ -132,13 +174,17 @@ class I2AMAccumulator:
         num_steps: T, the number of sampling steps (for time groups).
         num_groups: T_group of eq. (10); 1 keeps only the time-integrated sum.
         levels: which maps are needed; ``tlam`` needs groups, ``sram`` keeps a
-            (Q_l, K) sum per layer.
+            (B, Q_l, K) float32 sum per distinct layer shape (summed over the
+            layers of that shape as it is accumulated: SRAM needs only the
+            layer sum). FLUX Kontext at 1024 x 1024 (G = 4096, R = 1024),
+            B = 8: one 128 MiB buffer for all 57 layers, not 7.3 GiB.
         region_mask: optional (B, 1, h, w) or (B, h, w) weights in [0, 1] at
             the latent grid, the inpainting region of eq. (17).
 
     State (per layer): ``g`` (B, G, N, Q_l); where the layout has a reference
     side ``r`` (B, G, N, K), with a region mask also ``rm`` (B, G, N, K), with
-    ``sram`` requested also ``sr`` (B, Q_l, K); ``calls`` (G,) updates per
+    ``sram`` requested also ``sr`` (B, Q_l, K), the same tensor for every
+    layer of one call shape (their sum, see ``levels``); ``calls`` (G,) updates per
     group. Nothing else is computed or kept. Reading any of them (or a map)
     first completes the calls still deferred by :meth:`add_attention`.
     """
@@ -165,7 +211,8 @@ class I2AMAccumulator:
         self._g: dict[str, torch.Tensor] = {}
         self._r: dict[str, torch.Tensor] = {}
         self._rm: dict[str, torch.Tensor] = {}
-        self._sr: dict[str, torch.Tensor] = {}
+        self._sr: dict[str, torch.Tensor] = {}  # a layer's view of the sum shared by its call shape
+        self._sr_shared: dict[tuple, tuple] = {}  # {(B, N, Q, K_all): (LayerInfo, sr, sr_all)}
         self._calls: dict[str, list[int]] = {}
         self._banks: dict[tuple[str, ...], _Bank] = {}
         self._bank_of: dict[str, tuple[_Bank, int]] = {}
@@ -202,7 +249,8 @@ class I2AMAccumulator:
 
     @property
     def sr(self) -> dict[str, torch.Tensor]:
-        """{layer: (B, Q_l, K)} key-axis probabilities summed over heads and steps (SRAM)."""
+        """{layer: (B, Q_l, K)} key-axis probabilities summed over heads, steps AND the layers of the same call
+        shape (B, N, Q_l, K_all): layers of one shape share one tensor, their sum (all SRAM needs)."""
         self.flush()
         return self._sr
 
@@ -283,6 +331,60 @@ class I2AMAccumulator:
         self._order.setdefault(layer)
         self._add((layer,), probs[None], lse[None], group)
 
+    @torch.no_grad()
+    def update_rows(self, layer: str, probs_of, chunks: list[slice], lse: torch.Tensor, k_all: int,
+                    step: int) -> None:
+        """:meth:`update` with the probabilities handed over by chunks of rows, never all at once.
+
+        ``probs_of(rows)`` returns (B, N, len(rows), K_all), the key-axis
+        probabilities of those query rows as :meth:`update` takes them;
+        ``chunks`` are slices covering the Q rows in order; lse (B, N, Q) the
+        rows' log-sum-exp. With more than one chunk each chunk is asked for
+        twice: the generated side divides by per-token sums over ALL rows
+        (Z_k, see :meth:`_reduce`), so it is added in a second pass, once Z is
+        complete. The temporaries are those of one chunk plus (B, N, 1 + R, K_all).
+        """
+        group = self.group_of(step)
+        self._order.setdefault(layer)
+        if len(chunks) == 1:
+            self.update(layer, probs_of(chunks[0]), lse, step)
+            return
+        b, n, q = lse.shape
+        shape = (b, n, q, k_all)
+        if layer in self._bank_of:
+            owner, j = self._bank_of[layer]
+            bank = owner if len(owner.layers) == 1 else owner.row(j)
+        else:
+            bank = self._new_bank((layer,), shape, lse.device)
+        if bank.shape != shape:
+            raise ValueError(f"layer {layer}: attention shape changed between calls ({bank.shape} vs {shape}; "
+                             "batch, heads, queries, tokens)")
+        self._calls[layer][group] += 1
+        lse = lse.float()[None]
+        lhs = bank.lhs  # the same reduction as _reduce, summed over row chunks
+        a = torch.exp(lse - lse.amax(-1, keepdim=True), out=lhs[..., 0, :])
+        sums = None
+        for rows in chunks:
+            p = probs_of(rows).float()[None]  # (1, B, N, c, K_all)
+            part = torch.matmul(lhs[..., rows], p)
+            sums = part if sums is None else sums.add_(part)
+            # the sum over heads head by head: p.sum(2) would be a temporary of 1/N of the chunk
+            if bank.sr_all is not None:
+                for h in range(n):
+                    bank.sr_all[:, rows] += p[0, :, h]
+            elif bank.sr is not None:
+                for h in range(n):
+                    bank.sr[:, rows] += self._take(p[0, :, h], bank.kept)
+            del p
+        u = (bank.weights / sums[..., 0, :].clamp_min(_TINY)).unsqueeze(-2)  # (1, B, N, 1, K_all)
+        g = bank.g[:, :, group]
+        for rows in chunks:
+            p = probs_of(rows).float()[None]
+            g[..., rows].addcmul_(a[..., rows], torch.matmul(u, p.transpose(-1, -2)).squeeze(-2))
+            del p
+        if bank.ref is not None:
+            bank.ref[:, :, group] += self._take(sums[..., 1:, :], bank.kept)
+
     def _add(self, layers: tuple[str, ...], probs: torch.Tensor, lse: torch.Tensor, group: int) -> None:
         """probs (L, B, N, Q, K_all), lse (L, B, N, Q) of one call of each of ``layers``."""
         bank = self._banks.get(layers)
@@ -323,13 +425,14 @@ class I2AMAccumulator:
         if bank.ref is not None:
             bank.ref[:, :, group] += self._take(sums[..., 1:, :], bank.kept)
         if bank.sr_all is not None and probs.is_contiguous():
-            # the sum over heads as a product with ones, accumulated straight into the state
+            # the sum over heads (and layers) as a product with ones, accumulated straight into the state
             n_layers, b, n, q, k_all = probs.shape
-            flat = bank.sr_all.view(n_layers * b, 1, q * k_all)
-            ones = probs.new_ones((1, 1, n)).expand(n_layers * b, 1, n)
-            torch.baddbmm(flat, ones, probs.view(n_layers * b, n, q * k_all), out=flat)
+            flat = bank.sr_all.view(b, 1, q * k_all)
+            ones = probs.new_ones((1, 1, n)).expand(b, 1, n)
+            for i in range(n_layers):
+                torch.baddbmm(flat, ones, probs[i].view(b, n, q * k_all), out=flat)
         elif bank.sr is not None:
-            bank.sr += self._take(probs.sum(2), bank.kept)
+            bank.sr += self._take(probs.sum((0, 2)), bank.kept)
 
     @staticmethod
     def _take(x: torch.Tensor, kept) -> torch.Tensor:
@@ -361,11 +464,8 @@ class I2AMAccumulator:
             if self.region_mask is not None:
                 rows.append(self._adjoint_weights(info, device, self.region_mask.to(device)))
             ref = zeros(n_layers, b, self.num_groups, n, len(rows), k)
-            if "sram" in self.levels and isinstance(kept, slice):
-                sr_all = zeros(n_layers, b, q, k_all)
-                sr = sr_all[..., kept]
-            elif "sram" in self.levels:
-                sr = zeros(n_layers, b, q, k)
+            if "sram" in self.levels:
+                sr, sr_all = self._sram_state(info, tuple(shape), kept, device)
         lhs = zeros(n_layers, b, n, 1 + len(rows), q)
         for i, row in enumerate(rows):
             lhs[:, :, :, 1 + i] = row[None, :, None]
@@ -382,16 +482,28 @@ class I2AMAccumulator:
                 if self.region_mask is not None:
                     self._rm[layer] = ref[i, :, :, :, 1]
             if sr is not None:
-                self._sr[layer] = sr[i]
+                self._sr[layer] = sr
         return bank
+
+    def _sram_state(self, info: LayerInfo, shape: tuple, kept, device) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The SRAM sum shared by the layers of call shape (B, N, Q, K_all): (sr (B, Q, K), sr_all (B, Q, K_all) or
+        None), zero when first asked for. SRAM needs only the sum over layers of the per-layer sums divided by
+        the heads, so layers of one shape (same grid, heads and tokens) add into one buffer."""
+        if shape not in self._sr_shared:
+            b, _, q, k_all = shape
+            if isinstance(kept, slice):  # dropped columns collect sums nobody reads; the head sum needs no slicing
+                sr_all = torch.zeros(b, q, k_all, device=device)
+                sr = sr_all[..., kept]
+            else:
+                sr_all, sr = None, torch.zeros(b, q, info.tokens, device=device)
+            self._sr_shared[shape] = (info, sr, sr_all)
+        _, sr, sr_all = self._sr_shared[shape]
+        return sr, sr_all
 
     def _adjoint_weights(self, info: LayerInfo, device, region: torch.Tensor | None = None) -> torch.Tensor:
         """Weights w with sum_q w[q] x[q] = mean over the latent grid of (region * Resize(x))."""
-        op = _resize_operator(info.grid, self.latent_grid, str(device))  # (hw, Q_l)
-        hw = op.shape[0]
-        if region is None:
-            return op.sum(0) / hw
-        return region @ op / hw  # (B, Q_l)
+        hw = self.latent_grid[0] * self.latent_grid[1]
+        return resize_adjoint(info.grid, self.latent_grid, device, region) / hw  # (Q_l,) or (B, Q_l)
 
     # --- merge / state --------------------------------------------------------------------------
     def _config(self) -> tuple:
@@ -413,17 +525,22 @@ class I2AMAccumulator:
             mine, i = self._bank_of[layer]
             if mine.shape != theirs.shape:
                 raise ValueError(f"layer {layer} differs between shards: {mine.shape} vs {theirs.shape}")
-            for name in ("g", "ref", "sr"):
+            for name in ("g", "ref"):
                 src = getattr(theirs, name)
                 if src is not None:
                     getattr(mine, name)[i] += src[j].to(getattr(mine, name).device)
             self._calls[layer] = [x + y for x, y in zip(self._calls[layer], other._calls[layer])]
+        for shape, (_, sr, _) in other._sr_shared.items():  # created above for every layer shape of other
+            mine = self._sr_shared[shape][1]
+            mine += sr.to(mine.device)
         return self
 
     def state_bytes(self) -> int:
         """Bytes held by the declared state (for the memory benchmark)."""
         self.flush()
-        return sum(t.numel() * t.element_size() for d in (self._g, self._r, self._rm, self._sr) for t in d.values())
+        tensors = [t for d in (self._g, self._r, self._rm) for t in d.values()]
+        tensors += [sr for _, sr, _ in self._sr_shared.values()]
+        return sum(t.numel() * t.element_size() for t in tensors)
 
     # --- maps -----------------------------------------------------------------------------------
     @property
@@ -496,9 +613,8 @@ class I2AMAccumulator:
         if "sram" not in self.levels or not self.sr:
             raise ValueError("SRAM was not requested (levels) or the layout has no reference side")
         total = None
-        for layer, info in self.layers.items():
-            op = _resize_operator(info.grid, self.latent_grid, str(self.sr[layer].device))
-            part = torch.einsum("pq,bqk->bpk", op, self.sr[layer]) / info.heads
+        for info, sr, _ in self._sr_shared.values():  # each the sum over the layers of one call shape
+            part = resize_columns(sr, info.grid, self.latent_grid) / info.heads
             total = part if total is None else total + part
         return total / len(self.layers)
 

@@ -8,7 +8,12 @@ FULL softmax (other keys dropped after it) for the reference side, and the
 softmax over the generated-query axis of the block's logits for the generated
 side, fed to the same :class:`~benchmark.capture.accumulator.I2AMAccumulator`.
 The output of every token stays on the fused attention kernel; explicit
-logits are formed only for the conditional rows' generated queries.
+logits are formed only for the generated x reference block of the conditional
+rows, by chunks of generated queries whose temporaries stay under
+``attention.CAPTURE_BUDGET_BYTES``. The rows' log-sum-exp over the whole joint
+sequence comes from the fused kernel (:func:`~benchmark.capture.attention.fused_attention`,
+CPU float32 and CUDA), else from :func:`~benchmark.capture.attention.chunked_logsumexp`;
+the (B, N, G, T + G + R) logits are never formed.
 
 ConceptAttention-style maps (seed 003) use the attention OUTPUT space instead:
 for every generated token, the dot products of its attention output (before
@@ -22,14 +27,14 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from diffusers.models.embeddings import apply_rotary_emb
 from diffusers.models.transformers.transformer_flux import _get_qkv_projections
 
-from benchmark.capture.attention import captured_probabilities, fused_attention
+from benchmark.capture.attention import BlockProbabilities, chunked_logsumexp, fused_attention
 from benchmark.capture.diffusers_capture import swapped_processors
 from benchmark.capture.session import CaptureSession
 
@@ -83,12 +88,25 @@ class OutputSpaceAccumulator:
         return torch.einsum("bgr,bg->br", self.volume, w) / w.sum(1, keepdim=True).clamp_min(1e-12)
 
 
+# (q, k, v, scale, attn_mask) -> (output, rows' log-sum-exp (B, N, S) float32 or None), as fused_attention
+AttentionWithLse = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float, torch.Tensor | None],
+                            tuple[torch.Tensor, torch.Tensor | None]]
+
+
 class FluxI2AMProcessor:
-    """Drop-in for diffusers' ``FluxAttnProcessor`` that feeds I2AM and output-space captures."""
+    """Drop-in for diffusers' ``FluxAttnProcessor`` that feeds I2AM and output-space captures.
+
+    ``attention`` computes the captured calls' output and, where it can, the
+    rows' log-sum-exp (default :func:`~benchmark.capture.attention.fused_attention`);
+    ``budget`` bounds the capture's temporaries in bytes (default: the module's
+    ``CAPTURE_BUDGET_BYTES`` at call time).
+    """
 
     def __init__(self, session: CaptureSession, layer: str, layout: JointLayout,
-                 concept: OutputSpaceAccumulator | None = None):
+                 concept: OutputSpaceAccumulator | None = None, attention: AttentionWithLse = fused_attention,
+                 budget: int | None = None):
         self.session, self.layer, self.layout, self.concept = session, layer, layout, concept
+        self.attention, self.budget = attention, budget
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, image_rotary_emb=None):
         query, key, value, e_query, e_key, e_value = _get_qkv_projections(attn, hidden_states, encoder_hidden_states)
@@ -108,7 +126,7 @@ class FluxI2AMProcessor:
         if rows is None:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask)
         else:
-            out, lse = fused_attention(q, k, v, q.shape[-1] ** -0.5, attention_mask)
+            out, lse = self.attention(q, k, v, q.shape[-1] ** -0.5, attention_mask)
         out = out.transpose(1, 2).flatten(2, 3).to(query.dtype)  # (B, S, H*D)
         if rows is not None:
             self._capture(rows, q, k, attention_mask, lse, out)
@@ -131,23 +149,37 @@ class FluxI2AMProcessor:
                              f"declared layout {self.layout}")
         mask = None
         if attention_mask is not None:
+            # a view: the chunks convert their part (boolean -> additive) one at a time
             mask = attention_mask.expand(q.shape[0], q.shape[1], q.shape[2], k.shape[2])[rows][:, :, gen]
-            if mask.dtype == torch.bool:
-                mask = torch.zeros(mask.shape, device=mask.device).masked_fill(~mask, float("-inf"))
-        # The softmax runs over ALL keys of the generated rows (text and image tokens take their share);
-        # the reference block is cut out afterwards, and lse is the full rows' log-sum-exp, so
-        # exp(S_block) = probs_block * exp(lse) still holds for the generated-side identity.
-        probs, lse = captured_probabilities(q[rows][:, :, gen], k[rows], q.shape[-1] ** -0.5, mask,
-                                            None if lse is None else lse[rows][:, :, gen])
-        s.accumulator.update(self.layer, probs[..., ref], lse, s.step)
+        # The softmax runs over ALL keys of the generated rows (text and image tokens take their share):
+        # lse is the full rows' log-sum-exp, and only the reference block P = exp(S_block - lse) is formed,
+        # so exp(S_block) = P * exp(lse) still holds for the generated-side identity.
+        scale = q.shape[-1] ** -0.5
+        q_gen, k_rows = q[rows][:, :, gen], k[rows]
+        if lse is None:
+            lse = chunked_logsumexp(q_gen, k_rows, scale, mask, self.budget)
+        else:
+            lse = lse[rows][:, :, gen]
+        # reserved: what the accumulator holds beside a chunk (row weights, per-token sums, a few of each)
+        n_rows = q_gen.shape[0] * q_gen.shape[1]
+        reserved = 4 * n_rows * (2 * self.layout.generated + 4 * self.layout.reference)
+        block = BlockProbabilities(q_gen, k_rows[:, :, ref], lse, scale,
+                                   None if mask is None else mask[..., ref], self.budget, reserved)
+        chunks = block.chunks()
+        if len(chunks) == 1:
+            s.accumulator.update(self.layer, block(chunks[0]), lse, s.step)
+        else:
+            s.accumulator.update_rows(self.layer, block, chunks, lse, block.n_keys, s.step)
         if self.concept is not None:
             self.concept.update(self.layer, out[rows][:, gen], out[rows][:, ref])
 
 
 @contextmanager
 def capture_joint(transformer: torch.nn.Module, session: CaptureSession, layout: JointLayout,
-                  concept: OutputSpaceAccumulator | None = None, layers: list[str] | None = None) -> Iterator[list[str]]:
+                  concept: OutputSpaceAccumulator | None = None, layers: list[str] | None = None,
+                  attention: AttentionWithLse = fused_attention, budget: int | None = None) -> Iterator[list[str]]:
     """Install :class:`FluxI2AMProcessor` on ``layers`` (default: every attention processor); restore on exit."""
     layers = list(transformer.attn_processors) if layers is None else layers
-    with swapped_processors(transformer, layers, lambda layer: FluxI2AMProcessor(session, layer, layout, concept)):
+    with swapped_processors(transformer, layers, lambda layer: FluxI2AMProcessor(session, layer, layout, concept,
+                                                                                 attention, budget)):
         yield layers

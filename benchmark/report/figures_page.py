@@ -1,5 +1,6 @@
 """The maps of each model: a page per model (``<task>/<model>.md``) with its first sample's maps at every stored
-level, linked from the "Attribution maps" section of the task page.
+level (the first sample that keeps its images: ``store.images``), linked from the "Attribution maps" section of the
+task page; a model none of whose samples keeps its images gets a line saying its figures are skipped.
 
 A figure depends only on its stored sample folder (immutable once its job is done) and the threshold, so a
 figure whose stamp (sample folder, threshold, figure code version) is unchanged is not drawn again; the others
@@ -24,6 +25,7 @@ from benchmark.store import write_atomic
 
 log = logging.getLogger("benchmark")
 FIGURE_VERSION = 1
+IMAGES = ("generated.png", "reference.png")  # what a figure draws its maps over (store.images may keep neither)
 LEVELS = (("ulam", "ULAM"), ("tlam", "TLAM (time groups)"), ("hlam", "HLAM (heads)"), ("llam", "LLAM (layers)"))
 
 
@@ -39,7 +41,13 @@ def model_figures(cfg: RunConfig, view: StoreView, task: str, models: list[str],
         dirs = view.dirs(task, model)
         if not dirs:
             continue
-        d, base, page = dirs[0], fig_dir / task / model, lb_dir / task / f"{model}.md"
+        d = next((d for d in dirs if all((d / f).is_file() for f in IMAGES)), None)
+        if d is None:  # store.images: none (or first: 0) kept no PNG to draw the maps over
+            lines.append(f"Figures skipped for {model}: no stored sample keeps its images (store.images), "
+                         f"so there is nothing to draw its maps over.  ")
+            continue
+        which = "the model's first" if d == dirs[0] else "the model's first with stored images"
+        base, page = fig_dir / task / model, lb_dir / task / f"{model}.md"
         try:
             stored = set(SampleMaps.load(d / "maps.npz").arrays)
         except Exception as err:  # noqa: BLE001 - one unreadable sample never stops the report
@@ -58,7 +66,7 @@ def model_figures(cfg: RunConfig, view: StoreView, task: str, models: list[str],
                      f"{d.relative_to(cfg.out_dir).as_posix()}|{thr}", stamps)
             images.append(f"![{fname[:-4]}](../{out.relative_to(lb_dir).as_posix()})  ")
         write_markdown(page, [f"# {task} / {model}: attribution maps", "", f"[back to {task}](../{task}.md)", "",
-                              f"Sample {d.name}, the model's first. {_caption(thr)}", ""] + images)
+                              f"Sample {d.name}, {which}. {_caption(thr)}", ""] + images)
         levels = ", ".join(fname[:-4].upper() for fname, *_ in wanted) or "no map stored"
         lines.append(f"[{model}]({page.relative_to(lb_dir).as_posix()}): sample {d.name} ({levels})  ")
     return lines + [""]

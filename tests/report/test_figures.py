@@ -314,6 +314,8 @@ def test_unreadable_sample_maps_are_skipped_with_a_note(sample, tmp_path):
     broken = tmp_path / "broken" / "s0"
     broken.mkdir(parents=True)
     (broken / "maps.npz").write_bytes(b"PK\x03\x04 not a zip")
+    for name in ("generated.png", "reference.png"):  # its images are there; only its maps are unreadable
+        (broken / name).write_bytes((sample / name).read_bytes())
     cfg = SimpleNamespace(scoring=SimpleNamespace(threshold=0.4), out_dir=tmp_path)
     view = SimpleNamespace(dirs=lambda task, model: {"good": [sample], "bad": [broken]}[model])
     lb, todo = tmp_path / "lb", []

@@ -164,6 +164,8 @@ def test_each_model_has_a_page_of_maps_linked_from_the_task_page(tmp_path):
     g = np.zeros((4, 4), np.float32)
     SampleMaps({"g/ulam": g, "g/tlam": g[None], "sr/volume": np.zeros((16, 4), np.float16)}, {}).save(
         sample / "maps.npz")
+    for name in ("generated.png", "reference.png"):  # the images the figures draw the maps over
+        (sample / name).write_bytes(b"")
     cfg = SimpleNamespace(scoring=SimpleNamespace(threshold=0.4), out_dir=tmp_path / "run")
     view = SimpleNamespace(dirs=lambda task, model: {"full": [sample], "gone": []}[model])
     lb, todo = tmp_path / "lb", []
