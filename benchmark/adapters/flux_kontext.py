@@ -181,7 +181,9 @@ class FluxKontextAdapter(ModelAdapter):
         if opts.random_init is not None:
             with torch.random.fork_rng():
                 torch.manual_seed(int(opts.random_init))
-                transformer = FluxTransformer2DModel.from_config(transformer.config).to(self.dtype)
+                transformer = FluxTransformer2DModel.from_config(transformer.config)
+                if transformer.dtype != self.dtype:  # cast only when asked (diffusers warns on every cast)
+                    transformer = transformer.to(self.dtype)
         parts = dict(scheduler=scheduler, vae=vae, transformer=transformer, text_encoder=None, tokenizer=None,
                      text_encoder_2=None, tokenizer_2=None)
         self.pipe = FluxKontextPipeline(**parts).to(self.device)

@@ -104,7 +104,8 @@ class ReferencePipelineAdapter(ModelAdapter):
             for name, (cls, _) in parts.items():
                 config = getattr(self.pipe, name).config
                 fresh = cls.from_config(config) if issubclass(cls, ModelMixin) else cls(config)
-                setattr(self.pipe, name, fresh.to(self.device, dtype))
+                fresh = fresh.to(self.device)  # float32 from its config; cast only when asked (diffusers warns)
+                setattr(self.pipe, name, fresh if fresh.dtype == dtype else fresh.to(dtype))
         self.pipe.set_progress_bar_config(disable=True)
         for name in ("vae", *parts):
             getattr(self.pipe, name).eval().requires_grad_(False)
