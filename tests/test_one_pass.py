@@ -6,8 +6,8 @@ own attention processors, the attention inputs (the query and key projections;
 for joint attention the query, key and output at the attention kernel) are
 hooked, and the maps are recomputed from them in float64 with literal loops
 (``helpers.brute_force_maps``: softmax over the query axis for the generated
-side, over the key axis for the reference side, as DESIGN.md "The maps,
-precisely" defines them).
+side, over the key axis for the reference side, as docs/maps.md
+defines them).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Streaming I2AM accumulators (torchmetrics-like: declared state, in-place update, exact merge).
 
-Definitions (DESIGN.md, "The maps, precisely"), for one cross-attention call
+Definitions (docs/maps.md), for one cross-attention call
 with logits S of shape (N heads, Q = h_l*w_l generated positions, K reference
 tokens):
 

@@ -1,6 +1,6 @@
 """Tiny models, independent logits and a brute-force I2AM reference for the capture tests.
 
-The brute force is the definition of DESIGN.md ("The maps, precisely") read
+The brute force is the definition of docs/maps.md read
 literally, in float64 and with loops: explicit logits from the modules' own
 projections, a softmax over the QUERY axis for the generated side, the
 key-axis softmax for the reference side, every (layer, head, token) map
