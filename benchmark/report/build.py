@@ -126,7 +126,8 @@ def build_report(cfg: RunConfig, results_dir: Path | None = None) -> dict[str, P
     since = changes.compare(view, frame, SCORES, N_PERMUTATIONS)
     changes.write(since, res_dir)
     overview_rows, todo = [], []
-    recorded = trends.with_unrecorded(past, history.current_rows(view, agg, git, complete_only=True))
+    complete = history.current_rows(view, agg, git, complete_only=True)  # the states the history may hold
+    recorded = history.with_unrecorded(past, complete)
     for name, task in tqdm(sorted(view.tasks.items()), desc="report"):
         quality = quality_metrics(task, frame)
         tf = tested[tested.task == name]
@@ -158,7 +159,7 @@ def build_report(cfg: RunConfig, results_dir: Path | None = None) -> dict[str, P
     draw(todo, fig_dir, cfg.cluster.workers)
     render.write_markdown(lb_dir / "README.md", render.overview(header, overview_rows, since,
                                                                 1 - cfg.scoring.regression.alpha, has_methods))
-    history.record(hist_path, history.current_rows(view, agg, git, complete_only=True), past)
+    history.record(hist_path, complete, past)
     return {"index": lb_dir / "README.md", "results": res_dir}
 
 

@@ -40,7 +40,7 @@ def compare(view: StoreView, frame: pd.DataFrame, scores: tuple[str, ...], n_per
     for sm in view.models:
         if sm.baseline or not sm.records:
             continue
-        old = previous_state(view, sm)
+        old = previous_state(sm)
         if old is None:
             continue
         new_values = _by_sample(frame[(frame.task == sm.task) & (frame.model == sm.model)])

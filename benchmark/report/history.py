@@ -67,17 +67,26 @@ def current_rows(view: StoreView, agg: pd.DataFrame, git: str, complete_only: bo
     return pd.DataFrame(rows, columns=COLUMNS + CI_COLUMNS)
 
 
+def with_unrecorded(history: pd.DataFrame, current: pd.DataFrame) -> pd.DataFrame:
+    """The history as it reads once ``current`` (:func:`current_rows`) is recorded: its rows plus those of the
+    states it does not hold yet (a state already in the history is never added again)."""
+    if history.empty:
+        return current
+    known = set(map(tuple, history[STATE].astype(str).values))
+    new = current[[tuple(r) not in known for r in current[STATE].astype(str).values]]
+    return pd.concat([history, new], ignore_index=True) if not new.empty else history
+
+
 def record(path: Path, rows: pd.DataFrame, history: pd.DataFrame | None = None) -> int:
     """Append the rows of every state not yet in the history (``history``: the file as already read); returns the
     number of states added."""
     old = read(path) if history is None else history
-    if not old.empty:
-        known = set(map(tuple, old[STATE].astype(str).values))
-        rows = rows[[tuple(r) not in known for r in rows[STATE].astype(str).values]]
-    if rows.empty:
+    merged = with_unrecorded(old, rows)
+    added = merged.iloc[len(old):]
+    if added.empty:
         return 0
-    write_csv(rows if old.empty else pd.concat([old, rows], ignore_index=True), path)
-    return len(rows.drop_duplicates(STATE))
+    write_csv(merged, path)
+    return len(added.drop_duplicates(STATE))
 
 
 def deltas(history: pd.DataFrame, current: pd.DataFrame) -> dict[tuple[str, str, str], float]:

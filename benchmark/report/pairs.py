@@ -20,12 +20,12 @@ import numpy as np
 import pandas as pd
 
 from benchmark.analysis.paired import holm, paired_test
+from benchmark.analysis.validity import ATTRIBUTION_SCORES
 from benchmark.config import RunConfig, TaskConfig
 from benchmark.registry import SET_METRICS, metric_direction, metric_label
 from benchmark.report.render import ARROWS
 from benchmark.report.store_view import StoreView
 
-SCORES = ("imacs_g", "imacs_r")
 ALPHA = 0.05  # Holm-adjusted level; the CI has coverage 1 - ALPHA
 MIN_SET_SAMPLES = 3  # FID needs a covariance and KID an unbiased MMD of at least this many samples
 PAIR_COLUMNS = ["task", "model_a", "model_b", "metric", "direction", "n", "mean_diff", "ci_low", "ci_high", "p_value",
@@ -125,7 +125,7 @@ def pairs_frame(frame: pd.DataFrame, task: str, baselines: set[str], quality: Se
     tf = frame[(frame.task == task) & ~frame.model.isin(baselines)]
     kw = {"n_boot": n_boot, "n_permutations": n_permutations, "seed": seed, "confidence": 1.0 - ALPHA}
     blocks = []
-    for metric in [m for m in (*SCORES, *quality) if m in set(tf.metric)]:
+    for metric in [m for m in (*ATTRIBUTION_SCORES, *quality) if m in set(tf.metric)]:
         values = tf[tf.metric == metric].set_index(["sample_id", "model"])["value"].unstack("model")
         rows = []
         for a, b in itertools.combinations(sorted(values.columns), 2):

@@ -38,6 +38,9 @@ class StoredModel:
     sample_ids: list[str] = field(default_factory=list)
     job_failures: list[dict] = field(default_factory=list)
     planned: list[str] | None = None  # the sample ids ``run`` planned for this state (None: not known)
+    # every intact record of this (task version, name, generation key), whatever its model hash: the states a
+    # nightly compares with (:func:`previous_state`) without reading the store again
+    intact: list[dict] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -114,6 +117,7 @@ def load_view(cfg: RunConfig) -> StoreView:
                         damaged.append({"key": p.parent.relative_to(store).as_posix(), "n_samples": 0,
                                         "error": f"damaged: {'; '.join(err.problems)} (`run` regenerates this job)"})
                 _select(sm, records, tr.max_samples)
+                sm.intact = records
                 sm.job_failures = damaged + stored_failures(store, task.name, task.version, spec.name, gen_key)
                 sm.planned = plan.get(sm.state, {}).get(str(tr.max_samples or "all"))
                 (models if protocol == "generation" else one_pass).append(sm)
@@ -155,20 +159,14 @@ def _select(sm: StoredModel, records: list[dict], max_samples: int | None) -> No
     sm.sample_dirs = [dirs[sid] for sid in sm.sample_ids if (dirs[sid] / "maps.npz").is_file()]
 
 
-def previous_state(view: StoreView, sm: StoredModel) -> StoredModel | None:
+def previous_state(sm: StoredModel) -> StoredModel | None:
     """The state ``sm`` is compared with by a nightly: the newest other model hash of the same (task version, model
     name, adapter, generation key) whose intact jobs hold every sample of ``sm``, with the same files. None when
     there is none (a first run, or only these weights stored)."""
-    digests = DigestCache()
     by_hash: dict[str, list[dict]] = {}
-    for p in stored_results(view.cfg.out_dir / "store", sm.task, sm.task_version, sm.model, sm.generation_key):
-        try:
-            rec = check_job(p.parent, digests)
-        except DamagedJob:
-            continue
+    for rec in sm.intact:
         if rec["model_hash"] != sm.model_hash and rec["adapter"] == sm.records[0]["adapter"]:
-            by_hash.setdefault(rec["model_hash"], []).append(rec | {"_dir": str(p.parent)})
-    digests.save()
+            by_hash.setdefault(rec["model_hash"], []).append(rec)
     wanted = _sample_digests(sm)
     for records in sorted(by_hash.values(), key=lambda rs: max(r["finished_at"] for r in rs), reverse=True):
         old = StoredModel(sm.task, sm.task_version, sm.model, sm.identity, sm.generation_key, sm.baseline, sm.protocol)

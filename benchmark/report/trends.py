@@ -16,20 +16,10 @@ import pandas as pd
 from benchmark.registry import metric_direction, metric_label
 from benchmark.report import memo
 from benchmark.report.figures_page import schedule
-from benchmark.report.history import CI_COLUMNS, STATE
+from benchmark.report.history import CI_COLUMNS
 
 TREND_COLUMNS = ["run_id", "model", "metric", "value", *CI_COLUMNS]
 MAX_TICKS = 12  # run labels on the x axis; more runs label every k-th
-
-
-def with_unrecorded(history: pd.DataFrame, current: pd.DataFrame) -> pd.DataFrame:
-    """The history as it reads once ``current`` (:func:`benchmark.report.history.current_rows`) is recorded: its
-    rows plus those of the states it does not hold yet."""
-    if history.empty:
-        return current
-    known = set(map(tuple, history[STATE].astype(str).values))
-    new = current[[tuple(r) not in known for r in current[STATE].astype(str).values]]
-    return pd.concat([history, new], ignore_index=True) if not new.empty else history
 
 
 def trend_rows(history: pd.DataFrame, task: str, task_version: int, scoring_key: str, models: list[str],

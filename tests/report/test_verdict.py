@@ -234,7 +234,7 @@ def test_history_without_ci_columns_still_reads(tmp_path):
     old = history.read(path)
     assert len(old) == 18 and old[history.CI_COLUMNS].isna().all().all()
     new = _history(runs=("2026-12-03T02:00:00Z",)).assign(model_hash="h9")
-    merged = trends.with_unrecorded(old, pd.concat([new, old.head(3)]))
+    merged = history.with_unrecorded(old, pd.concat([new, old.head(3)]))
     assert len(merged) == 27  # the rows of the known state are not added twice
     assert history.record(path, new, old) == 3
     assert history.read(path)[history.CI_COLUMNS].notna().sum().tolist() == [9, 9]
