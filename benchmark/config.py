@@ -274,7 +274,105 @@ class ClusterConfig:
     threads_per_worker: int = 1
     retries: int = 1
     job_timeout_s: float = 3600.0
-    gpus: str = "auto"  # auto | none
+    # A batch-scheduler cluster (benchmark.jobqueue; README "A nightly on a SLURM cluster"): ``jobqueue`` names the
+    # scheduler, the keys after it describe ONE batch job; the cluster runs 0 to ``workers`` worker processes.
+    jobqueue: str | None = None  # slurm | pbs | sge | lsf | local (the same job scripts, run as local processes)
+    cores: int = 1  # per batch job
+    memory: str | None = None  # per batch job, e.g. 64GB (required with jobqueue)
+    processes: int = 1  # worker processes per batch job, each with cores / processes threads (1 with GPUs)
+    walltime: str | None = None  # [D-]HH:MM:SS (SLURM), HH:MM:SS (PBS, SGE, local), HH:MM (LSF)
+    queue: str | None = None  # partition (SLURM) or queue
+    account: str | None = None  # account (SLURM, PBS) or project (SGE, LSF)
+    interface: str | None = None  # network interface of the scheduler and workers, e.g. ib0
+    job_extra_directives: tuple = ()  # e.g. ["--gres=gpu:1"]
+    job_script_prologue: tuple = ()  # shell lines before the worker starts, e.g. ["module load cuda"]
+    worker_extra_args: tuple = ()  # more `dask worker` options
+    log_directory: str | None = None  # default: <output dir>/jobqueue-logs
+    # auto: jobs ask for the GPU resource when the cluster's workers offer it; none: never (a local cluster is CPU
+    # workers); required: a cluster whose workers offer no GPU is an error before anything is submitted
+    gpus: str = "auto"
+    # Dask's per-worker host-memory limit ("32GiB", "auto" = host RAM / workers, "none"); unset: "auto" on a CPU
+    # cluster, none on a GPU cluster (weights pass through host RAM while they load)
+    memory_limit: str | None = None
+
+    def __post_init__(self):
+        if self.gpus not in CLUSTER_GPUS:
+            raise ConfigError(f"cluster.gpus: expected one of {list(CLUSTER_GPUS)}, got {self.gpus!r}"
+                              f"{_did_you_mean(str(self.gpus), CLUSTER_GPUS, list_known=False)}")
+        if self.memory_limit is not None and not isinstance(self.memory_limit, (str, int)):
+            raise ConfigError(f"cluster.memory_limit: expected a size such as 32GiB, auto or none, "
+                              f"got {self.memory_limit!r}")
+
+
+CLUSTER_GPUS = ("auto", "none", "required")
+
+
+# cluster.jobqueue: the batch schedulers benchmark.jobqueue starts workers through, and ``local``.
+JOBQUEUES = ("slurm", "pbs", "sge", "lsf", "local")
+JOBQUEUE_KEYS = ("cores", "memory", "processes", "walltime", "queue", "account", "interface", "job_extra_directives",
+                 "job_script_prologue", "worker_extra_args", "log_directory")
+
+
+def walltime_seconds(walltime: str, jobqueue: str) -> int:
+    """Seconds in ``walltime`` written as ``jobqueue``'s directive takes it: ``HH:MM`` for LSF, ``[D-]HH:MM:SS`` for
+    SLURM, ``HH:MM:SS`` for the others. ValueError, naming the expected form, for anything else or zero."""
+    form = {"lsf": "HH:MM", "slurm": "[D-]HH:MM:SS"}.get(jobqueue, "HH:MM:SS")
+    pattern = {"lsf": r"()(\d+):([0-5]\d)()", "slurm": r"(?:(\d+)-)?(\d+):([0-5]\d):([0-5]\d)"}.get(
+        jobqueue, r"()(\d+):([0-5]\d):([0-5]\d)")
+    hit = re.fullmatch(pattern, walltime) if isinstance(walltime, str) else None
+    seconds = (((int(hit[1] or 0) * 24 + int(hit[2])) * 60 + int(hit[3])) * 60 + int(hit[4] or 0)) if hit else 0
+    if not seconds:
+        raise ValueError(f"expected a time {form} above zero for {jobqueue}, got {walltime!r}")
+    return seconds
+
+
+def _check_jobqueue(c: ClusterConfig, where: str) -> None:
+    """The batch-job keys of ``cluster``: set only with ``jobqueue``, which names a known scheduler, and well formed."""
+    if c.jobqueue is None:
+        stray = [k for k in JOBQUEUE_KEYS if getattr(c, k) != ClusterConfig.__dataclass_fields__[k].default]
+        if stray:
+            raise ConfigError(f"{where}.{stray[0]}: describes a batch job, used only with cluster.jobqueue "
+                              f"({' | '.join(JOBQUEUES)})")
+        return
+    if c.jobqueue not in JOBQUEUES:
+        raise ConfigError(f"{where}.jobqueue: expected one of {list(JOBQUEUES)}, got {c.jobqueue!r}"
+                          f"{_did_you_mean(str(c.jobqueue), JOBQUEUES, list_known=False)}")
+    if c.scheduler:
+        raise ConfigError(f"{where}: jobqueue starts its own scheduler; set jobqueue or scheduler, not both")
+    if c.threads_per_worker != ClusterConfig.threads_per_worker:
+        raise ConfigError(f"{where}.threads_per_worker: a batch job's workers have cores / processes threads each; "
+                          "set cores and processes")
+    for key in ("cores", "processes"):
+        value = getattr(c, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{where}.{key}: expected an integer >= 1, got {value!r}")
+    if c.processes > c.cores:
+        raise ConfigError(f"{where}.processes: {c.processes} worker processes need at least as many cores, "
+                          f"got cores: {c.cores}")
+    from dask.utils import parse_bytes
+
+    try:
+        memory = parse_bytes(c.memory) if isinstance(c.memory, str) else 0
+    except ValueError:
+        memory = 0
+    if memory <= 0:
+        raise ConfigError(f"{where}.memory: expected the memory of one batch job, such as 64GB, got {c.memory!r}")
+    if c.walltime is not None:
+        try:
+            walltime_seconds(c.walltime, c.jobqueue)
+        except ValueError as err:
+            raise ConfigError(f"{where}.walltime: {err}") from err
+    for key in ("queue", "account", "interface", "log_directory"):
+        value = getattr(c, key)
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ConfigError(f"{where}.{key}: expected a non-empty string, got {value!r}")
+    for key in ("job_extra_directives", "job_script_prologue", "worker_extra_args"):
+        value = getattr(c, key)
+        if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}.{key}: expected a list of strings, got {value!r}")
+    if c.jobqueue == "local" and c.job_script_prologue:
+        raise ConfigError(f"{where}.job_script_prologue: the local job class runs the worker command alone; "
+                          "use a batch scheduler for a prologue")
 
 
 @dataclass(frozen=True)
@@ -367,10 +465,11 @@ class RunConfig:
     def to_dict(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self), default=list))
 
-    def generation_key(self, task_run: "TaskRun", protocol: str = "generation") -> str:
+    def generation_key(self, task_run: "TaskRun", protocol: str = "generation", device_type: str = "cpu") -> str:
         """What, besides task, samples and model, changes a job's stored outputs: the sampling override (or the
         one-pass timesteps), the capture settings, the seed, the stored maps' precision when it is not float32
-        (``store.maps_dtype``) and the generation code's version (``docs/store.md``). ``store.images`` is not in it:
+        (``store.maps_dtype``), the device type the jobs run on (cpu | cuda | mps: kernels differ, so do the
+        numbers) and the generation code's version (``docs/store.md``). ``store.images`` is not in it:
         the PNGs are views of the outputs, no score reads them."""
         from benchmark.store import GENERATION_CODE_VERSION
 
@@ -382,7 +481,9 @@ class RunConfig:
             how = {"sampling": {k: v for k, v in dataclasses.asdict(task_run.sampling).items() if v is not None}}
         # float32 maps are what every earlier store holds: their keys stay as they were (docs/store.md)
         maps = {} if self.store.maps_dtype == "float32" else {"maps_dtype": self.store.maps_dtype}
-        return short_hash({"seed": self.seed, **how, "capture": capture, **maps, "code": GENERATION_CODE_VERSION})
+        device = {} if device_type == "cpu" else {"device": device_type}  # likewise for the CPU stores
+        return short_hash({"seed": self.seed, **how, "capture": capture, **maps, **device,
+                           "code": GENERATION_CODE_VERSION})
 
     def one_pass_of(self, task_run: "TaskRun") -> OnePassConfig | None:
         return task_run.one_pass or self.one_pass
@@ -525,6 +626,7 @@ def validate(cfg: RunConfig, where: str) -> None:
         raise ConfigError(f"{where}: batch_size, shard_size and cluster.workers must be >= 1")
     _parse_device(cfg.device, f"{where}.device")
     _check_scoring(cfg.scoring, f"{where}.scoring")
+    _check_jobqueue(cfg.cluster, f"{where}.cluster")
     for i, tr in enumerate(cfg.tasks):
         if tr.max_samples is not None and tr.max_samples < 1:
             raise ConfigError(f"{where}.tasks[{i}].max_samples must be >= 1, got {tr.max_samples}")
@@ -655,7 +757,8 @@ def check_config(cfg: RunConfig, scheduler: str | None = None) -> None:
     """The pre-run checks loading leaves out because they look beyond the file: every configured adapter's
     registry target is defined, the scheduler is a known kind, and the device exists on this machine. The device
     is not checked when the jobs run on an existing cluster's workers (``scheduler``, as given to
-    ``run --scheduler``, or ``cluster.scheduler``, an address or a scheduler file).
+    ``run --scheduler``, or ``cluster.scheduler``, an address or a scheduler file) or on batch jobs
+    (``cluster.jobqueue``: its submit command must be on this machine's PATH instead).
     Raises ConfigError on the first problem."""
     from benchmark.registry import ADAPTERS
 
@@ -664,7 +767,11 @@ def check_config(cfg: RunConfig, scheduler: str | None = None) -> None:
             check_target(ADAPTERS.entry(m.adapter).target,
                          f"{cfg.name}.tasks[{i}] model {m.name!r} (adapter {m.adapter!r})")
     where = scheduler or cfg.cluster.scheduler
-    if where in (None, "inline", "local"):  # the jobs run on this machine
+    if where in (None, "local") and cfg.cluster.jobqueue not in (None, "local"):  # the jobs run on batch nodes
+        from benchmark.jobqueue import check_submit_command
+
+        check_submit_command(cfg.cluster.jobqueue)
+    elif where in (None, "inline", "local"):  # the jobs run on this machine
         check_device(cfg.device)
     elif not where.startswith(("tcp://", "tls://", "ucx://")) and not Path(where).is_file():
         raise ConfigError(f"scheduler {where!r}: not inline, local, an address (tcp://host:port) or an existing "

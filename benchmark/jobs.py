@@ -8,6 +8,7 @@ IMACS terms at every threshold of the stored grid; ``report`` forms IMACS at any
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 import logging
 import shutil
@@ -28,7 +29,9 @@ if TYPE_CHECKING:  # torch is imported where a job runs: a run with nothing to d
     import torch
 
 log = logging.getLogger("benchmark")
-_MODELS: dict = {}  # per-process (per-worker) model cache: models load once per worker
+# The one model this process (a worker) keeps loaded: (load key, adapter). A worker runs one model's jobs after
+# another (the runner orders them by model), so it loads each model once and never holds two.
+_RESIDENT: list = [None, None]
 
 # Torch intra-op threads while a job runs. CPU kernels split their reductions by thread count, so a job's
 # numbers depend on it; one fixed count makes inline runs and any number of workers store the same numbers.
@@ -43,7 +46,7 @@ class Job:
     task_version: int
     model: ModelSpec
     model_hash: str
-    generation_key: str
+    generation_key: str  # includes the device type (:meth:`RunConfig.generation_key`)
     indices: tuple[int, ...]
     sample_ids: tuple[str, ...]
     samples_hash: str  # digest of the shard's sample ids and files
@@ -51,6 +54,7 @@ class Job:
     timesteps: tuple[int, ...] = ()  # one-pass jobs: the timesteps of the noised ground truth (else generation)
     digests: tuple[str, ...] = field(default=(), compare=False)  # per sample, behind samples_hash
     run_id: str = field(default="", compare=False)  # the run that executes it: recorded, never part of the key
+    device_type: str = "cpu"  # cpu | cuda | mps: what the run planned it for (in ``generation_key``)
 
     @property
     def key(self) -> str:
@@ -65,6 +69,13 @@ class Job:
     @property
     def dask_key(self) -> str:
         return "job-" + self.key.replace("/", "--")
+
+
+def model_order(job: Job) -> tuple:
+    """Sort key that puts one model's jobs together (the identity :func:`load_adapter` loads by), so that a process
+    that keeps one model loaded loads each once."""
+    m = job.model
+    return m.adapter, m.path, json.dumps(m.options, sort_keys=True, default=str), job.model_hash
 
 
 def model_files_hash(spec: ModelSpec, digests: DigestCache | None = None) -> str:
@@ -94,10 +105,42 @@ def pick_device(requested: str = "auto") -> "torch.device":
     return torch.device(requested)
 
 
-def load_adapter(spec: ModelSpec, device: torch.device, files_hash: str = ""):
-    """The adapter for ``spec`` on ``device``, loaded once per process.
+def job_device(requested: str, device_type: str, worker_gpu: int | None = None) -> "torch.device":
+    """The device a job runs on, chosen in the job's own thread: PyTorch keeps the current CUDA device per thread,
+    so a device set elsewhere (the worker's event loop) does not reach it. ``device_type`` is what the run planned
+    the job for (part of its key); ``requested`` is the config's ``device``, whose index (``cuda:N``) applies to
+    runs in this process; on a Dask worker ``worker_gpu`` is the worker's own GPU
+    (:func:`benchmark.distributed.worker_gpu_index`). A job planned for CUDA on a machine without CUDA fails here,
+    saying so, rather than storing CPU outputs under a CUDA key."""
+    import torch
 
-    ``files_hash`` (:func:`model_files_hash`) is part of the cache key so that a long-lived worker
+    if device_type != "cuda":
+        return torch.device(device_type)
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise RuntimeError(f"the run planned this job for CUDA (device: {requested}), but this machine has no CUDA "
+                           "GPU; set device: cpu, or run it where the GPUs are")
+    index = worker_gpu
+    if index is None:
+        index = (torch.device(requested).index or 0) if requested.startswith("cuda") else 0
+    device = torch.device("cuda", index % count)
+    torch.cuda.set_device(device)  # for code that allocates on "the current device" in this thread
+    return device
+
+
+def accelerator_name(device: "torch.device") -> str:
+    """What a job's numbers depend on besides the software: ``cpu``, ``mps`` or ``cuda:<GPU name>``."""
+    import torch
+
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return device.type
+
+
+def load_adapter(spec: ModelSpec, device: torch.device, files_hash: str = ""):
+    """The adapter for ``spec`` on ``device``; the process keeps this one model loaded and releases the previous.
+
+    ``files_hash`` (:func:`model_files_hash`) is part of the load key so that a long-lived worker
     reloads a model whose files changed at the same path instead of serving the old weights. Each adapter
     finds its files through :func:`benchmark.api.sources.resolve_model_source` (a local folder, else the local
     hub cache; never a download)."""
@@ -110,9 +153,27 @@ def load_adapter(spec: ModelSpec, device: torch.device, files_hash: str = ""):
     transformers_logging.disable_progress_bar()
     diffusers_logging.disable_progress_bar()
     key = (spec.adapter, spec.path, json.dumps(spec.options, sort_keys=True, default=str), str(device), files_hash)
-    if key not in _MODELS:
-        _MODELS[key] = ADAPTERS.get(spec.adapter)(spec, device)
-    return _MODELS[key]
+    if _RESIDENT[0] != key:
+        release_model()  # before loading: two models never share the GPU or the host memory
+        adapter = ADAPTERS.get(spec.adapter)(spec, device)
+        _RESIDENT[:] = [key, adapter]
+    return _RESIDENT[1]
+
+
+def release_model() -> None:
+    """Drop the resident model and return its memory: the objects (``gc``, also for reference cycles) and the
+    CUDA caching allocator's blocks (``torch.cuda.empty_cache``), so that the next model has the whole GPU."""
+    device = getattr(_RESIDENT[1], "device", None)
+    _RESIDENT[:] = [None, None]
+    free_memory(device)
+
+
+def free_memory(device) -> None:
+    gc.collect()
+    if device is not None and str(device).startswith("cuda"):
+        import torch
+
+        torch.cuda.empty_cache()
 
 
 def job_dir(cfg: RunConfig, job: Job) -> Path:
@@ -197,18 +258,65 @@ def _quality(images: torch.Tensor, batch: dict, i: int) -> dict[str, float]:
     return out
 
 
-def run_job(cfg: RunConfig, job: Job, progress=None) -> dict:
+class JobOutOfMemory(RuntimeError):
+    """A job ran out of accelerator memory at its batch size and at half of it; the message names both."""
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """A CUDA out-of-memory error (``torch.cuda.OutOfMemoryError``, or the RuntimeError older code paths raise)."""
+    import torch
+
+    return isinstance(err, torch.cuda.OutOfMemoryError) or (isinstance(err, RuntimeError)
+                                                           and "CUDA out of memory" in str(err))
+
+
+def run_job(cfg: RunConfig, job: Job, progress=None, worker_gpu: int | None = None) -> dict:
     """Run a job unless its result exists; returns the result record.
 
     Runs with :data:`JOB_TORCH_THREADS` torch threads (restored afterwards) so that its numbers do not
-    depend on where it runs."""
+    depend on where it runs. ``worker_gpu``: see :func:`job_device`. A CUDA out-of-memory error runs the job
+    once more, here, with half the batch; a second one raises :class:`JobOutOfMemory`. Each sample's noise comes
+    from its own seed, so a smaller batch makes the same samples; kernels chosen for another batch shape can
+    change the last bits of float32 results (the record keeps the batch size)."""
     if check_stored(cfg, job):
         return read_record(job_dir(cfg, job) / RESULT)
+    counter = _SampleCounter(progress)
     with _torch_threads(JOB_TORCH_THREADS):
-        return _run_job(cfg, job, progress)
+        device = job_device(cfg.device, job.device_type, worker_gpu)
+        tried = []
+        for batch_size in dict.fromkeys((cfg.batch_size, max(1, cfg.batch_size // 2))):
+            tried.append(batch_size)
+            counter.restart()
+            try:
+                return _run_job(cfg, job, device, batch_size, counter)
+            except Exception as err:  # noqa: BLE001 - only out-of-memory is retried; the rest is re-raised
+                if not is_out_of_memory(err):
+                    raise
+                reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            # outside the handler: the traceback's frames, and the tensors they hold, are gone
+            free_memory(device)
+            log.warning("job %s: out of memory at batch size %d", job.key, batch_size)
+        sizes = " and ".join(map(str, tried))
+        raise JobOutOfMemory(f"out of memory at batch size{'s' if len(tried) > 1 else ''} {sizes}: {reason}")
 
 
-def _run_job(cfg: RunConfig, job: Job, progress) -> dict:
+class _SampleCounter:
+    """Tells ``progress`` each sample once, however many attempts a job makes."""
+
+    def __init__(self, progress):
+        self.progress, self.shown, self.done = progress, 0, 0
+
+    def restart(self) -> None:
+        self.done = 0
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        if self.progress is not None and self.done > self.shown:
+            self.progress(self.done - self.shown)
+            self.shown = self.done
+
+
+def _run_job(cfg: RunConfig, job: Job, device: torch.device, batch_size: int, progress) -> dict:
     from benchmark.capture.joint_capture import OutputSpaceAccumulator
     from benchmark.generation import CaptureSettings, generate_with_capture
     from benchmark.one_pass import OnePassSettings, one_pass_with_capture
@@ -224,7 +332,6 @@ def _run_job(cfg: RunConfig, job: Job, progress) -> dict:
     t = time.perf_counter()
     task = TaskConfig.load(resolve_path(job.task_path))
     dataset = build_dataset(task)
-    device = pick_device(cfg.device)
     adapter = load_adapter(job.model, device, job.model_hash)
     defaults = adapter.default_sampling()
     sampling = SamplingSettings(job.sampling.get("num_inference_steps") or defaults.num_inference_steps,
@@ -243,8 +350,8 @@ def _run_job(cfg: RunConfig, job: Job, progress) -> dict:
     timings["load"] += time.perf_counter() - t
     sample_dir = out / "samples"
     set_images = {"generated": [], "target": [], "reference_set": []}
-    for start in range(0, len(samples), cfg.batch_size):
-        chunk = samples[start : start + cfg.batch_size]
+    for start in range(0, len(samples), batch_size):
+        chunk = samples[start : start + batch_size]
         batch = collate(chunk)
         t = time.perf_counter()
         if job.timesteps:  # one pass on the noised ground truth: maps only, drawn over the target
@@ -282,8 +389,7 @@ def _run_job(cfg: RunConfig, job: Job, progress) -> dict:
             written += _store_sample(cfg, sample_dir / sample.sample_id, maps, images[i], sample.reference,
                                      "target.png" if job.timesteps else "generated.png", start + i)
         timings["maps_store"] += time.perf_counter() - t
-        if progress is not None:
-            progress(len(chunk))
+        progress(len(chunk))
     t = time.perf_counter()
     written += _store_set_inputs(cfg, out, set_images, device)
     timings["metrics"] += time.perf_counter() - t
@@ -297,7 +403,8 @@ def _run_job(cfg: RunConfig, job: Job, progress) -> dict:
               "n_samples": len(samples), "failures": failures, "rows": rows,
               "imacs_terms": {"thresholds": list(THRESHOLD_GRID), "samples": terms},
               "protocol": job.protocol, "timesteps": list(job.timesteps), "model_evaluations_per_sample": evaluations,
-              "sampling": asdict(sampling), "device": str(device), "timings": timings,
+              "sampling": asdict(sampling), "device": str(device), "accelerator": accelerator_name(device),
+              "batch_size": batch_size, "timings": timings,
               "store": {"maps_dtype": cfg.store.maps_dtype, "images": cfg.store.images},
               "files": file_manifest(out, written)}
     write_atomic(out / RESULT, json.dumps(record))
@@ -386,7 +493,7 @@ def refresh_set_inputs(cfg: RunConfig, job: Job) -> None:
     images = {"generated": [torch.stack(generated)] if generated else [], "target": [s.target for s in samples],
               "reference_set": [s.meta.get("photo", s.target) for s in samples]}
     with _torch_threads(JOB_TORCH_THREADS):
-        written = _store_set_inputs(cfg, job_dir(cfg, job), images, pick_device(cfg.device))
+        written = _store_set_inputs(cfg, job_dir(cfg, job), images, job_device(cfg.device, job.device_type))
     if "files" in record:  # the record names the new file's size and checksum
         record["files"].update(file_manifest(job_dir(cfg, job), written))
         write_atomic(job_dir(cfg, job) / RESULT, json.dumps(record))

@@ -7,9 +7,11 @@ leaderboard with its reason; the other tasks and models still run.
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
 import json
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,10 +19,10 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from benchmark.config import RunConfig, TaskConfig, resolve_path
-from benchmark.jobs import (Job, check_stored, model_files_hash, record_failure, refresh_set_inputs, run_job,
-                            set_inputs_stale)
-from benchmark.store import (PLAN, PLAN_FAILURES, RESULT, DamagedJob, DigestCache, model_dir, read_record, short_hash,
-                             write_atomic)
+from benchmark.jobs import (Job, check_stored, model_files_hash, model_order, record_failure, refresh_set_inputs,
+                            run_job, set_inputs_stale)
+from benchmark.store import (PLAN, PLAN_FAILURES, RESULT, RUN_DEVICE, DamagedJob, DigestCache, model_dir, read_record,
+                             short_hash, write_atomic)
 
 log = logging.getLogger("benchmark")
 
@@ -77,10 +79,46 @@ def sample_digest(dataset, i: int, digests: DigestCache) -> str:
                                         for role, p in sorted(files.items())}], 16)
 
 
-def plan_jobs(cfg: RunConfig, run_id: str = "") -> Plan:
-    """Every (task, model, shard) of the config, with deterministic keys; what could not be planned, with why."""
+def device_type(cfg: RunConfig, scheduler: str | None = None) -> str:
+    """The device type (cpu | cuda | mps) the run's jobs run on, part of their keys: the kind of ``device``; for
+    ``auto``, cuda where the jobs run has a CUDA GPU, else cpu. Where they run: this machine (``inline``,
+    ``local``), the workers of an existing cluster (``tcp://...`` or a scheduler file: asked), or the GPU
+    workers a batch-scheduler cluster (``cluster.jobqueue``) starts. ``cluster.gpus: none`` is cpu."""
+    kind = cfg.device.partition(":")[0]
+    if kind != "auto":
+        return kind
+    if cfg.cluster.gpus == "none":
+        return "cpu"
+    where = scheduler or cfg.cluster.scheduler or "local"
+    if where == "local" and cfg.cluster.jobqueue:
+        return "cuda"
+    if where in ("inline", "local"):
+        return "cuda" if cuda_here() else "cpu"
+    from benchmark.distributed import workers_have_cuda
+
+    return "cuda" if workers_have_cuda(cfg, where) else "cpu"
+
+
+def cuda_here() -> bool:
+    """Whether this machine has a CUDA GPU PyTorch can use, asked of the CUDA driver (``libcuda``, which honours
+    ``CUDA_VISIBLE_DEVICES``) without importing torch: a run with nothing to do loads no model library. A torch
+    already imported is asked directly."""
+    if "torch" in sys.modules:
+        return sys.modules["torch"].cuda.is_available()
+    try:
+        driver = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
+    count = ctypes.c_int(0)
+    return driver.cuInit(0) == 0 and driver.cuDeviceGetCount(ctypes.byref(count)) == 0 and count.value > 0
+
+
+def plan_jobs(cfg: RunConfig, run_id: str = "", device: str | None = None) -> Plan:
+    """Every (task, model, shard) of the config, with deterministic keys; what could not be planned, with why.
+    ``device``: the device type the jobs run on (:func:`device_type`; default: as on this machine)."""
     from benchmark.tasks import build_dataset
 
+    device = device or device_type(cfg, "local")
     jobs, failures, expected, digests = [], [], {}, DigestCache()
     for tr in cfg.tasks:
         task = TaskConfig.load(resolve_path(tr.task))
@@ -104,14 +142,14 @@ def plan_jobs(cfg: RunConfig, run_id: str = "") -> Plan:
             if one_pass is not None and (one_pass.baselines or "random_init" not in model.options):
                 protocols.append(("one_pass", tuple(one_pass.timesteps)))
             for protocol, timesteps in protocols:
-                gen_key = cfg.generation_key(tr, protocol)
+                gen_key = cfg.generation_key(tr, protocol, device)
                 state = f"{task.name}-v{task.version}/{model.name}-{mhash}/{gen_key}"
                 expected.setdefault(state, {})[str(tr.max_samples or "all")] = list(ids)
                 for start in range(0, n, cfg.shard_size):
                     idx = tuple(range(start, min(start + cfg.shard_size, n)))
                     jobs.append(Job(tr.task, task.name, task.version, model, mhash, gen_key, idx,
                                     tuple(ids[i] for i in idx), short_hash([[ids[i], sample_digests[i]] for i in idx], 12),
-                                    sampling, timesteps, tuple(sample_digests[i] for i in idx), run_id))
+                                    sampling, timesteps, tuple(sample_digests[i] for i in idx), run_id, device))
     digests.save()
     return Plan(jobs, failures, expected)
 
@@ -156,7 +194,7 @@ def execute(cfg: RunConfig, plan: Plan | None = None, scheduler: str | None = No
     summary = summary or RunSummary(new_run_id(), 0, 0, 0)
     if phase:
         phase("planning")
-    plan = plan_jobs(cfg, summary.run_id) if plan is None else plan
+    plan = plan_jobs(cfg, summary.run_id, device_type(cfg, scheduler)) if plan is None else plan
     jobs = plan.jobs
     digests = DigestCache()
     pending = [j for j in jobs if not check_stored(cfg, j, digests) and not covered(cfg, j)]
@@ -165,6 +203,8 @@ def execute(cfg: RunConfig, plan: Plan | None = None, scheduler: str | None = No
     summary.pending = len(pending)
     write_atomic(cfg.out_dir / PLAN_FAILURES, json.dumps(plan.failures, indent=1))
     write_plan(cfg, plan.expected)
+    if jobs:  # the report reads the states of the device type the jobs were keyed for
+        write_atomic(cfg.out_dir / RUN_DEVICE, json.dumps({"device_type": jobs[0].device_type}))
     log.info("%d jobs, %d already done, %d to run", len(jobs), summary.skipped, len(pending))
     if pending and phase:
         phase("generation")
@@ -199,7 +239,7 @@ def job_failed(cfg: RunConfig, job: Job, err: BaseException | str, summary: RunS
 def _run_inline(cfg: RunConfig, pending: list[Job], summary: RunSummary) -> None:
     total = sum(len(j.indices) for j in pending)
     with tqdm(total=total, desc="samples", unit="sample") as bar:
-        for job in pending:
+        for job in sorted(pending, key=model_order):  # one model loaded at a time: each model loads once
             bar.set_postfix_str(f"{job.task_name}/{job.model.name}/{job.indices[0]}-{job.indices[-1]}")
             try:
                 run_job(cfg, job, progress=bar.update)

@@ -31,6 +31,7 @@ GENERATION_CODE_VERSION = 2
 RESULT = "result.json"
 PLAN_FAILURES = "plan_failures.json"  # in the run's output folder: task entries the last run could not plan
 PLAN = "plan.json"  # in the run's output folder: per stored state, the sample ids it needs to be complete
+RUN_DEVICE = "device.json"  # in the run's output folder: the device type the last run's jobs are keyed for
 FAILED = "failed.json"
 QUARANTINE = "quarantine"  # under the store: damaged jobs moved aside
 # What every result.json holds; a record without one of these is damaged (a truncated or foreign file).

@@ -77,7 +77,7 @@ import torch.nn.functional as F
 from diffusers import (AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxKontextInpaintPipeline,
                        FluxKontextPipeline, FluxTransformer2DModel)
 
-from benchmark.adapters.pipeline_adapter import model_dtype
+from benchmark.adapters.pipeline_adapter import fresh_component, model_dtype
 from benchmark.api.model import (ModelAdapter, ModelSpec, SamplingSettings, check_timesteps, initial_noise,
                                  one_pass_noise, one_pass_target)
 from benchmark.api.sample import condition_size
@@ -85,6 +85,7 @@ from benchmark.api.sources import resolve_model_source
 from benchmark.capture.joint_capture import JointLayout
 from benchmark.capture.tokens import TokenLayout
 from benchmark.config import REPO_ROOT, ConfigError, build_section
+from benchmark.pipelines.reference_i2i import float32_decode_calls
 from benchmark.registry import ADAPTERS
 
 HUB_ID = "black-forest-labs/FLUX.1-Kontext-dev"
@@ -172,18 +173,18 @@ class FluxKontextAdapter(ModelAdapter):
         # the prompt first: a missing one fails before the weights load, and T5 is released before they do
         self.prompt_embeds, self.pooled_prompt_embeds = self._prompt(
             folder, FluxTransformer2DModel.load_config(transformer_dir))
-        transformer = FluxTransformer2DModel.from_pretrained(transformer_dir, torch_dtype=self.dtype)
+        if opts.random_init is None:
+            transformer = FluxTransformer2DModel.from_pretrained(transformer_dir, torch_dtype=self.dtype)
+        else:  # built where it runs, from the config alone: no trained weights read, no float32 copy in host memory
+            with torch.random.fork_rng():
+                torch.manual_seed(int(opts.random_init))
+                transformer = fresh_component(FluxTransformer2DModel, transformer_dir, "FLUX transformer", self.dtype,
+                                              self.device)
         vae = AutoencoderKL.from_pretrained(_part(folder, "vae"), torch_dtype=self.dtype)
         if vae.config.get("shift_factor") is None or vae.config.get("scaling_factor") is None:
             raise ValueError(f"the VAE in {folder / 'vae'} needs shift_factor and scaling_factor in its config "
                              "(FLUX's: 0.1159 and 0.3611)")
         scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(_part(folder, "scheduler"))
-        if opts.random_init is not None:
-            with torch.random.fork_rng():
-                torch.manual_seed(int(opts.random_init))
-                transformer = FluxTransformer2DModel.from_config(transformer.config)
-                if transformer.dtype != self.dtype:  # cast only when asked (diffusers warns on every cast)
-                    transformer = transformer.to(self.dtype)
         parts = dict(scheduler=scheduler, vae=vae, transformer=transformer, text_encoder=None, tokenizer=None,
                      text_encoder_2=None, tokenizer_2=None)
         self.pipe = FluxKontextPipeline(**parts).to(self.device)
@@ -291,17 +292,18 @@ class FluxKontextAdapter(ModelAdapter):
             generator=[torch.Generator().manual_seed(int(s)) for s in seeds],
             output_type="pt", callback_on_step_end=on_step_end if callback_on_step_end is not None else None)
         reference = self.reference_pixels(batch["reference"]).to(dev, dtype)
-        if self.is_inpainting(batch):
-            c = batch["conditions"]
-            images = self.inpaint_pipe(
-                image=c["masked_image"].float().clamp(0, 1).to(dev, dtype),
-                mask_image=c["mask"].float().clamp(0, 1).to(dev, dtype),
-                image_reference=reference, strength=1.0,
-                latents=noise,  # this pipeline packs the latents itself
-                **common).images
-        else:
-            packed = self.pipe._pack_latents(noise, b, channels, 2 * gh, 2 * gw)
-            images = self.pipe(image=reference, latents=packed, **common).images
+        with float32_decode_calls(self.pipe.vae):  # force_upcast honoured inside the pipelines' own decode
+            if self.is_inpainting(batch):
+                c = batch["conditions"]
+                images = self.inpaint_pipe(
+                    image=c["masked_image"].float().clamp(0, 1).to(dev, dtype),
+                    mask_image=c["mask"].float().clamp(0, 1).to(dev, dtype),
+                    image_reference=reference, strength=1.0,
+                    latents=noise,  # this pipeline packs the latents itself
+                    **common).images
+            else:
+                packed = self.pipe._pack_latents(noise, b, channels, 2 * gh, 2 * gw)
+                images = self.pipe(image=reference, latents=packed, **common).images
         if tuple(images.shape) != (b, 3, *size):
             raise RuntimeError(f"flux_kontext: pipeline returned {tuple(images.shape)}, expected {(b, 3, *size)}")
         return images.float().cpu()

@@ -47,6 +47,20 @@ def load_component(cls, path: Path, what: str, dtype: torch.dtype):
     return cls.from_pretrained(path, torch_dtype=dtype)
 
 
+def fresh_component(cls, path: Path, what: str, dtype: torch.dtype, device: torch.device):
+    """A freshly initialised ``cls`` of the config in ``path`` (no weights are read), built on ``device`` and cast to
+    ``dtype``: a random-init baseline never holds a second copy of the model in host memory. The values come from
+    ``device``'s generator (seed it first), so they differ between CPU and CUDA, as every output does."""
+    if not Path(path).is_dir():
+        raise FileNotFoundError(f"{what} not found at {path}: put a {cls.__name__} folder (from save_pretrained) there")
+    with torch.device(device):
+        if issubclass(cls, ModelMixin):
+            fresh = cls.from_config(cls.load_config(path))
+        else:
+            fresh = cls(cls.config_class.from_pretrained(path))
+    return fresh if fresh.dtype == dtype else fresh.to(dtype)  # cast only when asked (diffusers warns)
+
+
 def model_and_vae(spec: ModelSpec, layout: str) -> tuple[Path, Path]:
     """(model folder, VAE folder) of an exported I2I model: ``spec.path`` and the option ``vae`` (default
     ``<path>/vae``), both through :func:`resolve_model_source`."""
@@ -97,15 +111,13 @@ class ReferencePipelineAdapter(ModelAdapter):
         self.i2i = I2IModelSpec.load(root)
         dtype = model_dtype(self.spec.options.get("dtype", "float32"), self.device, f"model {self.spec.name!r}")
         vae = load_component(AutoencoderKL, vae_dir, "VAE", dtype)
-        modules = {name: load_component(cls, root / name, what, dtype) for name, (cls, what) in parts.items()}
-        self.pipe = pipeline_cls(vae=vae, scheduler=scheduler, spec=self.i2i, **modules).to(self.device)
-        if self.spec.options.get("random_init") is not None:
+        if self.spec.options.get("random_init") is None:
+            modules = {name: load_component(cls, root / name, what, dtype) for name, (cls, what) in parts.items()}
+        else:  # built where it runs, from the configs alone: the trained weights are never read
             torch.manual_seed(int(self.spec.options["random_init"]))
-            for name, (cls, _) in parts.items():
-                config = getattr(self.pipe, name).config
-                fresh = cls.from_config(config) if issubclass(cls, ModelMixin) else cls(config)
-                fresh = fresh.to(self.device)  # float32 from its config; cast only when asked (diffusers warns)
-                setattr(self.pipe, name, fresh if fresh.dtype == dtype else fresh.to(dtype))
+            modules = {name: fresh_component(cls, root / name, what, dtype, self.device)
+                       for name, (cls, what) in parts.items()}
+        self.pipe = pipeline_cls(vae=vae, scheduler=scheduler, spec=self.i2i, **modules).to(self.device)
         self.pipe.set_progress_bar_config(disable=True)
         for name in ("vae", *parts):
             getattr(self.pipe, name).eval().requires_grad_(False)

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from benchmark.config import RunConfig
-from benchmark.store import PLAN, PLAN_FAILURES, QUARANTINE, write_atomic
+from benchmark.store import PLAN, PLAN_FAILURES, QUARANTINE, RUN_DEVICE, write_atomic
 
 STAMP = "results/pages.json"  # in the run folder: leaderboard folder -> digest of what its pages were built from
 PACKAGE = Path(__file__).resolve().parents[1]
@@ -37,7 +37,7 @@ def _stat_tree(h, root: Path, skip: str | None = None) -> None:
 def inputs_digest(cfg: RunConfig) -> str:
     h = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode())
     _stat_tree(h, cfg.out_dir / "store", skip=QUARANTINE)
-    for name in (PLAN, PLAN_FAILURES):
+    for name in (PLAN, PLAN_FAILURES, RUN_DEVICE):
         _stat_tree(h, cfg.out_dir / name)
     for path in sorted(PACKAGE.rglob("*.py")):
         h.update(path.read_bytes())

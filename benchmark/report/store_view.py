@@ -16,8 +16,8 @@ import pandas as pd
 
 from benchmark.config import RunConfig, TaskConfig, resolve_path
 from benchmark.scoring import imacs_from_terms
-from benchmark.store import (PLAN, PLAN_FAILURES, DamagedJob, DigestCache, check_job, short_hash, stored_failures,
-                             stored_results)
+from benchmark.store import (PLAN, PLAN_FAILURES, RUN_DEVICE, DamagedJob, DigestCache, check_job, short_hash,
+                             stored_failures, stored_results)
 
 FRAME_COLUMNS = ["task", "model", "adapter", "sample_id", "metric", "value", "note"]
 
@@ -62,6 +62,11 @@ class StoredModel:
         return max((r.get("run_id", "") for r in self.records), default="")
 
     @property
+    def accelerator(self) -> str:
+        """What computed the records (``cpu``, ``cuda:<GPU name>``; several joined by ``+``; "" before it was kept)."""
+        return "+".join(sorted({r.get("accelerator", "") for r in self.records}))
+
+    @property
     def samples_key(self) -> str:
         return short_hash(sorted(self.sample_ids))
 
@@ -96,6 +101,7 @@ def load_view(cfg: RunConfig) -> StoreView:
     store = cfg.out_dir / "store"
     digests = DigestCache()
     plan = _json(cfg.out_dir / PLAN, dict)
+    device_type = _json(cfg.out_dir / RUN_DEVICE, dict).get("device_type", "cpu")  # what the last run keyed
     tasks, models, one_pass = {}, [], []
     for tr in cfg.tasks:
         task = TaskConfig.load(resolve_path(tr.task))
@@ -105,7 +111,7 @@ def load_view(cfg: RunConfig) -> StoreView:
             baseline = "random_init" in spec.options
             protocols = ["generation"] + (["one_pass"] if op is not None and (op.baselines or not baseline) else [])
             for protocol in protocols:
-                gen_key = cfg.generation_key(tr, protocol)
+                gen_key = cfg.generation_key(tr, protocol, device_type)
                 sm = StoredModel(task.name, task.version, spec.name,
                                  short_hash([spec.name, spec.adapter, spec.path, spec.options]), gen_key, baseline,
                                  protocol)

@@ -14,8 +14,8 @@ from runner_helpers import make_broken_model, report_tables, smoke_config, store
 
 def test_job_needing_a_resource_no_worker_offers_stops_with_its_key(cluster, tiny_model, tmp_path, monkeypatch):
     local, _ = cluster
-    # This process "has a GPU", so jobs ask for resources={"GPU": 1}; the cluster's workers offer none.
-    monkeypatch.setattr(benchmark.distributed, "_gpu_count", lambda: 1)
+    # The jobs ask for resources={"GPU": 1}; the cluster's workers offer none.
+    monkeypatch.setattr(benchmark.distributed, "job_resources", lambda cfg, workers: {"GPU": 1})
     cfg = smoke_config(tmp_path, tiny_model, cluster={"job_timeout_s": 5, "retries": 1})
     keys = [j.key for j in plan_jobs(cfg).jobs]
     with pytest.raises(RunError) as err:
