@@ -343,13 +343,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("perf", help="capture overhead and accumulator memory benchmark")
     p.add_argument("--model", help="reference_unet model folder (default: the shipped object_inpainting full model)")
     p.add_argument("--vae", help="VAE folder for --model")
-    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--steps", type=int, help="sampling steps (default 20; 2 for --scale real)")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--out", help="write the table (markdown) here too")
-    p.add_argument("--scale", choices=["mini", "sd15"], default="mini",
-                   help="mini: a shipped mini model; sd15: a random-init SD-1.5-shaped UNet (64x48 latent, 257 tokens)")
+    p.add_argument("--scale", choices=["mini", "sd15", "real", "report"], default="mini",
+                   help="mini: a shipped mini model; sd15: a random-init SD-1.5-shaped UNet (64x48 latent, 257 "
+                        "tokens); real: every adapter end to end at its published resolution; report: `report` on "
+                        "synthetic stores of 1k / 10k / 100k sample records and a year of history")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: auto, CUDA where there is one)")
+    p.add_argument("--adapter", action="append", help="--scale real: only this adapter (repeatable)")
+    p.add_argument("--reduced", action="store_true", help="--scale real: the real-resolution tests' reduced widths")
+    p.add_argument("--precision", action="store_true",
+                   help="--scale real: also a bfloat16 run of each model against float32 on the same inputs")
+    p.add_argument("--sizes", help="--scale report: sample records per synthetic store, comma-separated "
+                                   "(default 1000,10000,100000)")
+    p.add_argument("--nights", type=int, help="--scale report: nightly runs in the synthetic history (default 365)")
+    p.add_argument("--work-dir", help="--scale report: keep the synthetic stores here (default: a temporary folder, "
+                                      "removed afterwards)")
     p.set_defaults(func=_cmd_perf)
     p = sub.add_parser("doctor", help="check this machine before a first run: devices, dtypes, metric weights, "
                                       "the config's models and datasets, capture correctness, decode, a Dask worker")

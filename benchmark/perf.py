@@ -44,7 +44,7 @@ import torch
 
 from benchmark.generation import CaptureSettings
 
-SCALES = ("mini", "sd15")
+SCALES = ("mini", "sd15", "real", "report")
 MODES = {
     "no capture": CaptureSettings(enabled=False),
     "ULAM+TLAM+HLAM+LLAM": CaptureSettings(levels=("ulam", "tlam", "hlam", "llam"), time_groups=5),
@@ -436,6 +436,14 @@ def main(args) -> int:
     scale = getattr(args, "scale", "mini")
     if scale not in SCALES:
         raise ValueError(f"unknown perf scale {scale!r}; choose from {SCALES}")
+    if scale in ("mini", "sd15") and getattr(args, "steps", None) is None:
+        args.steps = 20
+    if scale == "real":
+        from benchmark.perf_real import main as real_main
+        return real_main(args)
+    if scale == "report":
+        from benchmark.perf_report import main as report_main
+        return report_main(args)
     report = measure_mini(args) if scale == "mini" else measure_sd15(args)
     report.notes.append(_command(args, scale))
     out = render(report)

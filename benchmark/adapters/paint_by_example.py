@@ -52,6 +52,7 @@ from benchmark.api.model import (ModelAdapter, ModelSpec, SamplingSettings, chec
 from benchmark.api.sources import resolve_model_source
 from benchmark.capture.tokens import TokenLayout
 from benchmark.config import REPO_ROOT, ConfigError, build_section
+from benchmark.pipelines.reference_i2i import float32_decode_calls
 from benchmark.registry import ADAPTERS
 
 HUB_ID = "Fantasy-Studio/Paint-by-Example"
@@ -167,19 +168,20 @@ class PaintByExampleAdapter(ModelAdapter):
         def callback(i, t, latents_now):  # the pipeline only has the legacy per-step callback
             callback_on_step_end(self.pipe, i, t, {"latents": latents_now})
 
-        out = self.pipe(
-            example_image=self.example_pixels(batch["reference"]).to(self.device, dtype),
-            image=(image.float() * 2 - 1).clamp(-1, 1).to(self.device, dtype),
-            mask_image=mask.float().clamp(0, 1).to(self.device, dtype),
-            num_inference_steps=sampling.num_inference_steps,
-            guidance_scale=sampling.guidance_scale,
-            eta=sampling.eta,
-            generator=self.masked_image_generators(seeds),  # the masked-image latent is a posterior sample
-            latents=latents.to(self.device, dtype),
-            output_type="pt",
-            callback=callback if callback_on_step_end is not None else None,
-            callback_steps=1,
-        ).images
+        with float32_decode_calls(self.pipe.vae):  # force_upcast honoured inside the pipeline's own decode
+            out = self.pipe(
+                example_image=self.example_pixels(batch["reference"]).to(self.device, dtype),
+                image=(image.float() * 2 - 1).clamp(-1, 1).to(self.device, dtype),
+                mask_image=mask.float().clamp(0, 1).to(self.device, dtype),
+                num_inference_steps=sampling.num_inference_steps,
+                guidance_scale=sampling.guidance_scale,
+                eta=sampling.eta,
+                generator=self.masked_image_generators(seeds),  # the masked-image latent is a posterior sample
+                latents=latents.to(self.device, dtype),
+                output_type="pt",
+                callback=callback if callback_on_step_end is not None else None,
+                callback_steps=1,
+            ).images
         return out.float().cpu()
 
     @staticmethod

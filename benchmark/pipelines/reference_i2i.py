@@ -76,6 +76,27 @@ def float32_decoder(vae: AutoencoderKL) -> Iterator[torch.dtype]:
             m.to(half)
 
 
+@contextmanager
+def float32_decode_calls(vae: AutoencoderKL) -> Iterator[None]:
+    """Within the block, every ``vae.decode(z)`` runs under :func:`float32_decoder` (``z`` cast to its dtype):
+    for pipelines that decode inside their own ``__call__`` (diffusers' Paint-by-Example and FLUX Kontext
+    pipelines). Nothing changes for a float32 VAE or one without ``force_upcast``."""
+    if vae.dtype not in (torch.float16, torch.bfloat16) or not vae.config.get("force_upcast", False):
+        yield
+        return
+    original = vae.decode
+
+    def decode(z, *args, **kwargs):
+        with float32_decoder(vae) as dtype:
+            return original(z.to(dtype), *args, **kwargs)
+
+    vae.decode = decode
+    try:
+        yield
+    finally:
+        del vae.decode  # the instance attribute; the class method is back
+
+
 class ReferencePipelineBase(DiffusionPipeline):
     """What the reference pipelines share: a ``vae``, a ``spec`` (:class:`I2IModelSpec`) and a ``denoiser``."""
 

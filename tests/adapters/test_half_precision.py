@@ -129,3 +129,21 @@ def test_bfloat16_maps_and_imacs_stay_close_to_float32(adapter, tmp_path):
     for i, mask in enumerate(batch["region_mask"]):
         a, b = imacs(full["generated"]["ulam"][i], mask), imacs(half["generated"]["ulam"][i], mask)
         assert abs(a.value - b.value) < IMACS_TOLERANCE
+
+
+# --- decode inside diffusers' pipelines ----------------------------------------------------------
+@pytest.mark.parametrize("adapter", ["paint_by_example", "flux_kontext"])
+def test_pipelines_that_decode_themselves_decode_in_float32_under_force_upcast(adapter, tmp_path):
+    """Paint-by-Example and FLUX Kontext decode inside diffusers' ``__call__``: a bfloat16 VAE with
+    ``force_upcast`` decodes in float32 there too, and is back in bfloat16 afterwards."""
+    model = ADAPTERS.get(adapter)(with_dtype(BUILDERS[adapter](tmp_path), "bfloat16"), "cpu")
+    vae = model.pipe.vae
+    assert vae.config.force_upcast and vae.dtype == torch.bfloat16
+    seen = []
+    hook = vae.decoder.register_forward_pre_hook(lambda m, args: seen.append((args[0].dtype, m.conv_in.weight.dtype)))
+    try:
+        images = model.generate(collate([tiny_sample(0)]), SamplingSettings(num_inference_steps=1, guidance_scale=3.0), [SEED])
+    finally:
+        hook.remove()
+    assert seen == [(torch.float32, torch.float32)]
+    assert {p.dtype for p in vae.parameters()} == {torch.bfloat16} and torch.isfinite(images).all()

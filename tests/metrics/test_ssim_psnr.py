@@ -8,7 +8,7 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio as sk_psnr
 from skimage.metrics import structural_similarity as sk_ssim
 
-from benchmark.metrics.ssim_psnr import SSIM_BORDER, masked_psnr, masked_ssim, psnr, ssim
+from benchmark.metrics.ssim_psnr import SSIM_BORDER, masked_psnr, masked_ssim, psnr, ssim, ssim_map
 
 
 def image_pair(seed: int, b: int = 2, c: int = 3, h: int = 24, w: int = 30, dtype=torch.float64):
@@ -102,3 +102,13 @@ def test_input_validation() -> None:
     with pytest.raises(ValueError, match="H, W >= 11"):
         ssim(preds[..., :8, :8], target[..., :8, :8])
     assert torch.isinf(psnr(target, target)).all()
+
+
+def test_ssim_map_equals_torchmetrics_full_image_map() -> None:
+    """The separable window gives torchmetrics' own per-pixel map (reflect-padded border included)."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    preds, target = image_pair(3, dtype=torch.float64)
+    _, expected = structural_similarity_index_measure(preds, target, gaussian_kernel=True, sigma=1.5, data_range=1.0,
+                                                      reduction="none", return_full_image=True)
+    torch.testing.assert_close(ssim_map(preds, target), expected, atol=1e-12, rtol=0)
