@@ -6,9 +6,13 @@ Two tools live here:
   ``scipy.stats.bootstrap`` with a fixed seed, that falls back to the
   percentile interval of the same resamples (and says so) when BCa is not
   defined because some resamples have an undefined statistic (e.g. a constant
-  coordinate). A degenerate bootstrap distribution (every defined resample
-  gives the same value, e.g. a perfect rank order) has no interval at all:
-  NaN bounds, "not estimable" with the value in ``note``, never ``[1, 1]``;
+  coordinate), or when the data hold more than :data:`BCA_MAX_N` values: BCa's
+  acceleration is a jackknife, n evaluations of the statistic on n - 1 values,
+  so its cost grows as n^2 (minutes and gigabytes for one interval of 30,000
+  pairs), while the two intervals agree ever more closely as n grows. A
+  degenerate bootstrap distribution (every defined resample gives the same
+  value, e.g. a perfect rank order) has no interval at all: NaN bounds, "not
+  estimable" with the value in ``note``, never ``[1, 1]``;
 * :func:`bootstrap_mean`: the mean of one sample with a percentile interval
   (the leaderboard cells).
 """
@@ -23,7 +27,10 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
 
-__all__ = ["Interval", "MeanCI", "bootstrap_ci", "bootstrap_mean", "drop_nan", "summarise_means"]
+__all__ = ["BCA_MAX_N", "Interval", "MeanCI", "bootstrap_ci", "bootstrap_mean", "drop_nan", "summarise_means"]
+
+BCA_MAX_N = 1000  # values (all samples together) up to which bootstrap_ci forms BCa; above, the percentile interval
+RESAMPLE_ENTRIES = 1 << 22  # above BCA_MAX_N: resampled values evaluated at once (bounds memory, 32 MiB each)
 
 
 @dataclass(frozen=True)
@@ -32,7 +39,8 @@ class Interval:
 
     Attributes:
         low, high: bounds; NaN when no interval could be formed.
-        method: ``"BCa"``, ``"percentile"`` (BCa was not defined) or ``"none"`` (no interval).
+        method: ``"BCa"``, ``"percentile"`` (BCa was not defined, or more than :data:`BCA_MAX_N` values) or
+            ``"none"`` (no interval).
         n_resamples: resamples drawn.
         n_undefined: resamples whose statistic was undefined (NaN), left out of a percentile interval.
         note: why the interval is not BCa or is missing; empty otherwise.
@@ -69,17 +77,23 @@ def bootstrap_ci(
         n_resamples: bootstrap resamples.
         confidence: interval coverage in (0, 1).
         seed: seed of the resampling generator (same seed, same interval).
-        batch: resamples evaluated at once (bounds memory for heavy statistics).
+        batch: resamples evaluated at once (bounds memory for heavy statistics); above :data:`BCA_MAX_N`
+            values at most ``RESAMPLE_ENTRIES // n`` whatever is given.
     """
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    n = sum(len(d) for d in data)
+    large = n > BCA_MAX_N
+    if large:
+        batch = max(1, min(batch or n_resamples, RESAMPLE_ENTRIES // n))
     with warnings.catch_warnings():
         # BCa's failures are detected from the result below and reported in ``note``.
         warnings.simplefilter("ignore")
         with np.errstate(all="ignore"):
             res = stats.bootstrap(
                 tuple(data), statistic, paired=paired, vectorized=True, n_resamples=n_resamples,
-                confidence_level=confidence, method="BCa", batch=batch, rng=np.random.default_rng(seed),
+                confidence_level=confidence, method="percentile" if large else "BCa", batch=batch,
+                rng=np.random.default_rng(seed),
             )
     dist = np.asarray(res.bootstrap_distribution, dtype=np.float64)
     finite = dist[np.isfinite(dist)]
@@ -93,8 +107,11 @@ def bootstrap_ci(
         return Interval(np.nan, np.nan, "none", n_resamples, n_undefined,
                         f"CI not estimable: every bootstrap resample gives {finite[0]:.3g}{undefined}")
     low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
-    if n_undefined == 0 and np.isfinite(low) and np.isfinite(high):
+    if not large and n_undefined == 0 and np.isfinite(low) and np.isfinite(high):
         return Interval(low, high, "BCa", n_resamples, 0)
+    if large and n_undefined == 0:
+        return Interval(*_percentile(finite, confidence), "percentile", n_resamples, 0,
+                        f"percentile interval: n = {n} > {BCA_MAX_N}, where BCa's jackknife costs n^2")
     why = (f"{n_undefined} of {n_resamples} resamples undefined, left out" if n_undefined
            else "BCa acceleration undefined")
     return Interval(*_percentile(finite, confidence), "percentile", n_resamples, n_undefined,

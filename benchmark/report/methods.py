@@ -18,6 +18,11 @@ from benchmark.report.store_view import StoreView
 from benchmark.report.tables import write_csv
 from benchmark.results.sample_maps import SampleMaps
 
+# Samples per (task, model) the methods leaderboard scores (its first, by dataset index): every sample's maps are
+# loaded and scored by each method on both sides (~20-60 ms a sample on a CPU), so at a nightly's thousands of
+# samples per model it would take minutes per model; its CIs are per model, so a fixed count bounds the cost.
+METHOD_SAMPLES = 64
+
 
 def _ci_cells(g: pd.DataFrame, metrics: list[str]) -> list[str]:
     """'mean [low, high]' per metric from a summary frame (columns metric, mean, ci_low, ci_high); n/a if absent."""
@@ -43,7 +48,8 @@ def method_leaderboard(cfg: RunConfig, view: StoreView, lb_dir: Path, res_dir: P
     still to draw are appended to ``todo`` (:func:`benchmark.report.figures_page.draw`)."""
     from benchmark.methods.compare import compare_methods, paired_differences, summarise
 
-    samples = {(sm.task, sm.model): sm.sample_dirs for sm in view.models if sm.sample_dirs}
+    samples = {(sm.task, sm.model): sm.sample_dirs[:METHOD_SAMPLES] for sm in view.models if sm.sample_dirs}
+    most = max((len(sm.sample_dirs) for sm in view.models), default=0)
     others: dict = {}
     for sm in view.one_pass:
         if sm.sample_dirs:
@@ -75,6 +81,10 @@ def method_leaderboard(cfg: RunConfig, view: StoreView, lb_dir: Path, res_dir: P
              "Cells: mean [bootstrap 95% CI]. Baselines: a uniform map; the maps of a randomly initialised copy of "
              "the model. The ConceptAttention-style maps (joint-attention transformers only) weight the reference "
              "tokens by the reference mask; I2AM needs no mask.", ""]
+    if most > METHOD_SAMPLES:
+        lines += [f"Each model's first {METHOD_SAMPLES} samples (of up to {most}) enter this page: every method is "
+                  "scored on every map of a sample, which at thousands of samples per model would take minutes per "
+                  "model.", ""]
     for task, tsum in summary.groupby("task"):
         lines += [f"## {task}", ""]
         for side, title in (("g", "Generated side"), ("r", "Reference side")):
