@@ -25,7 +25,7 @@ from benchmark.analysis.validity import orientation, render_within_between, with
 from benchmark.config import RunConfig, TaskConfig, resolve_path
 from benchmark.errors import UserError
 from benchmark.registry import SAMPLE_METRICS, metric_label
-from benchmark.report import changes, history, memo, one_pass_page, render, trends
+from benchmark.report import changes, history, memo, metaeval, one_pass_page, render, trends
 from benchmark.report.figures_page import draw, model_figures, schedule
 from benchmark.report.methods import method_leaderboard
 from benchmark.report.pairs import render_pairs, task_pairs
@@ -38,7 +38,7 @@ SCORES = ("imacs_g", "imacs_r")
 N_PERMUTATIONS = 9999  # Monte-Carlo permutations where n! is larger (exact enumeration below that)
 # results/<file> <- the concatenated per-task frames of ``_analyses`` under <key>
 ANALYSIS_CSVS = (("correlations.csv", "correlations"), ("confounds.csv", "confounds"), ("sweep.csv", "sweep"),
-                 ("one_pass_agreement.csv", "one_pass"), ("pairs.csv", "pairs"))
+                 ("one_pass_agreement.csv", "one_pass"), ("pairs.csv", "pairs"), ("candidates.csv", "candidates"))
 
 
 @dataclass
@@ -128,12 +128,17 @@ def build_report(cfg: RunConfig, results_dir: Path | None = None) -> dict[str, P
     overview_rows, todo = [], []
     complete = history.current_rows(view, agg, git, complete_only=True)  # the states the history may hold
     recorded = history.with_unrecorded(past, complete)
+    has_methods = method_leaderboard(cfg, view, lb_dir, res_dir, header, todo)
+    methods = metaeval.method_samples(res_dir, has_methods)
     for name, task in tqdm(sorted(view.tasks.items()), desc="report"):
         quality = quality_metrics(task, frame)
         tf = tested[tested.task == name]
         analyses = _analyses(cfg, view, task, tf, quality[:2], fig_dir, todo)
         analyses["pairs"], analyses["pairs_unavailable"] = task_pairs(cfg, view, task, tf, quality, N_PERMUTATIONS)
         write_csv(analyses["pairs"], lb_dir / f"{name}_pairs.csv")
+        analyses["metaeval"] = metaeval.analyse(cfg, view, name, frame[frame.task == name], quality, methods,
+                                                analyses["sweep"], N_PERMUTATIONS, fig_dir, todo)
+        analyses["candidates"] = analyses["metaeval"]["candidates"].assign(task=name)
         for key, frames in collected.items():
             frames.append(analyses[key].assign(task=name) if key == "one_pass" else analyses[key])
         sets = set_metrics(view, task, cfg.metrics.kid_scale)
@@ -155,7 +160,6 @@ def build_report(cfg: RunConfig, results_dir: Path | None = None) -> dict[str, P
     for fname, key in ANALYSIS_CSVS:
         non_empty = [f for f in collected[key] if not f.empty]
         write_csv(pd.concat(non_empty, ignore_index=True) if non_empty else pd.DataFrame(), res_dir / fname)
-    has_methods = method_leaderboard(cfg, view, lb_dir, res_dir, header, todo)
     draw(todo, fig_dir, cfg.cluster.workers)
     render.write_markdown(lb_dir / "README.md", render.overview(header, overview_rows, since,
                                                                 1 - cfg.scoring.regression.alpha, has_methods))
@@ -256,6 +260,7 @@ def _task_page(cfg: RunConfig, view: StoreView, page: TaskPage, header: list[str
         if "scatter" in analyses:
             lines += [render.link(analyses["scatter"], lb_dir, "IMACS vs quality per sample"), ""]
     lines += [f"- {line}" for line in analyses["skipped"]] + ([""] if analyses["skipped"] else [])
+    lines += metaeval.section(analyses["metaeval"], lb_dir)
     if not analyses["confounds"].empty:
         lines += ["## Confounds: the size of the regions", ""] + render_confounds(analyses["confounds"], labels)
     for side, path in analyses["figures"].items():

@@ -225,8 +225,8 @@ def test_a_report_from_the_cache_is_the_report_computed_without_it(tmp_path):
     build_report(cfg)
     computed, entries = _report_outputs(cfg), {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
     assert sorted(name.rsplit("-", 1)[0] for name in entries) == [
-        "methods", "viton_hd-confounds", "viton_hd-correlations", "viton_hd-one-pass", "viton_hd-sweep-g",
-        "viton_hd-sweep-r"]
+        "methods", "viton_hd-confounds", "viton_hd-correlations", "viton_hd-metaeval", "viton_hd-one-pass",
+        "viton_hd-power", "viton_hd-sweep-g", "viton_hd-sweep-r"]
     assert all(len(computed[f"results/{f}.csv"]) > 1 for f in ("correlations", "sweep", "one_pass_agreement"))
     build_report(cfg)
     assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == entries  # read, none recomputed
