@@ -92,13 +92,20 @@ def real_scale_run(adapter: str, folder: Path, reduced: bool = True, device: str
             "build_s": build_s, "job_s": job_s, "job_peak": _peak_bytes(dev)}
 
 
+def denoiser(adapter) -> torch.nn.Module:
+    """The module each model step calls: the capture module, or for an ldm model (whose sampler calls
+    ``model.diffusion_model`` directly) its ``diffusion_model``."""
+    module = adapter.capture_module()
+    return getattr(module, "diffusion_model", module)
+
+
 def _timed_generation(adapter, batch, sampling, seed: int, capture, device: torch.device) -> dict:
     """One generation: wall seconds, the denoiser's calls (CUDA events on a GPU), the peak memory, the state."""
     from benchmark.generation import generate_with_capture
     from benchmark.perf import _Clock, _HookTimer, _peak_bytes, _release, _reset_peak
 
     clock = _Clock(device)
-    calls = _HookTimer([adapter.capture_module()], clock)
+    calls = _HookTimer([denoiser(adapter)], clock)
     try:
         _release(device)
         _reset_peak(device)
@@ -138,7 +145,7 @@ def measure_adapter(adapter: str, reduced: bool, device: str, steps: int, precis
             key = Path(name).name if "/samples/" in f"/{name}" else name
             files[key] = files.get(key, 0) + size
         row = {"adapter": adapter, "size": list(PUBLISHED[adapter].size), "device": str(dev),
-               "parameters": sum(p.numel() for p in model.capture_module().parameters()),
+               "parameters": sum(p.numel() for p in denoiser(model).parameters()),
                "steps": sampling.num_inference_steps, "calls_per_step": captured["calls"] / sampling.num_inference_steps,
                "build_s": run["build_s"], "job_s": run["job_s"], "job_peak": run["job_peak"],
                "job_timings": record["timings"],
