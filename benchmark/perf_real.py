@@ -193,7 +193,7 @@ def _mib(n: float) -> str:
 
 def render(rows: list[dict], reduced: bool, command: str, failures: dict[str, str]) -> str:
     dev = rows[0]["device"] if rows else "?"
-    width = "reduced width (the real-resolution tests' models)" if reduced else "published widths"
+    width = "reduced widths, the real-resolution tests' models" if reduced else "published widths"
     out = [f"### Every adapter end to end at its published resolution ({width})", "",
            f"Random-init weights; one sample, batch 1, {rows[0]['steps'] if rows else '?'} steps; device {dev}; "
            f"torch {torch.__version__}, {torch.get_num_threads()} threads for the timed generations (the job itself "
