@@ -48,7 +48,7 @@ from numpy.typing import ArrayLike
 from scipy import special
 
 from benchmark.analysis.correlation import MIN_PAIRS, Method, statistic_along
-from benchmark.analysis.validity import standard_scores
+from benchmark.analysis.validity import pooled_r, standard_scores
 
 __all__ = [
     "EPSILON",
@@ -81,18 +81,8 @@ def combined_along(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], method: M
     model i (of ranks for Spearman): the statistic of :func:`benchmark.analysis.validity.within_combined`. A model
     constant in x or y (a resample can be) is left out; NaN when every model is. Range [-1, 1].
     """
-    return _pooled([standard_scores(method, np.asarray(x, dtype=np.float64)) for x in xs],
+    return pooled_r([standard_scores(method, np.asarray(x, dtype=np.float64)) for x in xs],
                    [standard_scores(method, np.asarray(y, dtype=np.float64)) for y in ys])
-
-
-def _pooled(zx: Sequence[np.ndarray], zy: Sequence[np.ndarray]) -> np.ndarray:
-    """:func:`combined_along` of arrays already turned into within-model standard scores."""
-    sxx, syy = [(a * a).sum(axis=-1) for a in zx], [(b * b).sum(axis=-1) for b in zy]
-    kept = [(u > 0) & (v > 0) for u, v in zip(sxx, syy)]
-    num = sum(k * (a * b).sum(axis=-1) for k, a, b in zip(kept, zx, zy))
-    den = np.sqrt(sum(k * u for k, u in zip(kept, sxx)) * sum(k * v for k, v in zip(kept, syy)))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, np.clip(num / np.where(den > 0, den, 1.0), -1.0, 1.0), np.nan)
 
 
 def _groups(groups: np.ndarray, *arrays: np.ndarray) -> tuple[list[list[np.ndarray]], list[str]]:
@@ -199,8 +189,8 @@ def paired_difference(
 
     idx = _resample_indices(sizes, n_boot, seed)
     zh = [standard_scores(method, g[2][i]) for g, i in zip(kept, idx)]  # shared by both correlations
-    boot = (_pooled([standard_scores(method, g[0][i]) for g, i in zip(kept, idx)], zh)
-            - _pooled([standard_scores(method, g[1][i]) for g, i in zip(kept, idx)], zh))
+    boot = (pooled_r([standard_scores(method, g[0][i]) for g, i in zip(kept, idx)], zh)
+            - pooled_r([standard_scores(method, g[1][i]) for g, i in zip(kept, idx)], zh))
     low, high = _percentile(boot, confidence)
     if not np.isfinite(low):
         note = "; ".join(filter(None, ["CI not estimable: every bootstrap resample gives the same difference", note]))

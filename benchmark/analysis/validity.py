@@ -168,7 +168,7 @@ def standard_scores(method: Method, v: np.ndarray) -> np.ndarray:
     return zscores(stats.rankdata(v, axis=-1) if method == "spearman" else v)
 
 
-def _pooled_r(zx: Sequence[np.ndarray], zy: Sequence[np.ndarray]) -> np.ndarray:
+def pooled_r(zx: Sequence[np.ndarray], zy: Sequence[np.ndarray]) -> np.ndarray:
     """Pearson r over all groups' standard scores together (broadcast over leading axes), a group constant in x or
     y (a bootstrap resample can be) left out; NaN when every group is. It is ``sum_i n_i r_i / sum_i n_i``."""
     sxx, syy = [(a * a).sum(axis=-1) for a in zx], [(b * b).sum(axis=-1) for b in zy]
@@ -219,7 +219,7 @@ def within_combined(
                                            f"no model has {MIN_PAIRS} or more complete pairs with a defined "
                                            "correlation")
     zx, zy = [standard_scores(method, v) for v in xs], [standard_scores(method, v) for v in ys]
-    statistic = float(_pooled_r(zx, zy))
+    statistic = float(pooled_r(zx, zy))
     n = int(sum(v.size for v in xs))
     p_value, p_method = stratified_pvalue(zx, zy, n_permutations=n_permutations, seed=seed, strata="models")
 
@@ -227,7 +227,7 @@ def within_combined(
         low, high, ci_method, ci_note = np.nan, np.nan, "none", f"{TOO_FEW_PAIRS} (n = {n} < {MIN_PAIRS_FOR_CI})"
     else:
         def stat(*idx: np.ndarray, axis: int = -1) -> np.ndarray:
-            return _pooled_r([standard_scores(method, v[i]) for v, i in zip(xs, idx)],
+            return pooled_r([standard_scores(method, v[i]) for v, i in zip(xs, idx)],
                              [standard_scores(method, v[i]) for v, i in zip(ys, idx)])
 
         ci = bootstrap_ci([np.arange(v.size) for v in xs], stat, paired=False, n_resamples=n_boot,
