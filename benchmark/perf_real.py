@@ -248,13 +248,10 @@ def _child(argv: list[str]) -> int:
 
 
 def main(args) -> int:
-    from benchmark.config import check_device
     from benchmark.errors import UserError
-    from benchmark.jobs import pick_device
+    from benchmark.perf import _device
 
-    requested = getattr(args, "device", None) or "auto"
-    check_device(requested)
-    device = str(pick_device(requested))
+    device = str(_device(args))
     steps = getattr(args, "steps", None) or 2
     reduced = bool(getattr(args, "reduced", False))
     precision = bool(getattr(args, "precision", False))
