@@ -103,8 +103,8 @@ def _pre_run_checks(cfg, scheduler: str | None = None) -> None:
 
 
 def _cmd_run(args) -> int:
-    from benchmark.runner import RunSummary, execute, new_run_id, write_run_metadata
-    from benchmark.store_lock import StoreLock
+    from benchmark.run.runner import RunSummary, execute, new_run_id, write_run_metadata
+    from benchmark.store.lock import StoreLock
 
     if args.fail_on_regression and args.no_report:
         raise UsageError("--fail-on-regression needs the report: drop --no-report (python -m benchmark run)")
@@ -166,7 +166,7 @@ def _regressions(results_dir) -> list[dict] | None:
 
 
 def _cmd_report(args) -> int:
-    from benchmark.store_lock import StoreLock
+    from benchmark.store.lock import StoreLock
 
     cfg, results_dir = _report_config(args)
     with StoreLock(cfg.out_dir, "report", wait=args.wait) as lock:
@@ -177,7 +177,7 @@ def _cmd_report(args) -> int:
 
 def _cmd_verify(args) -> int:
     """Check every job of the run folder's store; set the damaged ones aside; exit 1 when any was damaged."""
-    from benchmark.store_lock import StoreLock
+    from benchmark.store.lock import StoreLock
     from benchmark.verify import verify_store
 
     cfg = _load_config(args, narrowed=False)
@@ -200,7 +200,7 @@ def _cmd_validate(args) -> int:
     folders, hub ids in the local cache. Exit 2 for a bad config, 1 when something a run needs is missing."""
     cfg = _load_config(args)
     _pre_run_checks(cfg, args.scheduler)
-    from benchmark.tasks import check_run
+    from benchmark.run.tasks import check_run
 
     n_models = sum(len(t.models) for t in cfg.tasks)
     problems = check_run(cfg)
@@ -256,7 +256,7 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_perf(args) -> int:
-    from benchmark.perf import main as perf_main
+    from benchmark.perf.capture import main as perf_main
 
     return perf_main(args)
 
@@ -418,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     except Interrupted as err:
         return _interrupted(err.signum)
     except Exception as err:
-        from benchmark.store_lock import StoreBusy
+        from benchmark.store.lock import StoreBusy
 
         if isinstance(err, StoreBusy):
             print(f"error: {err}", file=sys.stderr)

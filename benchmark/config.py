@@ -274,7 +274,7 @@ class ClusterConfig:
     threads_per_worker: int = 1
     retries: int = 1
     job_timeout_s: float = 3600.0
-    # A batch-scheduler cluster (benchmark.jobqueue; README "A nightly on a SLURM cluster"): ``jobqueue`` names the
+    # A batch-scheduler cluster (benchmark.run.jobqueue; README "A nightly on a SLURM cluster"): ``jobqueue`` names the
     # scheduler, the keys after it describe ONE batch job; the cluster runs 0 to ``workers`` worker processes.
     jobqueue: str | None = None  # slurm | pbs | sge | lsf | local (the same job scripts, run as local processes)
     cores: int = 1  # per batch job
@@ -307,7 +307,7 @@ class ClusterConfig:
 CLUSTER_GPUS = ("auto", "none", "required")
 
 
-# cluster.jobqueue: the batch schedulers benchmark.jobqueue starts workers through, and ``local``.
+# cluster.jobqueue: the batch schedulers benchmark.run.jobqueue starts workers through, and ``local``.
 JOBQUEUES = ("slurm", "pbs", "sge", "lsf", "local")
 JOBQUEUE_KEYS = ("cores", "memory", "processes", "walltime", "queue", "account", "interface", "job_extra_directives",
                  "job_script_prologue", "worker_extra_args", "log_directory")
@@ -613,7 +613,7 @@ def resolve_path(p: str | Path) -> Path:
 
 def validate(cfg: RunConfig, where: str) -> None:
     """Semantic checks: adapters exist, task files load, levels are known, numbers are sane, the device is
-    well-formed (no model or dataset is opened: :func:`benchmark.tasks.check_run` checks those; nor is torch
+    well-formed (no model or dataset is opened: :func:`benchmark.run.tasks.check_run` checks those; nor is torch
     imported: :func:`check_config` looks beyond the file)."""
     from benchmark.registry import ADAPTERS
 
@@ -768,7 +768,7 @@ def check_config(cfg: RunConfig, scheduler: str | None = None) -> None:
                          f"{cfg.name}.tasks[{i}] model {m.name!r} (adapter {m.adapter!r})")
     where = scheduler or cfg.cluster.scheduler
     if where in (None, "local") and cfg.cluster.jobqueue not in (None, "local"):  # the jobs run on batch nodes
-        from benchmark.jobqueue import check_submit_command
+        from benchmark.run.jobqueue import check_submit_command
 
         check_submit_command(cfg.cluster.jobqueue)
     elif where in (None, "inline", "local"):  # the jobs run on this machine

@@ -70,7 +70,7 @@ def run_check(name: str, check: Callable[[], str], fix: str) -> Outcome:
 def resolve_device(requested: str):
     """The torch device of ``requested`` (``auto``: cuda when available, else cpu), after checking it exists."""
     from benchmark.config import check_device
-    from benchmark.jobs import pick_device
+    from benchmark.run.jobs import pick_device
 
     check_device(requested)
     return pick_device(requested)
@@ -117,7 +117,7 @@ def check_weights(metric: str, label: str, weights_dir: str | None) -> str:
 
 def check_config_inputs(cfg) -> str:
     """Every model of ``cfg`` resolves (folder or hub cache) and every dataset root holds samples."""
-    from benchmark.tasks import check_run
+    from benchmark.run.tasks import check_run
 
     problems = check_run(cfg)
     if problems:

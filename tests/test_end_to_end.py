@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from benchmark.cli import main
-from benchmark.imacs import imacs
+from benchmark.scoring.imacs import imacs
 from benchmark.models.mini import save_tiny_random_dit, save_tiny_random_model
 from benchmark.results.sample_maps import SampleMaps
 

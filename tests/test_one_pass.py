@@ -1,4 +1,4 @@
-"""One-pass attribution (:mod:`benchmark.one_pass`) on tiny random models.
+"""One-pass attribution (:mod:`benchmark.run.one_pass`) on tiny random models.
 
 The brute force is independent of the capture code: the model calls that
 one-pass made are recorded at the model's entrance, replayed with the model's
@@ -30,9 +30,9 @@ from benchmark.api.model import (ModelAdapter, ModelSpec, OnePassUnsupported, Sa
 from benchmark.api.sample import collate  # noqa: E402
 from benchmark.capture.joint_capture import OutputSpaceAccumulator  # noqa: E402
 from benchmark.capture.tokens import TokenLayout  # noqa: E402
-from benchmark.generation import CaptureSettings, generate_with_capture, sample_seed  # noqa: E402
+from benchmark.run.generation import CaptureSettings, generate_with_capture, sample_seed  # noqa: E402
 from benchmark.models.mini import I2IModelSpec  # noqa: E402
-from benchmark.one_pass import OnePassSettings, one_pass_with_capture  # noqa: E402
+from benchmark.run.one_pass import OnePassSettings, one_pass_with_capture  # noqa: E402
 from benchmark.pipelines.reference_dit import pack  # noqa: E402
 from benchmark.pipelines.reference_i2i import encode_image  # noqa: E402
 from benchmark.registry import ADAPTERS  # noqa: E402

@@ -41,10 +41,10 @@ from PIL import Image
 
 from benchmark.cli import main
 from benchmark.config import REPO_ROOT, TaskConfig
-from benchmark.figures import save_png, to_uint8
+from benchmark.scoring.figures import save_png, to_uint8
 from benchmark.metrics import weights
 from benchmark.models.mini import save_tiny_random_model
-from benchmark.tasks import build_dataset
+from benchmark.run.tasks import build_dataset
 
 TESTS = Path(__file__).resolve().parent
 

@@ -1,7 +1,7 @@
 """What an IMACS value means: its range and three landmark maps, for a given lambda.
 
 IMACS = mean(M x) / mean(x) - lambda * mean(M (1 - x)) / mean(1 - x) for a
-prepared map M in [0, 1] and a binary mask x (:mod:`benchmark.imacs`). Hence
+prepared map M in [0, 1] and a binary mask x (:mod:`benchmark.scoring.imacs`). Hence
 
 * a perfect map (M = x: all attribution inside the region, at full strength) scores 1;
 * a uniform map (M = 1 everywhere: no localisation at all) scores 1 - lambda;

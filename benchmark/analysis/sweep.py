@@ -14,7 +14,7 @@ default cells marked and the held-out values written on the figure;
 
 IMACS at (lambda, threshold index t) is ``a[:, t] - lambda * b[:, t]`` with
 ``a``/``b`` the inside/outside terms stored per sample
-(:func:`benchmark.imacs.imacs_terms`), so the grid costs no map recomputation.
+(:func:`benchmark.scoring.imacs.imacs_terms`), so the grid costs no map recomputation.
 
 Every correlation is of the score against the quality oriented so that higher
 is better (``sign`` = -1 for a lower-is-better quality such as LPIPS: the

@@ -22,11 +22,11 @@ import torch
 from benchmark.analysis.bootstrap import bootstrap_mean, summarise_means
 from benchmark.analysis.segmentation import segmentation_scores
 from benchmark.defaults import DEFAULT_LAMBDA, DEFAULT_THRESHOLD
-from benchmark.imacs import imacs, imacs_from_prepared
+from benchmark.scoring.imacs import imacs, imacs_from_prepared
 from benchmark.methods.head_selection import aggregate_heads, head_relevance, k_from
 from benchmark.results.sample_maps import SampleMaps
 from benchmark.registry import METHODS
-from benchmark.scoring import map_segmentation, side_map
+from benchmark.scoring.terms import map_segmentation, side_map
 
 TOP_K = 0.25  # fraction of all (layer, head) pairs
 

@@ -20,7 +20,7 @@ import torch
 
 from benchmark.defaults import DEFAULT_LAMBDA, DEFAULT_THRESHOLD
 
-from benchmark.imacs import imacs
+from benchmark.scoring.imacs import imacs
 
 SCORES = ("supervised", "label_free")
 

@@ -12,7 +12,7 @@ The work is split where the data lives:
   a per-sample value averaged like any other.
 
 Every image is first quantised to 8 bits exactly as the job writes it to PNG
-(:func:`benchmark.figures.to_uint8`), then goes through the libraries' own
+(:func:`benchmark.scoring.figures.to_uint8`), then goes through the libraries' own
 code paths for image files: clean-fid's ``build_resizer("clean")`` (PIL
 bicubic to 299x299 on float32) and its Inception TorchScript, lpips'
 ``im2tensor`` (uint8 -> [-1, 1]) and ``LPIPS(net="alex")``. So the numbers
@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmark.figures import to_uint8
+from benchmark.scoring.figures import to_uint8
 from benchmark.metrics.reference_stats import ReferenceSetKey, ReferenceStats, ReferenceStatsCache, features_digest
 from benchmark.metrics.weights import Unavailable, resolve_metric_weights
 from benchmark.store import write_atomic

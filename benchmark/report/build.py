@@ -213,7 +213,7 @@ def _analyses(cfg: RunConfig, view: StoreView, task: TaskConfig, tf: pd.DataFram
     out["sweep"] = pd.concat(sweep_rows, ignore_index=True) if sweep_rows else pd.DataFrame()
     if quality and tf["metric"].isin(SCORES).any():
         out["scatter"] = fig_dir / task.name / "scatter.png"
-        schedule(todo, fig_dir, "benchmark.figures:plot_scatter", (tf, out["scatter"], quality[:1]), out["scatter"],
+        schedule(todo, fig_dir, "benchmark.scoring.figures:plot_scatter", (tf, out["scatter"], quality[:1]), out["scatter"],
                  memo.digest(tf, quality[:1]))
     out["one_pass"] = one_pass_page.agreement(cfg, view, task.name, tf, quality[0] if quality else None, N_PERMUTATIONS)
     out["one_pass_cost"] = one_pass_page.cost(view, task.name)

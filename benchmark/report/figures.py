@@ -2,7 +2,7 @@
 
 Inputs are stored sample folders (``generated.png`` (H, W) RGB, ``reference.png`` (Hr, Wr) RGB,
 ``maps.npz``; keys in :mod:`benchmark.results.sample_maps`). Every map is drawn as eq. (9) prepares it
-(:func:`benchmark.maps.prepare_map`: min-max normalised, bicubic-resized to the image it is drawn over,
+(:func:`benchmark.scoring.maps.prepare_map`: min-max normalised, bicubic-resized to the image it is drawn over,
 zero at or below the threshold): colour where the map is above the threshold, the bare image elsewhere.
 Generated-side maps live on the latent grid (h, w) and are drawn over the generated image; reference-side
 maps live on the token grid (h_I, w_I) and are upsampled the same way over the reference image.
@@ -33,10 +33,10 @@ from PIL import Image  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
 from benchmark.defaults import DEFAULT_THRESHOLD  # noqa: E402
-from benchmark.figures import png_bytes  # noqa: E402
-from benchmark.maps import prepare_map  # noqa: E402
+from benchmark.scoring.figures import png_bytes  # noqa: E402
+from benchmark.scoring.maps import prepare_map  # noqa: E402
 from benchmark.results.sample_maps import SampleMaps  # noqa: E402
-from benchmark.scoring import side_map  # noqa: E402
+from benchmark.scoring.terms import side_map  # noqa: E402
 from benchmark.store import write_atomic  # noqa: E402
 
 CMAP = "jet"

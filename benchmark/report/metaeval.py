@@ -232,7 +232,7 @@ def plot_forest(frame: pd.DataFrame, path: Path, title: str) -> Path:
     between-model correlation (hollow); a dashed line at IMACS_g's within-model value."""
     from matplotlib.figure import Figure
 
-    from benchmark.figures import png_bytes
+    from benchmark.scoring.figures import png_bytes
     from benchmark.store import write_atomic
 
     rows = frame.iloc[::-1].reset_index(drop=True)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.config import RunConfig, TaskConfig, resolve_path
-from benchmark.scoring import imacs_from_terms
+from benchmark.scoring.terms import imacs_from_terms
 from benchmark.store import (PLAN, PLAN_FAILURES, RUN_DEVICE, DamagedJob, DigestCache, check_job, short_hash,
                              stored_failures, stored_results)
 

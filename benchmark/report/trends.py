@@ -50,7 +50,7 @@ def schedule_trend(todo: list[tuple], fig_dir: Path, rows: pd.DataFrame, task: s
 
 def plot_trend(rows: pd.DataFrame, metrics: list[str], path: Path, task: str) -> None:
     """Write :func:`trend_figure` as a PNG at ``path``."""
-    from benchmark.figures import png_bytes
+    from benchmark.scoring.figures import png_bytes
     from benchmark.store import write_atomic
 
     write_atomic(path, png_bytes(trend_figure(rows, metrics, task), 100))

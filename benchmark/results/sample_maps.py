@@ -78,7 +78,7 @@ class SampleMaps:
 
 MAPS_DTYPES = ("float16", "float32")  # ``store.maps_dtype``: the precision maps are stored in
 MAP_PREFIXES = ("g/", "r/", "rm/", "cg/", "cr/")  # the normalisable maps: raw (..., h, w) float arrays
-SCORED_LEVEL = "/ulam"  # the maps job-time scores are defined on (benchmark.scoring.side_map): kept float32
+SCORED_LEVEL = "/ulam"  # the maps job-time scores are defined on (benchmark.scoring.terms.side_map): kept float32
 RANGE_PREFIX = "__range__/"  # float16 storage: per (h, w) map, float32 (min, max - min)
 
 

@@ -25,11 +25,11 @@ from benchmark.analysis.bootstrap import bootstrap_mean
 from benchmark.api.model import ModelSpec
 from benchmark.api.sample import collate
 from benchmark.config import TaskConfig, resolve_path
-from benchmark.generation import CaptureSettings, generate_with_capture
+from benchmark.run.generation import CaptureSettings, generate_with_capture
 from benchmark.metrics import masked_psnr, masked_ssim
 from benchmark.models.mini import condition_width
 from benchmark.results.sample_maps import split_accumulator
-from benchmark.scoring import imacs_scores
+from benchmark.scoring.terms import imacs_scores
 from benchmark.training.embedded import EMBEDDED_TASKS
 
 MODEL_ORDER = ("ckpt-375", "ckpt-1125", "full", "cls-only", "dit")
@@ -82,8 +82,8 @@ def _paired(diff: np.ndarray) -> dict:
 
 
 def evaluate_task(task_name: str, n_samples: int = 64, batch_size: int = 32) -> dict:
-    from benchmark.jobs import load_adapter, pick_device
-    from benchmark.tasks import build_dataset
+    from benchmark.run.jobs import load_adapter, pick_device
+    from benchmark.run.tasks import build_dataset
 
     task_dir = resolve_path(f"tasks/{task_name}")
     dataset = build_dataset(TaskConfig.load(task_dir))

@@ -11,7 +11,7 @@ import benchmark.adapters  # noqa: F401  (registers the adapters)
 from benchmark.api.model import ModelAdapter, SamplingSettings
 from benchmark.api.sample import collate
 from benchmark.capture import I2AMAccumulator
-from benchmark.generation import CaptureSettings, generate_with_capture
+from benchmark.run.generation import CaptureSettings, generate_with_capture
 from benchmark.registry import ADAPTERS
 
 from adapter_tiny_models import BUILDERS, IMAGE, tiny_sample

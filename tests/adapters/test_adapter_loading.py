@@ -11,7 +11,7 @@ from benchmark.api.model import ModelSpec, SamplingSettings
 from benchmark.api.sample import collate
 from benchmark.api.sources import ModelSourceError
 from benchmark.config import ConfigError
-from benchmark.generation import CaptureSettings, generate_with_capture
+from benchmark.run.generation import CaptureSettings, generate_with_capture
 from benchmark.registry import ADAPTERS
 
 from adapter_tiny_models import CONDITIONS, build_generic_unet, build_ldm_unet, tiny_sample

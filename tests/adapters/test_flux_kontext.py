@@ -15,8 +15,8 @@ from benchmark.api.sample import I2ISample, collate
 from benchmark.capture import I2AMAccumulator
 from benchmark.capture.joint_capture import OutputSpaceAccumulator
 from benchmark.config import ConfigError
-from benchmark.generation import CaptureSettings, generate_with_capture, sample_seed
-from benchmark.jobs import load_adapter
+from benchmark.run.generation import CaptureSettings, generate_with_capture, sample_seed
+from benchmark.run.jobs import load_adapter
 
 from adapter_tiny_models import build_flux_kontext
 

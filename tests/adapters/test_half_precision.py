@@ -12,9 +12,9 @@ from benchmark.api.model import ModelSpec, SamplingSettings
 from benchmark.api.sample import collate
 from benchmark.capture.attention import captured_probabilities
 from benchmark.config import ConfigError, RunConfig
-from benchmark.generation import CaptureSettings, generate_with_capture
-from benchmark.imacs import imacs
-from benchmark.maps import minmax
+from benchmark.run.generation import CaptureSettings, generate_with_capture
+from benchmark.scoring.imacs import imacs
+from benchmark.scoring.maps import minmax
 from benchmark.registry import ADAPTERS
 
 from adapter_tiny_models import BUILDERS, build_ldm_unet, build_tiny_ldm, tiny_sample

@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 import benchmark.adapters  # noqa: F401  (registers the adapters)
-from benchmark.jobs import job_dir
+from benchmark.run.jobs import job_dir
 from benchmark.models.published import PUBLISHED
-from benchmark.perf_real import real_scale_run
+from benchmark.perf.real import real_scale_run
 from benchmark.registry import ADAPTERS
 from benchmark.results.sample_maps import SampleMaps
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from benchmark.analysis.landmarks import imacs_landmarks, render_imacs_landmarks
-from benchmark.imacs import imacs_from_prepared
+from benchmark.scoring.imacs import imacs_from_prepared
 
 
 @pytest.mark.parametrize("lam", [0.0, 1.0, 3.0])

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from benchmark.capture import cross_attention_layers
-from benchmark.perf import BASE, ModeTimes, PerfReport, main, render, sd15_unet
+from benchmark.perf.capture import BASE, ModeTimes, PerfReport, main, render, sd15_unet
 
 
 def test_sd15_unet_has_the_sd15_cross_attention_layout():

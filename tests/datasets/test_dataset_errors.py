@@ -11,7 +11,7 @@ from benchmark.config import DatasetConfig, TaskConfig
 from benchmark.datasets import CocoeeDataset, Cufed5Dataset, VitonHDDataset
 from benchmark.datasets.viton_hd import FOLDERS
 from benchmark.procedural import generate_cocoee
-from benchmark.tasks import check_dataset
+from benchmark.run.tasks import check_dataset
 
 
 def _empty_layout(root, fmt: str) -> None:

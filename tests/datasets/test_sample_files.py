@@ -14,7 +14,7 @@ from PIL import Image
 from benchmark.datasets import CocoeeDataset, Cufed5Dataset
 from benchmark.procedural import generate_cocoee, generate_cufed5
 from benchmark.registry import DATASET_FORMATS
-from benchmark.runner import sample_digest
+from benchmark.run.runner import sample_digest
 from benchmark.store import DigestCache
 
 S = 32

@@ -13,7 +13,7 @@ import torch
 from cleanfid import fid as cleanfid_fid
 from PIL import Image
 
-from benchmark.figures import save_png, to_uint8
+from benchmark.scoring.figures import save_png, to_uint8
 from benchmark.metrics import (
     SMALL_N_NOTE,
     ReferenceSetKey,

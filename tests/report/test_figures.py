@@ -17,7 +17,7 @@ from matplotlib.colors import to_rgb
 from PIL import Image
 
 from benchmark.capture.accumulator import I2AMAccumulator
-from benchmark.figures import scatter_figure
+from benchmark.scoring.figures import scatter_figure
 from benchmark.report import figures as F
 from benchmark.results.sample_maps import SampleMaps
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from benchmark.report import build_report, memo
-from benchmark.runner import execute
+from benchmark.run.runner import execute
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "runner"))  # the runner tests' smoke config and tiny model
 from runner_helpers import make_model, smoke_config  # noqa: E402

@@ -1,4 +1,4 @@
-"""The synthetic stores ``perf --scale report`` measures (:mod:`benchmark.synthetic_store`) read as valid stores:
+"""The synthetic stores ``perf --scale report`` measures (:mod:`benchmark.perf.synthetic_store`) read as valid stores:
 every job intact, every sample counted, IMACS formed from the stored terms; the synthetic history reads back."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from benchmark.config import RunConfig
 from benchmark.report import history, trends
 from benchmark.report.store_view import failure_frame, load_view, sample_frame
 from benchmark.store import RECORD_KEYS, check_job, stored_jobs
-from benchmark.synthetic_store import TASKS, model_names, write_history, write_store
+from benchmark.perf.synthetic_store import TASKS, model_names, write_history, write_store
 
 N_MODELS, N_SAMPLES, SHARD = 3, 5, 2
 

@@ -20,9 +20,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchmark.jobs import job_dir  # noqa: E402
+from benchmark.run.jobs import job_dir  # noqa: E402
 from benchmark.report import build_report  # noqa: E402
-from benchmark.runner import execute, plan_jobs  # noqa: E402
+from benchmark.run.runner import execute, plan_jobs  # noqa: E402
 
 from runner_helpers import make_model, smoke_config  # noqa: E402
 

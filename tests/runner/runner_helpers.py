@@ -10,8 +10,8 @@ from pathlib import Path
 import yaml
 
 from benchmark.config import REPO_ROOT, RunConfig
-from benchmark.jobs import job_dir
-from benchmark.runner import plan_jobs
+from benchmark.run.jobs import job_dir
+from benchmark.run.runner import plan_jobs
 
 CONDITIONS = [("masked_image", "image"), ("mask", "mask"), ("pose", "image")]
 

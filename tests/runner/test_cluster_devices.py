@@ -15,12 +15,12 @@ import pytest
 import torch
 from distributed import WorkerPlugin
 
-import benchmark.distributed
-import benchmark.jobs
+import benchmark.run.distributed
+import benchmark.run.jobs
 from benchmark.api.spec import ModelSpec
-from benchmark.distributed import make_client, memory_limit, run_job_on_worker
-from benchmark.jobs import job_device, load_adapter
-from benchmark.runner import execute, plan_jobs
+from benchmark.run.distributed import make_client, memory_limit, run_job_on_worker
+from benchmark.run.jobs import job_device, load_adapter
+from benchmark.run.runner import execute, plan_jobs
 
 from runner_helpers import smoke_config
 
@@ -37,7 +37,7 @@ class TwoFakeGpus(WorkerPlugin):
         torch.cuda.is_available = lambda: True
         torch.cuda.device_count = lambda: 2
         torch.cuda.set_device = lambda d: SET_DEVICE_CALLS.append((str(d), threading.get_ident()))
-        benchmark.jobs._run_job = record_device
+        benchmark.run.jobs._run_job = record_device
 
 
 def record_device(cfg, job, device, batch_size, progress):
@@ -60,7 +60,7 @@ def jobs_on_every_worker(client, cfg, job, gpu_by_name) -> dict:
 
 def test_each_worker_uses_its_own_gpu_in_the_job_thread_also_after_a_restart(tiny_model, tmp_path, monkeypatch):
     # This machine "has two GPUs" and no dask-cuda: a local cluster of one worker per GPU, named 0 and 1.
-    monkeypatch.setattr(benchmark.distributed, "_gpu_count", lambda: 2)
+    monkeypatch.setattr(benchmark.run.distributed, "_gpu_count", lambda: 2)
     cfg = smoke_config(tmp_path, tiny_model, device="cuda:1")  # its index does not send every worker to GPU 1
     [job, _] = plan_jobs(cfg, device="cuda").jobs
     client, gpu_by_name = make_client(cfg, "local", workers=5)
@@ -82,7 +82,7 @@ def test_each_worker_uses_its_own_gpu_in_the_job_thread_also_after_a_restart(tin
         assert after[1][1] != before[1][1] and after[0][1] == before[0][1]  # worker 1 is a new process
         assert {name: ran for name, (ran, _) in after.items()} == {0: [("cuda:0", True)] * 2, 1: [("cuda:1", True)]}
     finally:
-        benchmark.distributed._close(client)
+        benchmark.run.distributed._close(client)
 
 
 def test_worker_memory_limit_is_configurable(tiny_model, tmp_path):
@@ -112,7 +112,7 @@ class FakeAdapter:
 def test_a_model_change_releases_the_previous_model(monkeypatch):
     from benchmark.registry import ADAPTERS
 
-    monkeypatch.setattr(benchmark.jobs, "_RESIDENT", [None, None])
+    monkeypatch.setattr(benchmark.run.jobs, "_RESIDENT", [None, None])
     monkeypatch.setattr(ADAPTERS, "get", lambda name: FakeAdapter)
     emptied = []
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(1))
@@ -136,6 +136,6 @@ def test_inline_jobs_run_model_by_model(tiny_model, tmp_path, monkeypatch):
     plan = plan_jobs(cfg)
     assert [j.model.name for j in plan.jobs] == ["a", "a", "b", "b", "a", "a", "b", "b"]  # task by task
     ran = []
-    monkeypatch.setattr("benchmark.runner.run_job", lambda cfg, job, progress=None: ran.append(job.model.name))
+    monkeypatch.setattr("benchmark.run.runner.run_job", lambda cfg, job, progress=None: ran.append(job.model.name))
     execute(cfg, plan, scheduler="inline")
     assert ran == ["a"] * 4 + ["b"] * 4

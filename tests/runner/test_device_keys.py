@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from benchmark.report import history
-from benchmark.runner import device_type, plan_jobs
+from benchmark.run.runner import device_type, plan_jobs
 from benchmark.store import short_hash
 
 from runner_helpers import smoke_config

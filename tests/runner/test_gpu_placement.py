@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import benchmark.distributed
+import benchmark.run.distributed
 from benchmark.config import REPO_ROOT
 from benchmark.errors import UserError
-from benchmark.jobs import is_done
-from benchmark.runner import execute, plan_jobs
+from benchmark.run.jobs import is_done
+from benchmark.run.runner import execute, plan_jobs
 
 from runner_helpers import smoke_config
 
@@ -53,7 +53,7 @@ def test_jobs_go_to_the_worker_that_offers_a_gpu(tiny_model, tmp_path):
 def test_a_driver_with_gpus_runs_its_jobs_on_workers_that_offer_none(cluster, tiny_model, tmp_path, monkeypatch):
     # This machine "has two GPUs"; the cluster's workers offer no GPU resource and have no CUDA.
     local, _ = cluster
-    monkeypatch.setattr(benchmark.distributed, "_gpu_count", lambda: 2)
+    monkeypatch.setattr(benchmark.run.distributed, "_gpu_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     cfg = smoke_config(tmp_path, tiny_model, cluster={"job_timeout_s": 600, "retries": 0})

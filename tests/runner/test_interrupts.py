@@ -18,10 +18,10 @@ import pandas as pd
 import psutil
 
 from benchmark.config import REPO_ROOT, RunConfig
-from benchmark.jobs import is_done
-from benchmark.runner import plan_jobs
+from benchmark.run.jobs import is_done
+from benchmark.run.runner import plan_jobs
 from benchmark.store import check_job
-from benchmark.store_lock import holder
+from benchmark.store.lock import holder
 
 from runner_helpers import cli_env, smoke_dict, write_config
 

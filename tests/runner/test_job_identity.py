@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import benchmark.jobs
-import benchmark.tasks
+import benchmark.run.jobs
+import benchmark.run.tasks
 from benchmark.config import RunConfig
-from benchmark.imacs import imacs
+from benchmark.scoring.imacs import imacs
 from benchmark.report import build_report
 from benchmark.results.sample_maps import SampleMaps
-from benchmark.runner import execute
+from benchmark.run.runner import execute
 
 from runner_helpers import make_model, smoke_dict
 
@@ -93,8 +93,8 @@ def test_report_needs_neither_models_nor_datasets(tmp_path, model, monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("report must not open a dataset or hash a model")
 
-    monkeypatch.setattr(benchmark.tasks, "build_dataset", forbidden)
-    monkeypatch.setattr(benchmark.jobs, "model_files_hash", forbidden)
+    monkeypatch.setattr(benchmark.run.tasks, "build_dataset", forbidden)
+    monkeypatch.setattr(benchmark.run.jobs, "model_files_hash", forbidden)
     build_report(cfg)
     assert {p.name: _body(p) for p in (tmp_path / "lb").glob("*.md")} == before
     assert (tmp_path / "lb" / "viton_hd.csv").read_text() == csv_before

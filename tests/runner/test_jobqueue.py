@@ -1,4 +1,4 @@
-"""A batch-scheduler cluster (benchmark.jobqueue), run through dask-jobqueue's local job class: the same job
+"""A batch-scheduler cluster (benchmark.run.jobqueue), run through dask-jobqueue's local job class: the same job
 scripts as SLURM or PBS, started as local processes."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.config import REPO_ROOT, ConfigError, RunConfig, walltime_seconds
-from benchmark.jobqueue import cluster_class, cluster_options, lifetime_args, start_cluster
-from benchmark.runner import execute
+from benchmark.run.jobqueue import cluster_class, cluster_options, lifetime_args, start_cluster
+from benchmark.run.runner import execute
 
 from runner_helpers import smoke_config, smoke_dict, stored_rows, write_config
 

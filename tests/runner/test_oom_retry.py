@@ -14,17 +14,17 @@ import numpy as np
 import pytest
 import torch
 
-import benchmark.generation
-from benchmark.distributed import run_job_on_worker
-from benchmark.jobs import FAILED, is_done, job_dir
-from benchmark.runner import execute, plan_jobs
+import benchmark.run.generation
+from benchmark.run.distributed import run_job_on_worker
+from benchmark.run.jobs import FAILED, is_done, job_dir
+from benchmark.run.runner import execute, plan_jobs
 
 from runner_helpers import smoke_config, stored_rows
 
 
 def inject_oom(monkeypatch, times: int, error=torch.cuda.OutOfMemoryError):
     """The first ``times`` batches of more than one sample raise ``error``; returns the batch sizes generated."""
-    real, sizes = benchmark.generation.generate_with_capture, []
+    real, sizes = benchmark.run.generation.generate_with_capture, []
 
     def generate(adapter, batch, *args, **kwargs):
         n = len(batch["sample_id"])
@@ -34,7 +34,7 @@ def inject_oom(monkeypatch, times: int, error=torch.cuda.OutOfMemoryError):
             raise error("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 1.00 GiB free)")
         return real(adapter, batch, *args, **kwargs)
 
-    monkeypatch.setattr(benchmark.generation, "generate_with_capture", generate)
+    monkeypatch.setattr(benchmark.run.generation, "generate_with_capture", generate)
     return sizes
 
 
@@ -85,7 +85,7 @@ def test_out_of_memory_twice_is_a_failure_naming_the_batch_sizes(tiny_model, tmp
 def test_on_a_worker_out_of_memory_is_reported_not_retried_by_dask(tiny_model, tmp_path, monkeypatch):
     # Dask's retries would run the job again at the full batch size; the worker function returns why instead.
     cfg = smoke_config(tmp_path, tiny_model, max_samples=2, batch_size=1)
-    monkeypatch.setattr(benchmark.generation, "generate_with_capture",
+    monkeypatch.setattr(benchmark.run.generation, "generate_with_capture",
                         lambda *a, **k: (_ for _ in ()).throw(RuntimeError("CUDA out of memory. Tried 1 GiB")))
     monkeypatch.setattr("distributed.get_worker", lambda: SimpleNamespace(name=0))  # run here, as worker 0
     [job] = plan_jobs(cfg).jobs

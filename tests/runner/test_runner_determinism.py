@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-import benchmark.distributed
+import benchmark.run.distributed
 from benchmark.config import RunConfig
-from benchmark.jobs import is_done
-from benchmark.runner import execute, plan_jobs
+from benchmark.run.jobs import is_done
+from benchmark.run.runner import execute, plan_jobs
 
 from runner_helpers import report_tables, result_stats, smoke_config, smoke_dict, stored_rows
 
@@ -48,7 +48,7 @@ def test_rerun_of_a_finished_config_runs_zero_jobs(inline_run, monkeypatch):
     def no_cluster(*args, **kwargs):
         raise AssertionError("a rerun with nothing to do must not start a cluster")
 
-    monkeypatch.setattr(benchmark.distributed, "make_client", no_cluster)
+    monkeypatch.setattr(benchmark.run.distributed, "make_client", no_cluster)
     for scheduler in ("inline", "local"):
         summary = execute(cfg, scheduler=scheduler, workers=2)
         assert summary.skipped == summary.jobs == 2

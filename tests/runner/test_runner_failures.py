@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-import benchmark.distributed
-from benchmark.jobs import is_done
-from benchmark.distributed import RunError
-from benchmark.runner import execute, plan_jobs
+import benchmark.run.distributed
+from benchmark.run.jobs import is_done
+from benchmark.run.distributed import RunError
+from benchmark.run.runner import execute, plan_jobs
 
 from runner_helpers import make_broken_model, report_tables, smoke_config, stored_rows
 
@@ -15,7 +15,7 @@ from runner_helpers import make_broken_model, report_tables, smoke_config, store
 def test_job_needing_a_resource_no_worker_offers_stops_with_its_key(cluster, tiny_model, tmp_path, monkeypatch):
     local, _ = cluster
     # The jobs ask for resources={"GPU": 1}; the cluster's workers offer none.
-    monkeypatch.setattr(benchmark.distributed, "job_resources", lambda cfg, workers: {"GPU": 1})
+    monkeypatch.setattr(benchmark.run.distributed, "job_resources", lambda cfg, workers: {"GPU": 1})
     cfg = smoke_config(tmp_path, tiny_model, cluster={"job_timeout_s": 5, "retries": 1})
     keys = [j.key for j in plan_jobs(cfg).jobs]
     with pytest.raises(RunError) as err:

@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from benchmark.config import REPO_ROOT, RunConfig
-from benchmark.jobs import is_done, job_dir
-from benchmark.runner import execute, plan_jobs
+from benchmark.run.jobs import is_done, job_dir
+from benchmark.run.runner import execute, plan_jobs
 
 from runner_helpers import cli_env, report_tables, result_stats, smoke_dict, stored_rows, write_config
 

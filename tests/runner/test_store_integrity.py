@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from benchmark.config import REPO_ROOT, RunConfig
-from benchmark.jobs import job_dir
-from benchmark.runner import execute, plan_jobs
+from benchmark.run.jobs import job_dir
+from benchmark.run.runner import execute, plan_jobs
 from benchmark.store import DamagedJob, check_job, read_record
 
 from runner_helpers import cli_env, report_tables, result_stats, smoke_dict, write_config

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from benchmark.config import ConfigError, RunConfig
-from benchmark.jobs import job_dir
-from benchmark.maps import minmax
+from benchmark.run.jobs import job_dir
+from benchmark.scoring.maps import minmax
 from benchmark.results.sample_maps import SampleMaps, normalisable
-from benchmark.runner import execute, plan_jobs
+from benchmark.run.runner import execute, plan_jobs
 from benchmark.store import GENERATION_CODE_VERSION, short_hash
 
 from runner_helpers import report_tables, smoke_config, smoke_dict, stored_rows

@@ -102,7 +102,7 @@ def test_shipped_models_load_and_generate(task_name):
 def test_short_dit_run_lowers_the_loss_and_the_export_generates_with_capture(tmp_path, monkeypatch):
     from benchmark.adapters.reference_dit import ReferenceDiTAdapter
     from benchmark.capture.joint_capture import OutputSpaceAccumulator
-    from benchmark.generation import CaptureSettings, generate_with_capture
+    from benchmark.run.generation import CaptureSettings, generate_with_capture
     from benchmark.training.train import train_dit
 
     monkeypatch.setenv("I2AM_CACHE_DIR", str(tmp_path / "cache"))

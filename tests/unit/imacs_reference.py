@@ -1,4 +1,4 @@
-"""An independent numpy IMACS (eq. 8, 9, 18) for checking ``benchmark.imacs`` and what builds on it.
+"""An independent numpy IMACS (eq. 8, 9, 18) for checking ``benchmark.scoring.imacs`` and what builds on it.
 
 Written from the formula, not from the package: min-max normalise the raw map, resize it to the mask
 with a brute-force bicubic (Keys' cubic convolution, a = -0.75, pixel centres at i + 0.5, edge pixels

@@ -11,10 +11,10 @@ import torch
 from diffusers import AutoencoderKL
 
 from benchmark.api.sample import I2ISample
-from benchmark.jobs import job_dir, non_finite_outputs
+from benchmark.run.jobs import job_dir, non_finite_outputs
 from benchmark.pipelines.reference_i2i import ReferencePipelineBase, float32_decoder
 from benchmark.results.sample_maps import SampleMaps
-from benchmark.runner import execute, plan_jobs
+from benchmark.run.runner import execute, plan_jobs
 from benchmark.store import FAILED, RESULT
 
 from runner.runner_helpers import make_model, smoke_config

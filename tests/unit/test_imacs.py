@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.imacs import imacs, imacs_from_prepared
-from benchmark.maps import minmax, prepare_map
+from benchmark.scoring.imacs import imacs, imacs_from_prepared
+from benchmark.scoring.maps import minmax, prepare_map
 from imacs_reference import bicubic_matrix, prepare, reference_imacs
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from benchmark.config import RunConfig, TaskConfig, resolve_path
-from benchmark.jobs import (Job, check_stored, model_files_hash, model_order, record_failure, refresh_set_inputs,
+from benchmark.run.jobs import (Job, check_stored, model_files_hash, model_order, record_failure, refresh_set_inputs,
                             run_job, set_inputs_stale)
 from benchmark.store import (PLAN, PLAN_FAILURES, RESULT, RUN_DEVICE, DamagedJob, DigestCache, model_dir, read_record,
                              short_hash, write_atomic)
@@ -94,7 +94,7 @@ def device_type(cfg: RunConfig, scheduler: str | None = None) -> str:
         return "cuda"
     if where in ("inline", "local"):
         return "cuda" if cuda_here() else "cpu"
-    from benchmark.distributed import workers_have_cuda
+    from benchmark.run.distributed import workers_have_cuda
 
     return "cuda" if workers_have_cuda(cfg, where) else "cpu"
 
@@ -116,7 +116,7 @@ def cuda_here() -> bool:
 def plan_jobs(cfg: RunConfig, run_id: str = "", device: str | None = None) -> Plan:
     """Every (task, model, shard) of the config, with deterministic keys; what could not be planned, with why.
     ``device``: the device type the jobs run on (:func:`device_type`; default: as on this machine)."""
-    from benchmark.tasks import build_dataset
+    from benchmark.run.tasks import build_dataset
 
     device = device or device_type(cfg, "local")
     jobs, failures, expected, digests = [], [], {}, DigestCache()
@@ -213,7 +213,7 @@ def execute(cfg: RunConfig, plan: Plan | None = None, scheduler: str | None = No
         if scheduler == "inline":
             _run_inline(cfg, pending, summary)
         else:
-            from benchmark.distributed import run_on_dask
+            from benchmark.run.distributed import run_on_dask
 
             run_on_dask(cfg, pending, summary, scheduler, workers or cfg.cluster.workers,
                         lambda job, err: job_failed(cfg, job, err, summary))

@@ -1,7 +1,7 @@
 """Synthetic stores for benchmarking ``report``: valid job records with random values, no model and no dataset.
 
 :func:`write_store` writes a run folder (``config.yaml`` and ``store/``) holding N models x the given tasks x
-``n_samples`` samples, in shards of ``shard_size``, exactly as finished jobs leave them (``benchmark/jobs.py``):
+``n_samples`` samples, in shards of ``shard_size``, exactly as finished jobs leave them (``benchmark/run/jobs.py``):
 a ``result.json`` with every :data:`~benchmark.store.RECORD_KEYS` entry and the manifest of its files, per
 sample a ``maps.npz`` (every level on a small grid, float16 storage as a run's default) and, for the first
 ``images_first`` samples of each job, the three PNGs; a ``set_inputs.npz`` with LPIPS per sample and, with

@@ -110,7 +110,7 @@ def job_device(requested: str, device_type: str, worker_gpu: int | None = None) 
     so a device set elsewhere (the worker's event loop) does not reach it. ``device_type`` is what the run planned
     the job for (part of its key); ``requested`` is the config's ``device``, whose index (``cuda:N``) applies to
     runs in this process; on a Dask worker ``worker_gpu`` is the worker's own GPU
-    (:func:`benchmark.distributed.worker_gpu_index`). A job planned for CUDA on a machine without CUDA fails here,
+    (:func:`benchmark.run.distributed.worker_gpu_index`). A job planned for CUDA on a machine without CUDA fails here,
     saying so, rather than storing CPU outputs under a CUDA key."""
     import torch
 
@@ -318,11 +318,11 @@ class _SampleCounter:
 
 def _run_job(cfg: RunConfig, job: Job, device: torch.device, batch_size: int, progress) -> dict:
     from benchmark.capture.joint_capture import OutputSpaceAccumulator
-    from benchmark.generation import CaptureSettings, generate_with_capture
-    from benchmark.one_pass import OnePassSettings, one_pass_with_capture
+    from benchmark.run.generation import CaptureSettings, generate_with_capture
+    from benchmark.run.one_pass import OnePassSettings, one_pass_with_capture
     from benchmark.results.sample_maps import split_accumulator
-    from benchmark.scoring import mask_areas, sample_terms, segmentation_rows
-    from benchmark.tasks import build_dataset
+    from benchmark.scoring.terms import mask_areas, sample_terms, segmentation_rows
+    from benchmark.run.tasks import build_dataset
 
     out = job_dir(cfg, job)
     shutil.rmtree(out / "samples", ignore_errors=True)  # what an interrupted attempt left is never mixed in
@@ -417,8 +417,8 @@ def _store_sample(cfg: RunConfig, d: Path, maps, image: torch.Tensor, reference:
     """Store one sample under ``d``: ``maps.npz`` at ``store.maps_dtype``, and ``image_name`` (the generated or,
     for one pass, the target image, (3, H, W) in [0, 1]), ``reference.png`` and ``overlay.png`` unless
     ``store.images`` keeps no PNGs for the sample at ``position`` in its job. Returns the files written."""
-    from benchmark.figures import sample_overlay, save_png, to_uint8
-    from benchmark.scoring import side_map
+    from benchmark.scoring.figures import sample_overlay, save_png, to_uint8
+    from benchmark.scoring.terms import side_map
 
     d.mkdir(parents=True, exist_ok=True)
     written = [maps.save(d / "maps.npz", cfg.store.maps_dtype)]
@@ -477,7 +477,7 @@ def refresh_set_inputs(cfg: RunConfig, job: Job) -> None:
     import torch
     from PIL import Image
 
-    from benchmark.tasks import build_dataset
+    from benchmark.run.tasks import build_dataset
 
     record = read_record(job_dir(cfg, job) / RESULT)
     kept = record.get("store", {}).get("images", "all")

@@ -2,7 +2,7 @@
 history's read cost grows over the nights.
 
 For each size (``--sizes``, sample records; default 1k, 10k and 100k) a synthetic store
-(:mod:`benchmark.synthetic_store`: 10 models, the last a random-init baseline, x 3 tasks x size / 30 samples,
+(:mod:`benchmark.perf.synthetic_store`: 10 models, the last a random-init baseline, x 3 tasks x size / 30 samples,
 shards of 64, small maps) is written under ``--work-dir`` and ``python -m benchmark report`` is run on it in a
 subprocess of its own, with an empty digest cache (the first report after a nightly hashes every file the night
 wrote), so that its wall time and peak resident memory (the report process's ``ru_maxrss``; figure workers are
@@ -56,7 +56,7 @@ def _du(path: Path) -> int:
 
 def measure_size(work: Path, records: int) -> dict:
     """Write the store of ``records`` sample records, run ``report`` on it; the row of the table."""
-    from benchmark.synthetic_store import write_store
+    from benchmark.perf.synthetic_store import write_store
 
     per_model = -(-records // (N_MODELS * N_TASKS))  # ceil: at least ``records``
     folder = work / f"store-{records}"
@@ -104,13 +104,13 @@ def history_probe(path: str, config: str) -> dict:
 
 def measure_history(work: Path, nights: int) -> dict:
     """Write a ``history.csv`` of ``nights`` nights (of the 1k store's config) and time :func:`history_probe`."""
-    from benchmark.synthetic_store import write_history, write_store
+    from benchmark.perf.synthetic_store import write_history, write_store
 
     folder = work / f"history-{nights}"
     shutil.rmtree(folder, ignore_errors=True)
     config = write_store(folder, N_MODELS, 1)  # the config (one sample per model: only its keys are used)
     path = write_history(folder / "history.csv", config, nights, 3334)
-    code = ("import json; from benchmark.perf_report import history_probe; "
+    code = ("import json; from benchmark.perf.report import history_probe; "
             f"print(json.dumps(history_probe({str(path)!r}, {str(config)!r})))")
     cmd = [sys.executable, "-c", code]
     wall, cpu, rss, rc = _run(cmd, dict(os.environ), folder / "probe.log")
@@ -123,7 +123,7 @@ def measure_history(work: Path, nights: int) -> dict:
 
 def render(rows: list[dict], hist: dict | None, argv: str) -> str:
     lines = ["# `report` at nightly scale", "",
-             f"Synthetic stores (`benchmark/synthetic_store.py`): {N_MODELS} models (the last a random-init baseline) "
+             f"Synthetic stores (`benchmark/perf/synthetic_store.py`): {N_MODELS} models (the last a random-init baseline) "
              f"x {N_TASKS} tasks x n samples, shards of 64, small maps (latent 8x6, 4x4 tokens, 2 layers x 2 heads, "
              "every level and SRAM, float16), PNGs for the first sample of each job, LPIPS per sample, FID/KID "
              "unavailable. `report` runs in a process of its own with an empty digest cache (as the first report "

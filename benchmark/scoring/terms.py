@@ -43,7 +43,7 @@ def undefined_reason(maps: SampleMaps, side: str) -> str | None:
 
 def sample_terms(maps: SampleMaps, thresholds=THRESHOLD_GRID) -> dict[str, dict]:
     """Per side: ``{"a": [...], "b": [...]}`` (IMACS = a - lambda * b per threshold) or ``{"undefined": reason}``."""
-    from benchmark.imacs import imacs_term_grid
+    from benchmark.scoring.imacs import imacs_term_grid
 
     out = {}
     for side, mask_key in SIDES.items():
@@ -94,7 +94,7 @@ def map_segmentation(raw: torch.Tensor, mask: torch.Tensor) -> SegmentationScore
 
     from benchmark.analysis.segmentation import segmentation_scores
     from benchmark.capture.accumulator import resize_maps
-    from benchmark.maps import minmax
+    from benchmark.scoring.maps import minmax
 
     norm = minmax(raw)
     if torch.isnan(norm).any():

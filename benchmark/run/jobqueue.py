@@ -11,7 +11,7 @@ was running without holding it against the job (a graceful retirement), and the 
 batch job for the jobs still waiting. A worker killed outright (a node failure, a walltime shorter than the
 lifetime) sends its job back too; only a job that took down ``distributed.scheduler.allowed-failures`` + 1 workers
 (3 + 1 by default) fails, with ``KilledWorker``. The job's result is written once, by the attempt that completes
-(``benchmark.jobs.run_job`` reruns nothing that is stored).
+(``benchmark.run.jobs.run_job`` reruns nothing that is stored).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def check_submit_command(jobqueue: str) -> None:
 def offers_gpu(cfg: RunConfig) -> bool:
     """Whether the batch jobs' workers offer the ``GPU`` resource (one per worker process, so one job at a time):
     unless ``cluster.gpus`` is none or the device is cpu. The driver cannot see the batch nodes' hardware: like
-    :func:`benchmark.runner.device_type`, ``device: auto`` on a batch-scheduler cluster means its GPUs."""
+    :func:`benchmark.run.runner.device_type`, ``device: auto`` on a batch-scheduler cluster means its GPUs."""
     return cfg.cluster.gpus != "none" and cfg.device != "cpu"
 
 
@@ -92,7 +92,7 @@ def cluster_options(cfg: RunConfig) -> dict:
                "scheduler_options": {"dashboard_address": None}}
     if c.jobqueue == "local":
         # LocalJob waits for the worker's "Registered to:" log line, at INFO, while this harness runs dask at
-        # WARNING (benchmark.distributed), which the worker would inherit; LocalJob splits the job script on
+        # WARNING (benchmark.run.distributed), which the worker would inherit; LocalJob splits the job script on
         # whitespace, so `env` in front of the interpreter sets the level for the worker alone. (LocalJob reads
         # no more of the worker's output after that line: a class for tests and short runs.)
         options["python"] = f"env DASK_LOGGING__DISTRIBUTED=info {sys.executable}"

@@ -7,12 +7,12 @@ GPU resource.
 * ``--scheduler tcp://host:port`` or a scheduler file: an existing cluster.
 
 Which GPU a worker uses follows from its name (:func:`worker_gpu_index`), which a worker Dask restarts keeps; each
-job reads it and uses ``cuda:{index}`` in its own thread (:func:`benchmark.jobs.job_device`). Nothing is set on the
+job reads it and uses ``cuda:{index}`` in its own thread (:func:`benchmark.run.jobs.job_device`). Nothing is set on the
 worker's event-loop thread, where PyTorch's current device would not reach the jobs.
 Whether jobs ask for the ``GPU`` resource is decided by what the cluster's workers offer, never by this machine.
-A worker keeps one model loaded (:func:`benchmark.jobs.load_adapter`); jobs are submitted model by model, with
+A worker keeps one model loaded (:func:`benchmark.run.jobs.load_adapter`); jobs are submitted model by model, with
 decreasing priority, so that each worker runs one model's jobs before the next model's and loads each once.
-Each job sets its own torch thread count (``benchmark.jobs.JOB_TORCH_THREADS``).
+Each job sets its own torch thread count (``benchmark.run.jobs.JOB_TORCH_THREADS``).
 A run never waits silently: if no job finishes within ``cluster.job_timeout_s``
 the run stops with the names and states of the jobs still waiting.
 """
@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from benchmark.config import RunConfig
 from benchmark.errors import UserError
-from benchmark.jobs import Job, JobOutOfMemory, model_order, run_job
+from benchmark.run.jobs import Job, JobOutOfMemory, model_order, run_job
 
 log = logging.getLogger("benchmark")
 
@@ -109,7 +109,7 @@ def _make_client(cfg: RunConfig, scheduler: str, workers: int):
     from dask.distributed import Client, LocalCluster
 
     if cfg.cluster.jobqueue and scheduler == "local":  # batch jobs, each worker seeing its own GPU
-        from benchmark.jobqueue import jobqueue_client
+        from benchmark.run.jobqueue import jobqueue_client
 
         return jobqueue_client(cfg, workers), False
     if scheduler.startswith(("tcp://", "tls://", "ucx://")):
@@ -173,7 +173,7 @@ def job_resources(cfg: RunConfig, workers: dict) -> dict | None:
 
 
 def run_job_on_worker(cfg: RunConfig, job: Job, gpu_by_name: bool) -> str | None:
-    """:func:`benchmark.jobs.run_job` on a worker, on its GPU (:func:`worker_gpu_index`): None when stored, else
+    """:func:`benchmark.run.jobs.run_job` on a worker, on its GPU (:func:`worker_gpu_index`): None when stored, else
     why not (out of memory at both batch sizes, already retried on this worker: Dask's retries would only repeat
     it)."""
     from distributed import get_worker

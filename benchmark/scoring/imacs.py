@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from benchmark.defaults import DEFAULT_LAMBDA, DEFAULT_THRESHOLD
-from benchmark.maps import prepare_map
+from benchmark.scoring.maps import prepare_map
 
 
 @dataclass(frozen=True)

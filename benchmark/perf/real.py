@@ -67,9 +67,9 @@ def run_config(folder: Path, adapter: str, model_path: str, options: dict, task:
 def real_scale_run(adapter: str, folder: Path, reduced: bool = True, device: str = "cpu", steps: int = 2) -> dict:
     """Build ``adapter``'s published architecture (reduced or not) and run one sample through :func:`execute`;
     returns {record, cfg, spec, task, build_s, job_s, job_peak}."""
-    from benchmark.jobs import job_dir
-    from benchmark.perf import _peak_bytes, _reset_peak
-    from benchmark.runner import execute, plan_jobs
+    from benchmark.run.jobs import job_dir
+    from benchmark.perf.capture import _peak_bytes, _reset_peak
+    from benchmark.run.runner import execute, plan_jobs
     from benchmark.store import RESULT, read_record
 
     folder = Path(folder)
@@ -101,8 +101,8 @@ def denoiser(adapter) -> torch.nn.Module:
 
 def _timed_generation(adapter, batch, sampling, seed: int, capture, device: torch.device) -> dict:
     """One generation: wall seconds, the denoiser's calls (CUDA events on a GPU), the peak memory, the state."""
-    from benchmark.generation import generate_with_capture
-    from benchmark.perf import _Clock, _HookTimer, _peak_bytes, _release, _reset_peak
+    from benchmark.run.generation import generate_with_capture
+    from benchmark.perf.capture import _Clock, _HookTimer, _peak_bytes, _release, _reset_peak
 
     clock = _Clock(device)
     calls = _HookTimer([denoiser(adapter)], clock)
@@ -126,9 +126,9 @@ def measure_adapter(adapter: str, reduced: bool, device: str, steps: int, precis
     """Everything of one adapter's row (run in its own process by :func:`main`)."""
     from benchmark.api.sample import collate
     from benchmark.config import TaskConfig
-    from benchmark.generation import CaptureSettings
-    from benchmark.jobs import load_adapter
-    from benchmark.tasks import build_dataset
+    from benchmark.run.generation import CaptureSettings
+    from benchmark.run.jobs import load_adapter
+    from benchmark.run.tasks import build_dataset
 
     with tempfile.TemporaryDirectory(prefix=f"real-scale-{adapter}-") as tmp:
         run = real_scale_run(adapter, Path(tmp), reduced, device, steps)
@@ -162,9 +162,9 @@ def precision_error(adapter: str, model, batch, sampling, cfg, reference: dict, 
     """The bfloat16 model on the same inputs and seeds against the float32 run ``reference``: max abs error of
     the min-max normalised maps per level and side, and the IMACS_g difference."""
     from benchmark.api.model import ModelSpec
-    from benchmark.generation import CaptureSettings
-    from benchmark.imacs import imacs
-    from benchmark.maps import minmax
+    from benchmark.run.generation import CaptureSettings
+    from benchmark.scoring.imacs import imacs
+    from benchmark.scoring.maps import minmax
     from benchmark.registry import ADAPTERS
 
     spec = model.spec
@@ -240,7 +240,7 @@ FILES = ("maps.npz", "generated.png", "reference.png", "overlay.png", "set_input
 
 
 def _child(argv: list[str]) -> int:
-    """``python -m benchmark.perf_real ADAPTER REDUCED DEVICE STEPS PRECISION``: one row as JSON on stdout."""
+    """``python -m benchmark.perf.real ADAPTER REDUCED DEVICE STEPS PRECISION``: one row as JSON on stdout."""
     adapter, reduced, device, steps, precision = argv
     row = measure_adapter(adapter, reduced == "1", device, int(steps), precision == "1")
     print("ROW " + json.dumps(row))
@@ -249,7 +249,7 @@ def _child(argv: list[str]) -> int:
 
 def main(args) -> int:
     from benchmark.errors import UserError
-    from benchmark.perf import _device
+    from benchmark.perf.capture import _device
 
     device = str(_device(args))
     steps = getattr(args, "steps", None) or 2
@@ -264,7 +264,7 @@ def main(args) -> int:
         start = time.perf_counter()
         print(f"perf real: {adapter} at {PUBLISHED[adapter].size[0]}x{PUBLISHED[adapter].size[1]} ...",
               file=sys.stderr, flush=True)
-        proc = subprocess.run([sys.executable, "-m", "benchmark.perf_real", adapter, "1" if reduced else "0", device,
+        proc = subprocess.run([sys.executable, "-m", "benchmark.perf.real", adapter, "1" if reduced else "0", device,
                                str(steps), "1" if precision else "0"], capture_output=True, text=True,
                               env={**os.environ, "PYTHONWARNINGS": "ignore"})
         line = [ln for ln in proc.stdout.splitlines() if ln.startswith("ROW ")]

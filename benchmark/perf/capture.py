@@ -42,7 +42,7 @@ from pathlib import Path
 
 import torch
 
-from benchmark.generation import CaptureSettings
+from benchmark.run.generation import CaptureSettings
 
 SCALES = ("mini", "sd15", "real", "report")
 MODES = {
@@ -289,7 +289,7 @@ def _rounds(run, repeats: int, device: torch.device, clock: _Clock, unet: torch.
 def _device(args) -> torch.device:
     """The ``--device`` of the perf command (cpu, cuda, cuda:N; default auto), checked to exist on this machine."""
     from benchmark.config import check_device
-    from benchmark.jobs import pick_device
+    from benchmark.run.jobs import pick_device
 
     requested = getattr(args, "device", None) or "auto"
     check_device(requested)
@@ -320,9 +320,9 @@ def measure_mini(args) -> PerfReport:
     from benchmark.api.model import SamplingSettings
     from benchmark.api.sample import collate
     from benchmark.config import TaskConfig, resolve_path
-    from benchmark.generation import generate_with_capture
-    from benchmark.jobs import load_adapter
-    from benchmark.tasks import build_dataset
+    from benchmark.run.generation import generate_with_capture
+    from benchmark.run.jobs import load_adapter
+    from benchmark.run.tasks import build_dataset
 
     device = _device(args)
     spec, label = _mini_model(args)
@@ -439,10 +439,10 @@ def main(args) -> int:
     if scale in ("mini", "sd15") and getattr(args, "steps", None) is None:
         args.steps = 20
     if scale == "real":
-        from benchmark.perf_real import main as real_main
+        from benchmark.perf.real import main as real_main
         return real_main(args)
     if scale == "report":
-        from benchmark.perf_report import main as report_main
+        from benchmark.perf.report import main as report_main
         return report_main(args)
     report = measure_mini(args) if scale == "mini" else measure_sd15(args)
     report.notes.append(_command(args, scale))

@@ -13,7 +13,7 @@ import torch  # noqa: E402
 from matplotlib import colormaps  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from benchmark.maps import prepare_map  # noqa: E402
+from benchmark.scoring.maps import prepare_map  # noqa: E402
 from benchmark.registry import SAMPLE_METRICS, SET_METRICS, metric_direction, metric_label  # noqa: E402
 from benchmark.store import write_atomic  # noqa: E402
 

@@ -8,7 +8,7 @@ its seed and t), and the model runs once per t, conditional only, with the
 conditioning it uses in generation (:meth:`benchmark.api.model.ModelAdapter.one_pass`).
 The calls go through the same capture processors into the same
 :class:`~benchmark.capture.I2AMAccumulator` as generation-time capture
-(:func:`benchmark.generation.generate_with_capture`), so the same maps come out
+(:func:`benchmark.run.generation.generate_with_capture`), so the same maps come out
 (ULAM, TLAM with one time group per timestep, HLAM, LLAM, SRAM; generated and
 reference side; eq. (17) restriction) and
 :func:`benchmark.results.sample_maps.split_accumulator` stores them as
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from benchmark.api.model import ModelAdapter, one_pass_target
 from benchmark.capture import I2AMAccumulator
 from benchmark.capture.joint_capture import OutputSpaceAccumulator
-from benchmark.generation import CaptureSettings, prepare_capture, sample_seed
+from benchmark.run.generation import CaptureSettings, prepare_capture, sample_seed
 
 
 @dataclass(frozen=True)
