@@ -82,7 +82,7 @@ from benchmark.api.model import (ModelAdapter, ModelSpec, SamplingSettings, chec
                                  one_pass_noise, one_pass_target)
 from benchmark.api.sample import condition_size
 from benchmark.api.sources import resolve_model_source
-from benchmark.capture.joint_capture import JointLayout
+from benchmark.capture.joint_capture import JointLayout, OutputSpaceAccumulator
 from benchmark.capture.tokens import TokenLayout
 from benchmark.config import REPO_ROOT, ConfigError, build_section
 from benchmark.pipelines.reference_i2i import float32_decode_calls
@@ -161,6 +161,9 @@ def encode_prompt(folder: Path, prompt: str, max_sequence_length: int, device, d
 class FluxKontextAdapter(ModelAdapter):
     capture_path = "joint"
     identity_parts = ("vae",)  # then the prompt embeddings' hash
+
+    def concept_accumulator(self, steps: int) -> OutputSpaceAccumulator:
+        return OutputSpaceAccumulator(steps)
 
     def __init__(self, spec: ModelSpec, device="cpu"):
         super().__init__(spec, device)

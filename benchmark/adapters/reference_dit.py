@@ -26,7 +26,7 @@ from diffusers import FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
 from benchmark.adapters.pipeline_adapter import ReferencePipelineAdapter
 from benchmark.api.model import ModelSpec
 from benchmark.api.sample import condition_size
-from benchmark.capture.joint_capture import JointLayout
+from benchmark.capture.joint_capture import JointLayout, OutputSpaceAccumulator
 from benchmark.capture.tokens import TokenLayout
 from benchmark.pipelines.reference_dit import ReferenceDiTPipeline, reference_size
 from benchmark.registry import ADAPTERS
@@ -37,6 +37,9 @@ class ReferenceDiTAdapter(ReferencePipelineAdapter):
     capture_path = "joint"
     identity_parts = ("vae",)
     sampler_options = ("num_inference_steps", "guidance_scale")  # the Euler flow sampler has no eta
+
+    def concept_accumulator(self, steps: int) -> OutputSpaceAccumulator:
+        return OutputSpaceAccumulator(steps)
 
     def __init__(self, spec: ModelSpec, device="cpu"):
         super().__init__(spec, device)

@@ -59,6 +59,11 @@ class ModelAdapter(ABC):
         """Joint-attention adapters: the :class:`~benchmark.capture.joint_capture.JointLayout` of ``batch``."""
         raise NotImplementedError(f"{type(self).__name__} has no joint-attention layout")
 
+    def concept_accumulator(self, steps: int):
+        """The ConceptAttention-style output-space accumulator of a run of ``steps`` model calls, filled in the same
+        pass by adapters whose capture reads it (joint attention); None for the others."""
+        return None
+
     @abstractmethod
     def latent_grid(self, image_size: tuple[int, int]) -> tuple[int, int]: ...
 

@@ -317,7 +317,6 @@ class _SampleCounter:
 
 
 def _run_job(cfg: RunConfig, job: Job, device: torch.device, batch_size: int, progress) -> dict:
-    from benchmark.capture.joint_capture import OutputSpaceAccumulator
     from benchmark.run.generation import CaptureSettings, generate_with_capture
     from benchmark.run.one_pass import OnePassSettings, one_pass_with_capture
     from benchmark.results.sample_maps import split_accumulator
@@ -355,12 +354,12 @@ def _run_job(cfg: RunConfig, job: Job, device: torch.device, batch_size: int, pr
         batch = collate(chunk)
         t = time.perf_counter()
         if job.timesteps:  # one pass on the noised ground truth: maps only, drawn over the target
-            concept = OutputSpaceAccumulator(len(job.timesteps)) if adapter.capture_path == "joint" else None
+            concept = adapter.concept_accumulator(len(job.timesteps))
             acc, calls = one_pass_with_capture(adapter, batch, OnePassSettings(tuple(job.timesteps)), cfg.seed,
                                                capture, concept)
             images, evaluations = batch["target"], calls  # each call evaluates every sample of the batch once
         else:
-            concept = OutputSpaceAccumulator(sampling.num_inference_steps) if adapter.capture_path == "joint" else None
+            concept = adapter.concept_accumulator(sampling.num_inference_steps)
             images, acc = generate_with_capture(adapter, batch, sampling, cfg.seed, capture, concept)
         timings["generate_capture"] += time.perf_counter() - t
         t = time.perf_counter()
