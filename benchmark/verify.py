@@ -37,8 +37,8 @@ def verify_store(store: Path, progress: bool = False) -> Verification:
             key = job_dir.relative_to(store).as_posix()
             result.damaged.append((key, err.problems, quarantine(store, job_dir, err.problems)))
             continue
-        files = record.get("files", {})
+        files = record.files
         result.files += len(files) + 1
-        result.bytes += sum(size for size, _ in files.values())
+        result.bytes += sum(entry[0] for entry in files.values())
     result.seconds = time.perf_counter() - t0
     return result

@@ -14,7 +14,8 @@ Two tools live here:
   value, e.g. a perfect rank order) has no interval at all: NaN bounds, "not
   estimable" with the value in ``note``, never ``[1, 1]``;
 * :func:`bootstrap_mean`: the mean of one sample with a percentile interval
-  (the leaderboard cells).
+  (the leaderboard cells); Student's t interval above
+  :data:`~benchmark.analysis.asymptotic.LARGE_N` values.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
+
+from benchmark.analysis.asymptotic import LARGE_N, t_interval
+from benchmark.analysis.resampling import Resampling
 
 __all__ = ["BCA_MAX_N", "Interval", "MeanCI", "bootstrap_ci", "bootstrap_mean", "drop_nan", "summarise_means"]
 
@@ -59,9 +63,9 @@ def bootstrap_ci(
     statistic: Callable[..., np.ndarray],
     *,
     paired: bool,
-    n_resamples: int = 2000,
-    confidence: float = 0.95,
-    seed: int = 0,
+    n_resamples: int = Resampling.n_boot,
+    confidence: float = Resampling.confidence,
+    seed: int = Resampling.seed,
     batch: int | None = None,
 ) -> Interval:
     """BCa bootstrap interval of ``statistic(*data)``: percentile when BCa is not defined, NaN when degenerate.
@@ -166,34 +170,31 @@ def drop_nan(*arrays: ArrayLike) -> tuple[list[np.ndarray], int]:
     return [a[keep] for a in arrs], int((~keep).sum())
 
 
-def bootstrap_mean(
-    values: ArrayLike, n_boot: int = 2000, confidence: float = 0.95, seed: int | np.random.Generator = 0
-) -> MeanCI:
+def bootstrap_mean(values: ArrayLike, resampling: Resampling = Resampling()) -> MeanCI:
     """Mean of a 1-D sample with a percentile-bootstrap CI.
 
     Args:
         values: 1-D array of any real values; NaNs are dropped and counted.
-        n_boot: number of resamples.
-        confidence: interval coverage in (0, 1).
-        seed: seed or ``numpy.random.Generator`` for the resampling.
+        resampling: ``n_boot`` resamples at coverage ``confidence``, drawn with ``seed``.
     """
+    n_boot, confidence, seed = resampling.n_boot, resampling.confidence, resampling.seed
     (x,), n_dropped = drop_nan(values)
     if x.size == 0:
         raise ValueError(f"no finite values to average ({n_dropped} NaN dropped)")
-    if n_boot < 1:
-        raise ValueError(f"need n_boot >= 1, got {n_boot}")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if x.size > LARGE_N:  # the bootstrap distribution of a mean is normal to within its Monte-Carlo error
+        low, high = t_interval(x, confidence) if np.ptp(x) > 0 else (float(x[0]), float(x[0]))
+        return MeanCI(float(x.mean()), low, high, int(x.size), n_dropped, n_boot, confidence)
     # Resamples drawn uniformly with replacement; NaN replicates (degenerate resamples) are ignored.
     replicates = x[np.random.default_rng(seed).integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)
     low, high = _percentile(replicates[~np.isnan(replicates)], confidence)
     return MeanCI(float(x.mean()), low, high, int(x.size), n_dropped, n_boot, confidence)
 
 
-def summarise_means(frame, keys: list[str], n_boot: int, seed: int = 0):
+def summarise_means(frame, keys: list[str], resampling: Resampling = Resampling()):
     """Per group of ``keys`` of a tidy frame (a ``value`` column, NaN = undefined; a ``note`` column is joined when
-    present): mean [bootstrap CI], n defined, n undefined. Columns ``keys + [mean, ci_low, ci_high, n,
-    n_undefined, note]``; a group with no defined value has NaN statistics and n = 0."""
+    present): mean [bootstrap CI] (:func:`bootstrap_mean` with ``resampling``), n defined, n undefined. Columns
+    ``keys + [mean, ci_low, ci_high, n, n_undefined, note]``; a group with no defined value has NaN statistics and
+    n = 0."""
     import pandas as pd
 
     stats_columns = ["mean", "ci_low", "ci_high", "n", "n_undefined"]
@@ -203,7 +204,7 @@ def summarise_means(frame, keys: list[str], n_boot: int, seed: int = 0):
         row = dict(zip(keys, group if isinstance(group, tuple) else (group,)))
         row["note"] = "; ".join(sorted({n for n in g["note"] if n})) if "note" in g else ""
         if np.isfinite(values).any():
-            ci = bootstrap_mean(values, n_boot=n_boot, seed=seed)
+            ci = bootstrap_mean(values, resampling)
             row.update(zip(stats_columns, (ci.mean, ci.ci_low, ci.ci_high, ci.n, ci.n_dropped)))
         else:
             row.update(zip(stats_columns, (np.nan, np.nan, np.nan, 0, len(values))))

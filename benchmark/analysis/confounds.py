@@ -27,6 +27,9 @@ comes from permuting the pairing of the residuals (exact up to
 residual-permutation test it ignores the covariates' degrees of freedom,
 which is negligible when n is much larger than their number); its CI from a
 BCa bootstrap of whole rows, ranks and regression redone in every resample.
+Above :data:`~benchmark.analysis.asymptotic.LARGE_N` rows both are their normal
+approximations (:mod:`benchmark.analysis.asymptotic`; Fisher's z with the
+covariates' degrees of freedom).
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from scipy import stats
 
-from benchmark.analysis.bootstrap import bootstrap_ci
+from benchmark.analysis.asymptotic import LARGE_N, fisher_interval
+from benchmark.analysis.bootstrap import Interval, bootstrap_ci
 from benchmark.analysis.correlation import (
     METHODS,
     MIN_PAIRS,
@@ -50,6 +54,7 @@ from benchmark.analysis.correlation import (
     permutation_pvalue,
 )
 from benchmark.analysis.format import format_estimate, label, oriented_label, sign_note
+from benchmark.analysis.resampling import Resampling
 from benchmark.analysis.validity import (
     ATTRIBUTION_SCORES,
     QUALITY_METRICS,
@@ -89,10 +94,7 @@ def partial_correlation(
     groups: ArrayLike | None = None,
     method: Method = "spearman",
     *,
-    n_boot: int = 2000,
-    n_permutations: int = 9999,
-    confidence: float = 0.95,
-    seed: int = 0,
+    resampling: Resampling = Resampling(),
 ) -> CorrelationResult:
     """Partial correlation of x and y given numeric covariates and/or a group label.
 
@@ -102,8 +104,7 @@ def partial_correlation(
         groups: (n,) labels (e.g. the model): one dummy per group is
             partialled out (equivalent to centring x and y per group), or None.
         method: ``"spearman"`` (partial on ranks) or ``"pearson"``.
-        n_boot, n_permutations, confidence, seed: as in
-            :func:`benchmark.analysis.correlation.correlation`.
+        resampling: as in :func:`benchmark.analysis.correlation.correlation`.
 
     Rows with NaN in x, y or any covariate are dropped and counted. With no
     covariates and no groups this is the plain correlation. Never raises on
@@ -112,6 +113,7 @@ def partial_correlation(
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+    n_boot, confidence, seed = resampling.n_boot, resampling.confidence, resampling.seed
     xa, ya = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if xa.ndim != 1 or xa.shape != ya.shape:
         raise ValueError(f"x and y must be 1-D of equal length, got {xa.shape} and {ya.shape}")
@@ -144,13 +146,17 @@ def partial_correlation(
         why = f"{' and '.join(explained)} fully explained by the covariates: no partial correlation defined"
         return CorrelationResult.undefined(method, n, n_dropped, n_boot, confidence, why)
     statistic = float(pearson_along(u, v))
-    p_value, p_method = permutation_pvalue(u, v, n_permutations=n_permutations, seed=seed)
+    p_value, p_method = permutation_pvalue(u, v, n_permutations=resampling.n_permutations, seed=seed)
 
     def stat(idx: np.ndarray, axis: int = -1) -> np.ndarray:
         return pearson_along(*_residuals(method, xs[idx], ys[idx], cs[idx], ds[idx])[2:])
 
-    ci = bootstrap_ci((np.arange(n),), stat, paired=True, n_resamples=n_boot, confidence=confidence, seed=seed,
-                      batch=BOOT_BATCH)
+    if n > LARGE_N:  # Fisher's z with the k = n_params - 1 covariates' degrees of freedom: se 1 / sqrt(n - 3 - k)
+        low, high, why = fisher_interval(method, [n - n_params + 1], [statistic], statistic, confidence)
+        ci = Interval(low, high, "none" if why else "Fisher z", 0, 0, why)
+    else:
+        ci = bootstrap_ci((np.arange(n),), stat, paired=True, n_resamples=n_boot, confidence=confidence, seed=seed,
+                          batch=BOOT_BATCH)
     return CorrelationResult(method, statistic, p_value, ci.low, ci.high, n, n_dropped,
                              f"{p_method} of residuals", ci.method, n_boot, confidence, ci.note)
 
@@ -162,10 +168,7 @@ def confounds(
     areas: Sequence[str] = AREAS,
     method: Method = "spearman",
     *,
-    n_boot: int = 2000,
-    n_permutations: int = 9999,
-    confidence: float = 0.95,
-    seed: int = 0,
+    resampling: Resampling = Resampling(),
 ) -> pd.DataFrame:
     """Area correlations and area-partial correlations per task (see the module docstring).
 
@@ -176,8 +179,7 @@ def confounds(
         scores, qualities: attribution-score and quality metric names.
         areas: area metric names to correlate with and to partial out.
         method: ``"spearman"`` or ``"pearson"``.
-        n_boot, n_permutations, confidence, seed: as in
-            :func:`benchmark.analysis.correlation.correlation`.
+        resampling: as in :func:`benchmark.analysis.correlation.correlation`.
 
     Returns:
         Tidy frame with columns ``task, kind, x, y, x_sign, y_sign, controls,
@@ -188,7 +190,6 @@ def confounds(
         ``y_sign * y`` (-1 for a lower-is-better metric).
     """
     wide = paired_wide(frame, [*scores, *qualities, *areas])
-    kw = {"n_boot": n_boot, "n_permutations": n_permutations, "confidence": confidence, "seed": seed}
     rows: list[dict[str, Any]] = []
 
     def add(task: Any, kind: str, x: str, y: str, controls: str, res: CorrelationResult) -> None:
@@ -201,14 +202,15 @@ def confounds(
         v = {m: orientation(m) * tf[m].to_numpy() for m in [*task_scores, *task_qualities, *task_areas]}
         for metric in [*task_scores, *task_qualities]:
             for area in task_areas:
-                add(task, "area", metric, area, "", correlation(v[metric], v[area], method, **kw))
+                add(task, "area", metric, area, "", correlation(v[metric], v[area], method, resampling=resampling))
         cov = tf[task_areas].to_numpy()
         partials = [("areas", None), ("areas + model", tf["model"].astype(str).to_numpy())] if task_areas else []
         for x in task_scores:
             for y in task_qualities:
-                add(task, "plain", x, y, "", correlation(v[x], v[y], method, **kw))
+                add(task, "plain", x, y, "", correlation(v[x], v[y], method, resampling=resampling))
                 for controls, groups in partials:
-                    add(task, "partial", x, y, controls, partial_correlation(v[x], v[y], cov, groups, method, **kw))
+                    add(task, "partial", x, y, controls,
+                        partial_correlation(v[x], v[y], cov, groups, method, resampling=resampling))
     return pd.DataFrame(rows, columns=["task", "kind", "x", "y", "x_sign", "y_sign", "controls", "method",
                                        *RESULT_COLUMNS])
 

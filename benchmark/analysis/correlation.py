@@ -20,6 +20,10 @@ For paired samples (x, y), after dropping pairs with a NaN in either:
   none) by construction; that is 2.0% at n = 6 and 0.3% at n = 7, so below 7
   such lumps reach the 2.5% tails of a 95% interval.
 
+Above :data:`~benchmark.analysis.asymptotic.LARGE_N` pairs the p-value and the
+interval are their normal approximations (permutation variance, Fisher's z:
+:mod:`benchmark.analysis.asymptotic`), named in ``p_method`` and ``ci_method``.
+
 Nothing here raises on data: fewer than :data:`MIN_PAIRS` complete pairs or a
 constant coordinate give NaN values with the reason in ``note``.
 """
@@ -37,7 +41,9 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
 
+from benchmark.analysis.asymptotic import LARGE_N, fisher_interval, normal_p_text, stratified_normal_p
 from benchmark.analysis.bootstrap import Interval, bootstrap_ci, drop_nan
+from benchmark.analysis.resampling import Resampling
 
 Method = Literal["spearman", "pearson"]
 Level = Literal["sample", "model"]
@@ -157,8 +163,8 @@ def _pairings(n: int, rows: int, seed: int, block: int, stratum: int) -> np.ndar
 
 
 def stratified_pvalue(
-    us: Sequence[np.ndarray], vs: Sequence[np.ndarray], n_permutations: int = 9999, seed: int = 0,
-    strata: str = "strata",
+    us: Sequence[np.ndarray], vs: Sequence[np.ndarray], n_permutations: int = Resampling.n_permutations,
+    seed: int = Resampling.seed, strata: str = "strata",
 ) -> tuple[float, str]:
     """Two-sided permutation p-value of the pooled within-stratum Pearson r under pairings permuted in each stratum.
 
@@ -185,6 +191,9 @@ def stratified_pvalue(
     within = f" within {len(zu)} {strata}" if len(zu) > 1 else ""
     den = math.sqrt(sum(float(a @ a) for a in zu) * sum(float(b @ b) for b in zv))
     observed = sum(float(a @ b) for a, b in zip(zu, zv)) / den
+    n_total = sum(a.size for a in zu)
+    if n_total > LARGE_N:  # the permutation distribution is normal to within its Monte-Carlo error
+        return stratified_normal_p(zu, zv, observed, den), normal_p_text(n_total, within)
     total = math.prod(math.factorial(a.size) for a in zu)
     if total <= EXACT_MAX_PERMUTATIONS:
         null = np.zeros(1)
@@ -207,7 +216,7 @@ def stratified_pvalue(
 
 
 def permutation_pvalue(
-    u: np.ndarray, v: np.ndarray, n_permutations: int = 9999, seed: int = 0
+    u: np.ndarray, v: np.ndarray, n_permutations: int = Resampling.n_permutations, seed: int = Resampling.seed
 ) -> tuple[float, str]:
     """Two-sided permutation p-value of Pearson r(u, v) under random pairing: :func:`stratified_pvalue` with one
     stratum, exact for n <= :data:`EXACT_MAX_N`.
@@ -231,10 +240,7 @@ def correlation(
     method: Method = "spearman",
     *,
     level: Level = "sample",
-    n_boot: int = 2000,
-    n_permutations: int = 9999,
-    confidence: float = 0.95,
-    seed: int = 0,
+    resampling: Resampling = Resampling(),
 ) -> CorrelationResult:
     """Correlation of paired samples with a permutation p-value and a paired BCa bootstrap CI.
 
@@ -246,10 +252,9 @@ def correlation(
             ``"sample"`` otherwise; fewer than :data:`MIN_PAIRS_FOR_CI` pairs get
             no interval, with ``note`` starting :data:`TOO_FEW_MODELS` or
             :data:`TOO_FEW_PAIRS`.
-        n_boot: bootstrap resamples of the pairs.
-        n_permutations: Monte-Carlo pairings for the p-value when n > :data:`EXACT_MAX_N`.
-        confidence: interval coverage in (0, 1).
-        seed: seed of the permutation draw and of the resampling (fixed: the
+        resampling: ``n_boot`` bootstrap resamples of the pairs, ``n_permutations``
+            Monte-Carlo pairings for the p-value when n > :data:`EXACT_MAX_N`, the
+            interval's ``confidence``, and the ``seed`` of both draws (fixed: the
             same inputs give the same result).
 
     Raises:
@@ -259,6 +264,7 @@ def correlation(
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
     if level not in ("sample", "model"):
         raise ValueError(f"unknown level {level!r}; expected 'sample' or 'model'")
+    n_boot, confidence, seed = resampling.n_boot, resampling.confidence, resampling.seed
     (xs, ys), n_dropped = drop_nan(x, y)
     n = int(xs.size)
     if n < MIN_PAIRS:
@@ -271,11 +277,14 @@ def correlation(
 
     u, v = (stats.rankdata(xs), stats.rankdata(ys)) if method == "spearman" else (xs, ys)
     statistic = float(pearson_along(u, v))
-    p_value, p_method = permutation_pvalue(u, v, n_permutations=n_permutations, seed=seed)
+    p_value, p_method = permutation_pvalue(u, v, n_permutations=resampling.n_permutations, seed=seed)
 
     if n < MIN_PAIRS_FOR_CI:
         why = f"{TOO_FEW_MODELS if level == 'model' else TOO_FEW_PAIRS} (n = {n} < {MIN_PAIRS_FOR_CI})"
         ci = Interval(float("nan"), float("nan"), "none", n_boot, 0, why)
+    elif n > LARGE_N:
+        low, high, why = fisher_interval(method, [n], [statistic], statistic, confidence)
+        ci = Interval(low, high, "none" if why else "Fisher z", 0, 0, why)
     else:
         ci = bootstrap_ci((xs, ys), lambda a, b, axis=-1: statistic_along(method, a, b, axis=axis),
                           paired=True, n_resamples=n_boot, confidence=confidence, seed=seed)

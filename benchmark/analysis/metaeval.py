@@ -13,7 +13,10 @@ standard scores, of ranks for Spearman).
   2^n <= :data:`EXACT_MAX_SWAPS`, otherwise a seeded Monte-Carlo draw with ``p = (1 + hits) / (1 + draws)``.
   Two-sided: a resample counts when its |difference| reaches the observed one (swapping every sample negates
   the difference, so the null is symmetric). Its CI is a percentile bootstrap of the difference, each model's
-  samples resampled on their own and both correlations recomputed per resample.
+  samples resampled on their own and both correlations recomputed per resample. Above
+  :data:`~benchmark.analysis.asymptotic.LARGE_N` samples both are normal approximations from the difference's
+  normal-theory variance (Steiger's covariance of two correlations sharing H, per model, weighted as the
+  combined statistic weights them: :func:`_difference_normal`).
 * :func:`pairwise_accuracy` / :func:`system_accuracy`: over all pairs of models, the share ordered the same way
   by the score's model means and by the quality's; a pair whose means differ by at most ``epsilon`` is a tie,
   and a tie agrees only with a tie. CI: percentile bootstrap over samples (the same inputs drawn for every model
@@ -45,9 +48,11 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import special
+from scipy import special, stats
 
-from benchmark.analysis.correlation import MIN_PAIRS, Method, statistic_along
+from benchmark.analysis.asymptotic import LARGE_N
+from benchmark.analysis.correlation import MIN_PAIRS, Method, pearson_along, statistic_along
+from benchmark.analysis.resampling import Resampling
 from benchmark.analysis.validity import pooled_r, standard_scores
 
 __all__ = [
@@ -146,7 +151,7 @@ class DifferenceResult:
 
 def paired_difference(
     a: ArrayLike, b: ArrayLike, quality: ArrayLike, groups: ArrayLike, method: Method = "spearman", *,
-    n_resamples: int = 1000, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0,
+    resampling: Resampling = Resampling(),
 ) -> DifferenceResult:
     """Test of corr(A, H) = corr(B, H) by paired permutation (swaps within samples) with a bootstrap CI.
 
@@ -155,9 +160,11 @@ def paired_difference(
         quality: (n,) oriented quality (higher is better).
         groups: (n,) model of each sample; the correlations are combined within models (:func:`combined_along`).
         method: ``"spearman"`` or ``"pearson"``.
-        n_resamples: Monte-Carlo swap patterns when 2^n > :data:`EXACT_MAX_SWAPS`.
-        n_boot: bootstrap resamples; confidence: interval coverage in (0, 1); seed: of both draws.
+        resampling: ``n_permutations`` Monte-Carlo swap patterns when 2^n > :data:`EXACT_MAX_SWAPS`; ``n_boot``
+            bootstrap resamples; ``confidence``: interval coverage in (0, 1); ``seed``: of both draws.
     """
+    n_resamples, n_boot = resampling.n_permutations, resampling.n_boot
+    confidence, seed = resampling.confidence, resampling.seed
     arrays = [np.asarray(v, dtype=np.float64) for v in (a, b, quality)]
     kept, left_out = _groups(np.asarray(groups).astype(str), *arrays)
     note = f"left out (fewer than {MIN_PAIRS} complete samples or a constant value): {', '.join(left_out)}" \
@@ -172,6 +179,8 @@ def paired_difference(
     observed = r_a - r_b
     sizes = [g[0].size for g in kept]
     n = int(sum(sizes))
+    if n > LARGE_N:
+        return _difference_normal(za, zb, hs, method, observed, r_a, r_b, confidence, len(kept), note)
 
     # Swap patterns: rows of (patterns, n) booleans, True = the sample's two standard scores exchanged.
     if 2**n <= EXACT_MAX_SWAPS:
@@ -195,6 +204,35 @@ def paired_difference(
     if not np.isfinite(low):
         note = "; ".join(filter(None, ["CI not estimable: every bootstrap resample gives the same difference", note]))
     return DifferenceResult(observed, r_a, r_b, float(min(1.0, p)), low, high, n, len(kept), p_method, note)
+
+
+def _difference_normal(za: list, zb: list, hs: list, method: Method, observed: float, r_a: float, r_b: float,
+                       confidence: float, n_models: int, note: str) -> DifferenceResult:
+    """:func:`paired_difference` above :data:`LARGE_N` samples: the difference's normal-theory variance.
+
+    Per model i, the variance of ``r_ah - r_bh`` (two correlations sharing H) is
+    ``((1 - r_ah^2)^2 + (1 - r_bh^2)^2 - 2 psi) / n_i`` with Steiger's (1980) covariance term
+    ``psi = r_ab (1 - r_ah^2 - r_bh^2) - r_ah r_bh (1 - r_ah^2 - r_bh^2 - r_ab^2) / 2``, on the scores' ranks for
+    Spearman; the combined difference ``sum_i w_i (r_ah,i - r_bh,i)`` (``w_i = n_i / n``) has variance
+    ``sum_i w_i^2 var_i``. p: two-sided normal; CI: the difference +- its normal quantile times that sd."""
+    sizes = np.array([a.size for a in za], dtype=np.float64)
+    w = sizes / sizes.sum()
+    zh = [standard_scores(method, h) for h in hs]
+    var = 0.0
+    for wi, ni, a, b, h in zip(w, sizes, za, zb, zh):
+        rah, rbh, rab = (float(pearson_along(x, y)) for x, y in ((a, h), (b, h), (a, b)))
+        psi = rab * (1 - rah**2 - rbh**2) - rah * rbh * (1 - rah**2 - rbh**2 - rab**2) / 2
+        var += wi**2 * max((1 - rah**2) ** 2 + (1 - rbh**2) ** 2 - 2 * psi, 0.0) / ni
+    n = int(sizes.sum())
+    how = f"normal approximation (n = {n} > {LARGE_N}; Steiger's variance)"
+    if var <= 0:
+        nan = float("nan")
+        return DifferenceResult(observed, r_a, r_b, nan, nan, nan, n, n_models, how,
+                                "; ".join(filter(None, ["the two scores' standard scores are identical", note])))
+    sd = math.sqrt(var)
+    q = float(stats.norm.ppf(0.5 + confidence / 2))
+    p = float(min(1.0, 2 * stats.norm.sf(abs(observed) / sd)))
+    return DifferenceResult(observed, r_a, r_b, p, observed - q * sd, observed + q * sd, n, n_models, how, note)
 
 
 # --- 2. system-level pairwise accuracy ------------------------------------------------------------------------
@@ -247,8 +285,7 @@ class AccuracyResult:
 
 def system_accuracy(
     score: ArrayLike, quality: ArrayLike, groups: ArrayLike, *, units: ArrayLike | None = None,
-    epsilon: float = EPSILON, n_boot: int = 1000, n_permutations: int = 9999, confidence: float = 0.95,
-    seed: int = 0,
+    epsilon: float = EPSILON, resampling: Resampling = Resampling(),
 ) -> AccuracyResult:
     """Pairwise accuracy of the models' mean score against their mean quality, with a bootstrap CI and a p.
 
@@ -261,8 +298,11 @@ def system_accuracy(
             paired, so a score equal across models on an input, like its region area, keeps its ties);
             otherwise, and without ``units``, each model's samples are resampled on their own.
         epsilon: tie tolerance of :func:`pairwise_accuracy`.
-        n_boot, confidence, seed: bootstrap settings; n_permutations: Monte-Carlo pairings above 8 models.
+        resampling: ``n_boot``, ``confidence``, ``seed``: bootstrap settings; ``n_permutations``: Monte-Carlo
+            pairings above 8 models (drawn with ``seed`` too).
     """
+    n_boot, n_permutations = resampling.n_boot, resampling.n_permutations
+    confidence, seed = resampling.confidence, resampling.seed
     s, q, g = np.asarray(score, dtype=np.float64), np.asarray(quality, dtype=np.float64), np.asarray(groups)
     ok = np.isfinite(s) & np.isfinite(q)
     models = [m for m in np.unique(g[ok])]

@@ -16,6 +16,10 @@ dropping pairs with a NaN in either, the differences ``d = new - old`` give
   interval; differences that are all equal give their exact zero-width interval,
   named in ``note``.
 
+Above :data:`~benchmark.analysis.asymptotic.LARGE_N` pairs both are their normal
+approximations: the sign-flip null's exact variance ``sum d^2`` and Student's t
+interval (:mod:`benchmark.analysis.asymptotic`).
+
 :func:`holm` adjusts a family of p-values (e.g. all model pairs of a task on one
 metric) for multiple testing.
 """
@@ -27,7 +31,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
+from benchmark.analysis.asymptotic import LARGE_N, sign_flip_normal_p, t_interval
 from benchmark.analysis.bootstrap import drop_nan
+from benchmark.analysis.resampling import Resampling
 
 __all__ = ["PairedResult", "holm", "paired_test"]
 
@@ -62,25 +68,18 @@ def paired_test(
     new: ArrayLike,
     old: ArrayLike,
     *,
-    n_boot: int = 1000,
-    n_permutations: int = 9999,
-    seed: int = 0,
-    confidence: float = 0.95,
+    resampling: Resampling = Resampling(),
 ) -> PairedResult:
     """Compare ``new`` with ``old`` on the same samples.
 
     Args:
         new, old: 1-D arrays of equal length, one value per sample (NaN = undefined; such pairs are dropped).
-        n_boot: bootstrap resamples of the pairs.
-        n_permutations: random sign patterns when the exact enumeration (``2**n`` patterns) is larger than
-            ``n_permutations + 1``.
-        seed: seed of both the bootstrap and the permutation draws (same seed, same result).
-        confidence: interval coverage in (0, 1).
+        resampling: ``n_boot`` bootstrap resamples of the pairs; ``n_permutations`` random sign patterns when
+            the exact enumeration (``2**n`` patterns) is larger than ``n_permutations + 1``; the interval's
+            ``confidence``; the ``seed`` of both the bootstrap and the permutation draws (same seed, same result).
     """
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    if n_boot < 1 or n_permutations < 1:
-        raise ValueError(f"need n_boot >= 1 and n_permutations >= 1, got {n_boot} and {n_permutations}")
+    n_boot, n_permutations = resampling.n_boot, resampling.n_permutations
+    seed, confidence = resampling.seed, resampling.confidence
     (a, b), _ = drop_nan(new, old)
     d = a - b
     n = int(d.size)
@@ -88,8 +87,13 @@ def paired_test(
         return PairedResult(np.nan, np.nan, np.nan, np.nan, 0, "none", "none", "no complete pairs")
     # Independent streams: the p-value does not move when n_boot changes, nor the CI with n_permutations.
     boot_rng, perm_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
-    p_value, p_method = _sign_flip_p(d, n_permutations, perm_rng)
-    ci_low, ci_high, ci_note = _bootstrap_interval(d, n_boot, confidence, boot_rng)
+    if n > LARGE_N:  # the sign-flip and bootstrap distributions are normal to within their Monte-Carlo error
+        p_value, p_method = sign_flip_normal_p(d), f"normal approximation (n = {n} > {LARGE_N})"
+        ci_low, ci_high = t_interval(d, confidence) if np.ptp(d) > 0 else (float(d[0]), float(d[0]))
+        ci_note = ""
+    else:
+        p_value, p_method = _sign_flip_p(d, n_permutations, perm_rng)
+        ci_low, ci_high, ci_note = _bootstrap_interval(d, n_boot, confidence, boot_rng)
     if ci_note:
         note = ci_note
     elif not np.any(d):
@@ -98,7 +102,7 @@ def paired_test(
         note = f"all {n} differences equal {d[0]:.4g}"
     else:
         note = ""
-    ci_method = "none" if np.isnan(ci_low) else "paired bootstrap percentile"
+    ci_method = "none" if np.isnan(ci_low) else "t" if n > LARGE_N else "paired bootstrap percentile"
     return PairedResult(float(d.mean()), ci_low, ci_high, p_value, n, p_method, ci_method, note)
 
 
@@ -121,7 +125,7 @@ def _sign_flip_p(d: np.ndarray, n_permutations: int, rng: np.random.Generator) -
     def extreme(codes: np.ndarray) -> int:
         return int(np.count_nonzero(np.abs(table[codes, columns].sum(axis=1)) >= observed - tol))
 
-    if 2.0**n <= n_permutations + 1:
+    if n < 63 and (1 << n) <= n_permutations + 1:  # integers: 2.0**n overflows a float from n = 1024
         total = 1 << n  # pattern c flips d[i] where bit i of c is set: every pattern once
         hits = sum(extreme(np.arange(start, min(start + rows, total), dtype="<u8")[:, None].view(np.uint8)[:, :n_bytes])
                    for start in range(0, total, rows))

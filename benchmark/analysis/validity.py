@@ -29,7 +29,9 @@ task and for Spearman and Pearson, as one tidy frame with a ``scope`` column:
     :func:`benchmark.analysis.correlation.stratified_pvalue`); its CI a
     stratified bootstrap of that statistic (each model's pairs resampled on
     their own, standard scores redone per resample, BCa by
-    ``scipy.stats.bootstrap``). Models with fewer than 3 complete pairs or a
+    ``scipy.stats.bootstrap``); above
+    :data:`~benchmark.analysis.asymptotic.LARGE_N` pairs both are their normal
+    approximations (:mod:`benchmark.analysis.asymptotic`). Models with fewer than 3 complete pairs or a
     constant score or quality are left out and named in ``note``;
 ``between models``
     one point per model: its mean score against its mean quality (each mean
@@ -57,6 +59,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from scipy import stats
 
+from benchmark.analysis.asymptotic import LARGE_N, fisher_interval
 from benchmark.analysis.bootstrap import bootstrap_ci
 from benchmark.analysis.correlation import (
     METHODS,
@@ -66,11 +69,14 @@ from benchmark.analysis.correlation import (
     CorrelationResult,
     Method,
     correlation,
+    pearson_along,
     stratified_pvalue,
     zscores,
 )
 from benchmark.analysis.format import format_estimate, label, oriented_label, sign_note
-from benchmark.registry import metric_direction
+from benchmark.analysis.resampling import Resampling
+from benchmark.defaults import IMACS_SCORES
+from benchmark.registry import metric_direction, quality_metric_order
 
 __all__ = [
     "ATTRIBUTION_SCORES",
@@ -86,8 +92,8 @@ __all__ = [
     "within_combined",
 ]
 
-ATTRIBUTION_SCORES: tuple[str, ...] = ("imacs_g", "imacs_r")
-QUALITY_METRICS: tuple[str, ...] = ("masked_psnr", "masked_ssim", "psnr", "ssim")
+ATTRIBUTION_SCORES: tuple[str, ...] = IMACS_SCORES
+QUALITY_METRICS: tuple[str, ...] = quality_metric_order()  # the registered ones, in the tables' order
 RESULT_COLUMNS = ["statistic", "p_value", "ci_low", "ci_high", "n", "n_dropped", "p_method", "ci_method", "note"]
 METHOD_NAMES = {"spearman": "Spearman", "pearson": "Pearson"}
 
@@ -185,10 +191,7 @@ def within_combined(
     groups: ArrayLike,
     method: Method = "spearman",
     *,
-    n_boot: int = 2000,
-    n_permutations: int = 9999,
-    confidence: float = 0.95,
-    seed: int = 0,
+    resampling: Resampling = Resampling(),
 ) -> CorrelationResult:
     """Correlation of within-group standard scores over all groups, with a stratified p and CI (module docstring).
 
@@ -199,11 +202,10 @@ def within_combined(
         x, y: (n,) paired values, NaN allowed (such pairs are dropped and counted).
         groups: (n,) group label per pair (the model).
         method: ``"spearman"`` (standard scores of within-group ranks) or ``"pearson"``.
-        n_boot: stratified bootstrap resamples (each group resampled on its own).
-        n_permutations: stratified Monte-Carlo permutations (y permuted within each
-            group) when the within-group pairings are more than 8!.
-        confidence: interval coverage in (0, 1).
-        seed: seed of the permutations and the resampling.
+        resampling: ``n_boot`` stratified bootstrap resamples (each group resampled
+            on its own), ``n_permutations`` stratified Monte-Carlo permutations (y
+            permuted within each group) when the within-group pairings are more than
+            8!, the interval's ``confidence`` and the ``seed`` of both draws.
 
     Returns:
         A :class:`CorrelationResult`, statistic in [-1, 1]; ``n`` is the number
@@ -211,6 +213,7 @@ def within_combined(
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+    n_boot, confidence, seed = resampling.n_boot, resampling.confidence, resampling.seed
     xs, ys, left_out, n_dropped = _group_pairs(x, y, groups)
     why = (f"left out (fewer than {MIN_PAIRS} complete pairs, or a constant score or quality): "
            f"{', '.join(left_out)}" if left_out else "")
@@ -221,7 +224,8 @@ def within_combined(
     zx, zy = [standard_scores(method, v) for v in xs], [standard_scores(method, v) for v in ys]
     statistic = float(pooled_r(zx, zy))
     n = int(sum(v.size for v in xs))
-    p_value, p_method = stratified_pvalue(zx, zy, n_permutations=n_permutations, seed=seed, strata="models")
+    p_value, p_method = stratified_pvalue(zx, zy, n_permutations=resampling.n_permutations, seed=seed,
+                                          strata="models")
 
     if n < MIN_PAIRS_FOR_CI:
         low, high, ci_method, ci_note = np.nan, np.nan, "none", f"{TOO_FEW_PAIRS} (n = {n} < {MIN_PAIRS_FOR_CI})"
@@ -230,10 +234,16 @@ def within_combined(
             return pooled_r([standard_scores(method, v[i]) for v, i in zip(xs, idx)],
                              [standard_scores(method, v[i]) for v, i in zip(ys, idx)])
 
-        ci = bootstrap_ci([np.arange(v.size) for v in xs], stat, paired=False, n_resamples=n_boot,
-                          confidence=confidence, seed=seed)
-        low, high, ci_note = ci.low, ci.high, ci.note
-        ci_method = f"stratified {ci.method}" if ci.method != "none" else "none"
+        if n > LARGE_N:  # Fisher's z of the pooled coefficient, its variance summed over the models
+            sizes = [v.size for v in zx]
+            rs = [float(pearson_along(a, b)) for a, b in zip(zx, zy)]
+            low, high, ci_note = fisher_interval(method, sizes, rs, statistic, confidence)
+            ci_method = "none" if ci_note else "stratified Fisher z"
+        else:
+            ci = bootstrap_ci([np.arange(v.size) for v in xs], stat, paired=False, n_resamples=n_boot,
+                              confidence=confidence, seed=seed)
+            low, high, ci_note = ci.low, ci.high, ci.note
+            ci_method = f"stratified {ci.method}" if ci.method != "none" else "none"
     return CorrelationResult(method, statistic, p_value, low, high, n, n_dropped, p_method, ci_method, n_boot,
                              confidence, "; ".join(filter(None, [ci_note, why])))
 
@@ -244,10 +254,7 @@ def within_between(
     qualities: Sequence[str] = QUALITY_METRICS,
     methods: Sequence[Method] = METHODS,
     *,
-    n_boot: int = 2000,
-    n_permutations: int = 9999,
-    confidence: float = 0.95,
-    seed: int = 0,
+    resampling: Resampling = Resampling(),
 ) -> pd.DataFrame:
     """Pooled, within-model (per model and combined) and between-model correlations, oriented by direction.
 
@@ -259,8 +266,7 @@ def within_between(
         qualities: quality metric names (y). Pairs whose metrics are absent
             from a task are skipped.
         methods: any of ``"spearman"``, ``"pearson"`` (both by default).
-        n_boot, n_permutations, confidence, seed: see
-            :func:`benchmark.analysis.correlation.correlation`.
+        resampling: see :func:`benchmark.analysis.correlation.correlation`.
 
     Returns:
         Tidy frame, per task, x, y and method: rows with ``scope`` ``pooled``,
@@ -273,32 +279,33 @@ def within_between(
         metric), so a positive value means the score tracks better quality.
     """
     wide = paired_wide(frame, [*scores, *qualities])
-    kw = {"n_boot": n_boot, "n_permutations": n_permutations, "confidence": confidence, "seed": seed}
     rows: list[dict[str, Any]] = []
     for task, tf in wide.groupby("task", sort=True):
         for x in scores:
             for y in qualities:
                 if tf[x].notna().any() and tf[y].notna().any():
                     for method in methods:
-                        rows.extend(_task_rows(task, tf, x, y, method, kw))
+                        rows.extend(_task_rows(task, tf, x, y, method, resampling))
     return pd.DataFrame(rows, columns=["task", "x", "y", "x_sign", "y_sign", "method", "scope", "model",
                                        *RESULT_COLUMNS])
 
 
-def _task_rows(task: Any, tf: pd.DataFrame, x: str, y: str, method: Method, kw: dict) -> list[dict[str, Any]]:
+def _task_rows(task: Any, tf: pd.DataFrame, x: str, y: str, method: Method,
+               resampling: Resampling) -> list[dict[str, Any]]:
     sx, sy = orientation(x), orientation(y)
     xv, yv, models = sx * tf[x].to_numpy(), sy * tf[y].to_numpy(), tf["model"].astype(str).to_numpy()
 
     def row(scope: str, model: Any, res: CorrelationResult) -> dict[str, Any]:
         return result_row(res, task=task, x=x, y=y, x_sign=sx, y_sign=sy, method=method, scope=scope, model=model)
 
-    rows = [row("pooled", None, correlation(xv, yv, method, **kw))]
+    rows = [row("pooled", None, correlation(xv, yv, method, resampling=resampling))]
     for model in sorted(set(tf["model"])):
         m = (tf["model"] == model).to_numpy()
-        rows.append(row(f"within:{model}", model, correlation(xv[m], yv[m], method, **kw)))
-    rows.append(row("within (combined)", None, within_combined(xv, yv, models, method, **kw)))
+        rows.append(row(f"within:{model}", model, correlation(xv[m], yv[m], method, resampling=resampling)))
+    rows.append(row("within (combined)", None, within_combined(xv, yv, models, method, resampling=resampling)))
     means = pd.DataFrame({"x": xv, "y": yv, "model": tf["model"].to_numpy()}).groupby("model", sort=True).mean()
-    rows.append(row("between models", None, correlation(means["x"], means["y"], method, level="model", **kw)))
+    rows.append(row("between models", None,
+                    correlation(means["x"], means["y"], method, level="model", resampling=resampling)))
     return rows
 
 

@@ -4,7 +4,7 @@ task page; a model none of whose samples keeps its images gets a line saying its
 
 A figure depends only on its stored sample folder (immutable once its job is done) and the threshold, so a
 figure whose stamp (sample folder, threshold, figure code version) is unchanged is not drawn again; the others
-are drawn in parallel worker processes (:func:`draw`).
+are drawn in parallel worker processes while the report computes (:class:`Figures`).
 """
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ import json
 import logging
 import multiprocessing
 import signal
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 from benchmark.config import RunConfig
+from benchmark.defaults import MAP_LEVEL_LABELS, MAP_LEVEL_UNITS, MAP_LEVELS
 from benchmark.report.render import write_markdown
 from benchmark.report.store_view import StoreView
 from benchmark.results.sample_maps import SampleMaps
@@ -25,17 +27,18 @@ from benchmark.store import write_atomic
 
 log = logging.getLogger("benchmark")
 FIGURE_VERSION = 1
+POOL_MIN_FIGURES = 5  # figures to draw before worker processes are started (each costs its imports)
 IMAGES = ("generated.png", "reference.png")  # what a figure draws its maps over (store.images may keep neither)
-LEVELS = (("ulam", "ULAM"), ("tlam", "TLAM (time groups)"), ("hlam", "HLAM (heads)"), ("llam", "LLAM (layers)"))
+# The levels drawn one figure each (SRAM has its own), named with what their panels are one per.
+LEVELS = tuple((k, MAP_LEVEL_LABELS[k] + (f" ({MAP_LEVEL_UNITS[k][1]})" if k in MAP_LEVEL_UNITS else ""))
+               for k in MAP_LEVELS if k != "sram")
 
 
 def model_figures(cfg: RunConfig, view: StoreView, task: str, models: list[str], lb_dir: Path,
-                  todo: list[tuple]) -> list[str]:
+                  figures: Figures) -> list[str]:
     """Markdown of the task page's section: one line per model linking its page ``<task>/<model>.md`` (written
-    here: that model's maps), or saying why its figures are skipped. The figures still to draw are appended to
-    ``todo`` (:func:`schedule`)."""
+    here: that model's maps), or saying why its figures are skipped; its figures go to ``figures``."""
     thr, fig_dir = cfg.scoring.threshold, lb_dir / "figures"
-    stamps = stamps_of(fig_dir)
     lines = ["## Attribution maps", "", "Per model, the maps of its first sample, on a page of its own:", ""]
     for model in models:
         dirs = view.dirs(task, model)
@@ -62,8 +65,8 @@ def model_figures(cfg: RunConfig, view: StoreView, task: str, models: list[str],
         images = []
         for fname, fn, args in wanted:
             out = base / fname
-            schedule(todo, fig_dir, f"benchmark.report.figures:{fn}", args, out,
-                     f"{d.relative_to(cfg.out_dir).as_posix()}|{thr}", stamps)
+            figures.schedule(f"benchmark.report.figures:{fn}", args, out,
+                             f"{d.relative_to(cfg.out_dir).as_posix()}|{thr}")
             images.append(f"![{fname[:-4]}](../{out.relative_to(lb_dir).as_posix()})  ")
         write_markdown(page, [f"# {task} / {model}: attribution maps", "", f"[back to {task}](../{task}.md)", "",
                               f"Sample {d.name}, {which}. {_caption(thr)}", ""] + images)
@@ -78,13 +81,82 @@ def _caption(threshold: float) -> str:
             f"not drawn (eq. 9).")
 
 
-def schedule(todo: list[tuple], fig_dir: Path, fn: str, args: tuple, out: Path, inputs: str,
-             stamps: dict | None = None) -> None:
-    """Append the figure ``fn(*args)`` (``"module:function"``, writing ``out``) to ``todo`` unless ``out`` exists
-    and was drawn from the same ``inputs`` (a digest or the stored sample folder) by this figure code."""
-    key, stamp = out.relative_to(fig_dir).as_posix(), f"{inputs}|{FIGURE_VERSION}"
-    if (stamps if stamps is not None else stamps_of(fig_dir)).get(key) != stamp or not out.is_file():
-        todo.append((fn, args, key, stamp))
+class Figures:
+    """The figures of one report. A figure scheduled while the report computes (:meth:`schedule`) is drawn at once
+    in a worker process, in parallel with the rest of the report, unless it exists and was drawn from the same
+    inputs by this figure code; :meth:`finish` waits for the last ones and records their stamps. Used as a context
+    manager: leaving it by an error (or Ctrl-C) cancels the figures not yet started.
+
+    ``workers`` processes (spawned, so no forked torch state; they ignore SIGINT, which a Ctrl-C sends to the whole
+    process group, so that only the report process is interrupted); with ``workers`` <= 1 the figures are drawn
+    in this process by :meth:`finish`, as are all of them when fewer than :data:`POOL_MIN_FIGURES` are scheduled."""
+
+    def __init__(self, fig_dir: Path, workers: int):
+        self.fig_dir, self.workers = fig_dir, workers
+        self.stamps = stamps_of(fig_dir)
+        self._pending: list[list] = []  # [fn, args, key, stamp, future or None (drawn by finish)]
+        self._pool: ProcessPoolExecutor | None = None
+
+    def schedule(self, fn: str, args: tuple, out: Path, inputs: str) -> None:
+        """Draw ``fn(*args)`` (``"module:function"``, writing ``out``) unless ``out`` exists and was drawn from the
+        same ``inputs`` (a digest or the stored sample folder) by this figure code."""
+        key, stamp = out.relative_to(self.fig_dir).as_posix(), f"{inputs}|{FIGURE_VERSION}"
+        if self.stamps.get(key) == stamp and out.is_file():
+            return
+        self._pending.append([fn, args, key, stamp, None])
+        if self.workers > 1 and len(self._pending) >= POOL_MIN_FIGURES:  # fewer are not worth starting processes
+            for item in self._pending:
+                if item[4] is None:
+                    item[4] = self._workers().submit(_draw_one, item[0], item[1])
+
+    def submit(self, fn: Callable, /, *args, **kwargs) -> Future:
+        """Other independent work of the report (the method leaderboard's scoring, per model) in the same worker
+        processes, queued before the figures scheduled after it; computed here, at once, without workers."""
+        if self.workers <= 1:
+            future: Future = Future()
+            future.set_result(fn(*args, **kwargs))
+            return future
+        return self._workers().submit(fn, *args, **kwargs)
+
+    def _workers(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
+        return self._pool
+
+    @property
+    def scheduled(self) -> list[tuple]:
+        """(fn, args, key, stamp) of each figure scheduled and not yet finished."""
+        return [tuple(item[:4]) for item in self._pending]
+
+    def finish(self) -> None:
+        """Wait for every scheduled figure (or draw them here), log the ones that could not be drawn (their stored
+        inputs unreadable: no stamp, so the next report tries again) and record the others' stamps."""
+        drawn = {}
+        try:
+            for fn, args, key, stamp, future in self._pending:
+                error = future.result() if future is not None else _draw_one(fn, args)
+                if error:
+                    log.warning("figure %s skipped: %s", key, error)
+                else:
+                    drawn[key] = stamp
+        finally:
+            self.close()
+        self._pending = []
+        if drawn:
+            self.stamps.update(drawn)
+            write_atomic(self.fig_dir / "stamps.json", json.dumps(self.stamps, indent=0, sort_keys=True))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> "Figures":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def stamps_of(fig_dir: Path) -> dict:
@@ -102,26 +174,3 @@ def _draw_one(fn: str, args: tuple) -> str | None:
     except (OSError, ValueError, KeyError, EOFError) as err:  # a damaged or missing stored file
         return f"{type(err).__name__}: {err}"
     return None
-
-
-def draw(todo: list[tuple], fig_dir: Path, workers: int) -> None:
-    """Draw the pending figures (``workers`` processes; spawned, so no forked torch state) and record their stamps."""
-    if not todo:
-        return
-    stamps = stamps_of(fig_dir)
-    if workers > 1 and len(todo) > 4:
-        # Workers ignore SIGINT: a Ctrl-C (sent to the whole process group) interrupts the report process alone,
-        # which cancels the figures not yet started instead of waiting for all of them.
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=signal.signal,
-                                   initargs=(signal.SIGINT, signal.SIG_IGN))
-        try:
-            errors = list(pool.map(_draw_one, [fn for fn, *_ in todo], [args for _, args, *_ in todo]))
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-    else:
-        errors = [_draw_one(fn, args) for fn, args, *_ in todo]
-    for (_, _, key, _), error in zip(todo, errors):
-        if error:  # no stamp: tried again by the next report
-            log.warning("figure %s skipped: %s", key, error)
-    stamps.update({key: stamp for (_, _, key, stamp), error in zip(todo, errors) if not error})
-    write_atomic(fig_dir / "stamps.json", json.dumps(stamps, indent=0, sort_keys=True))

@@ -227,17 +227,31 @@ def load(path: Path):
         return _decode(tree, {k: data[k] for k in data.files if k != TREE})
 
 
-def cached(folder: Path, name: str, key: str, fn: Callable[..., T], /, *args, **kwargs) -> T:
-    """``fn(*args, **kwargs)``, or its entry under ``folder`` (the run's own). ``key``: a :func:`digest` of
-    everything the result depends on besides code; the entry's name adds ``fn`` and the code digests of its
-    module and of this one (the entry format)."""
+def entry(folder: Path, name: str, key: str, fn: Callable) -> Path:
+    """Where :func:`cached` keeps ``fn``'s result for ``key``: the entry's name adds ``fn`` and the code digests of
+    its module and of this one (the entry format)."""
     full = digest(key, f"{fn.__module__}:{fn.__qualname__}", code_digest(fn.__module__), code_digest(__name__))
-    path = Path(folder) / f"{name}-{full}.npz"
+    return Path(folder) / f"{name}-{full}.npz"
+
+
+def read_entry(path: Path):
+    """The value of the entry at ``path``; None when there is none or it cannot be trusted (damaged, foreign or of
+    an old format: it is recomputed)."""
     if path.is_file():
         try:
             return load(path)
-        except Exception:  # noqa: BLE001 - a damaged, foreign or old-format entry is recomputed, never trusted
+        except Exception:  # noqa: BLE001 - never trusted, recomputed
             pass
+    return None
+
+
+def cached(folder: Path, name: str, key: str, fn: Callable[..., T], /, *args, **kwargs) -> T:
+    """``fn(*args, **kwargs)``, or its entry under ``folder`` (the run's own). ``key``: a :func:`digest` of
+    everything the result depends on besides code (:func:`entry`)."""
+    path = entry(folder, name, key, fn)
+    value = read_entry(path)
+    if value is not None:
+        return value
     value = fn(*args, **kwargs)
     write_atomic(path, dumps(value))
     return value

@@ -3,20 +3,24 @@ figures from :mod:`benchmark.report.figures`."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from benchmark.analysis.format import format_value as fmt
+from benchmark.analysis.resampling import Resampling
 from benchmark.config import RunConfig
+from benchmark.methods.compare import compare_methods, paired_differences, summarise
 from benchmark.registry import METHODS, metric_label
 from benchmark.report import memo
-from benchmark.report.figures_page import schedule, stamps_of
+from benchmark.report.figures_page import Figures
 from benchmark.report.render import write_markdown
 from benchmark.report.store_view import StoreView
 from benchmark.report.tables import write_csv
 from benchmark.results.sample_maps import SampleMaps
+from benchmark.store import write_atomic
 
 # Samples per (task, model) the methods leaderboard scores (its first, by dataset index): every sample's maps are
 # loaded and scored by each method on both sides (~20-60 ms a sample on a CPU), so at a nightly's thousands of
@@ -42,39 +46,77 @@ def _table(frame: pd.DataFrame, metrics: list[str], heads: list[str]) -> list[st
     return lines + [""]
 
 
-def method_leaderboard(cfg: RunConfig, view: StoreView, lb_dir: Path, res_dir: Path, header: list[str],
-                       todo: list[tuple]) -> bool:
-    """Write ``methods.{csv,md}`` and ``methods_paired.csv``; False when no model has enough samples. Figures
-    still to draw are appended to ``todo`` (:func:`benchmark.report.figures_page.draw`)."""
-    from benchmark.methods.compare import compare_methods, paired_differences, summarise
+@dataclass
+class MethodScores:
+    """The method leaderboard's per-sample scores: read from the report's cache, or being computed per model in the
+    report's worker processes while the report goes on (:func:`start_methods`); :meth:`result` waits for them."""
 
+    samples: dict  # (task, model) -> the sample folders scored
+    key: str  # the memo key of the scores (samples, baselines, scoring, methods and their code)
+    entry: Path  # the memo entry
+    value: tuple | None = None  # (per-sample frame, examples) once known
+    futures: list = field(default_factory=list)  # per (task, model), in sorted order: (key, future)
+
+    def result(self) -> tuple[pd.DataFrame, dict]:
+        """(per-sample frame, example maps), as :func:`~benchmark.methods.compare.compare_methods` returns them for
+        all models at once (its rows in sorted (task, model) order)."""
+        if self.value is None:
+            parts = [future.result() for _, future in self.futures]
+            frames = [frame for frame, _ in parts if not frame.empty]
+            examples = {k: v for _, ex in parts for k, v in ex.items()}
+            frame = pd.concat(frames, ignore_index=True) if frames else compare_methods({}, set())[0]
+            self.value = (frame, examples)
+            write_atomic(self.entry, memo.dumps(self.value))
+        return self.value
+
+
+def start_methods(cfg: RunConfig, view: StoreView, res_dir: Path, figures: Figures) -> MethodScores:
+    """Start scoring every method on each model's first :data:`METHOD_SAMPLES` samples, one model per task in the
+    report's workers (:meth:`Figures.submit`), unless the cache holds the scores of the same inputs."""
     samples = {(sm.task, sm.model): sm.sample_dirs[:METHOD_SAMPLES] for sm in view.models if sm.sample_dirs}
-    most = max((len(sm.sample_dirs) for sm in view.models), default=0)
     others: dict = {}
     for sm in view.one_pass:
         if sm.sample_dirs:
-            label = f"{METHODS.label('one_pass')} t=" + ",".join(str(t) for t in sorted(sm.records[0]["timesteps"]))
+            label = f"{METHODS.label('one_pass')} t=" + ",".join(str(t) for t in sorted(sm.records[0].timesteps))
             others.setdefault((sm.task, sm.model), {})[label] = {d.name: d for d in sm.sample_dirs}
-    args = (samples, view.baselines, cfg.scoring.lam, cfg.scoring.threshold)
+    lam, thr = cfg.scoring.lam, cfg.scoring.threshold
 
     def rel(path: Path) -> str:  # keys that do not depend on where the run folder lives
         return path.relative_to(cfg.out_dir).as_posix()
 
-    key = memo.digest(sorted((k, [rel(d) for d in v]) for k, v in samples.items()), sorted(view.baselines), args[2:],
+    key = memo.digest(sorted((k, [rel(d) for d in v]) for k, v in samples.items()), sorted(view.baselines),
+                      (lam, thr),
                       sorted((k, sorted((lbl, sorted(rel(p) for p in v.values())) for lbl, v in d.items()))
-                             for k, d in others.items()))
-    per_sample, examples = memo.cached(res_dir / "cache", "methods", key, compare_methods, *args, other_captures=others)
+                             for k, d in others.items()),
+                      [(e.name, e.label, memo.code_digest(e.target.partition(":")[0] if isinstance(e.target, str)
+                                                          else e.target.__module__)) for e in METHODS.ordered()])
+    scores = MethodScores(samples, key, memo.entry(res_dir / "cache", "methods", key, compare_methods))
+    scores.value = memo.read_entry(scores.entry)
+    if scores.value is None:
+        scores.futures = [(k, figures.submit(compare_methods, {k: dirs}, view.baselines, lam, thr,
+                                             other_captures={k: others[k]} if k in others else {}))
+                          for k, dirs in sorted(samples.items())]
+    return scores
+
+
+def method_leaderboard(cfg: RunConfig, view: StoreView, scores: MethodScores, lb_dir: Path, res_dir: Path,
+                       header: list[str], figures: Figures, resampling: Resampling) -> bool:
+    """Write ``methods.{csv,md}`` and ``methods_paired.csv`` from ``scores`` (:func:`start_methods`); False when no
+    model has enough samples. Its figures go to ``figures``."""
+    samples, key = scores.samples, scores.key
+    most = max((len(sm.sample_dirs) for sm in view.models), default=0)
+    per_sample, examples = scores.result()
     if per_sample.empty:
         return False
     write_csv(per_sample, res_dir / "methods_samples.csv")
-    summary = summarise(per_sample, cfg.scoring.n_boot)
+    summary = summarise(per_sample, resampling)
     wide = summary.pivot_table(index=["task", "model", "method"], columns="metric",
                                values=["mean", "ci_low", "ci_high"])
     wide.columns = [f"{m}_{stat}" if stat != "mean" else m for stat, m in wide.columns]
     write_csv(wide.reset_index(), lb_dir / "methods.csv")
-    paired = paired_differences(per_sample, cfg.scoring.n_boot)
+    paired = paired_differences(per_sample, resampling)
     write_csv(paired, lb_dir / "methods_paired.csv")
-    fig_dir, stamps = lb_dir / "figures", stamps_of(lb_dir / "figures")
+    fig_dir = figures.fig_dir
     lines = ["# Attribution methods", ""] + header + ["",
              "Maps on the evaluation half of each model's samples (heads ranked on the other half): generated side "
              "against x_g, reference side against x_r (eq. 17 maps; needs a reference mask and patch tokens). "
@@ -102,13 +144,17 @@ def method_leaderboard(cfg: RunConfig, view: StoreView, lb_dir: Path, res_dir: P
         for (t, model), maps in examples.items():
             if t != task:
                 continue
-            d = samples[(t, model)][len(samples[(t, model)]) // 2]
+            d = samples[(t, model)][len(samples[(t, model)]) // 2]  # the evaluation half's first: its maps
+            if not (d / "generated.png").is_file():
+                lines += [f"Methods figure of {model} skipped: its sample {d.name} keeps no generated.png to draw the "
+                          "maps over (store.images).", ""]
+                continue
             mask = SampleMaps.load(d / "maps.npz").get("mask/region")
             path = fig_dir / task / model / "methods.png"
-            schedule(todo, fig_dir, "benchmark.report.figures:methods_figure",
-                     (d / "generated.png", maps, mask, cfg.scoring.threshold, path,
-                      f"{task} / {model}: generated-side map of each method (sample {d.name})"), path,
-                     f"{key}|{d.name}", stamps)
+            figures.schedule("benchmark.report.figures:methods_figure",
+                             (d / "generated.png", maps, mask, cfg.scoring.threshold, path,
+                              f"{task} / {model}: generated-side map of each method (sample {d.name})"), path,
+                             f"{key}|{d.name}")
             lines += [f"![methods]({path.relative_to(lb_dir).as_posix()})", ""]
     write_markdown(lb_dir / "methods.md", lines)
     return True

@@ -1,7 +1,7 @@
 """Trends over the nightly runs: per task, each model's IMACS_g and primary quality metric run after run.
 
 The figure is drawn from ``history.csv`` (:mod:`benchmark.report.history`) through the figures machinery
-(:func:`benchmark.report.figures_page.schedule` / ``draw``), stamped by a digest of the rows it shows, so it is
+(:class:`benchmark.report.figures_page.Figures`), stamped by a digest of the rows it shows, so it is
 redrawn only when those rows change. Only runs with the task's current version and scoring settings are shown:
 an IMACS under another lambda or threshold is another number.
 """
@@ -15,8 +15,9 @@ import pandas as pd
 
 from benchmark.registry import metric_direction, metric_label
 from benchmark.report import memo
-from benchmark.report.figures_page import schedule
+from benchmark.report.figures_page import Figures
 from benchmark.report.history import CI_COLUMNS
+from benchmark.store import write_atomic
 
 TREND_COLUMNS = ["run_id", "model", "metric", "value", *CI_COLUMNS]
 MAX_TICKS = 12  # run labels on the x axis; more runs label every k-th
@@ -34,24 +35,22 @@ def trend_rows(history: pd.DataFrame, task: str, task_version: int, scoring_key:
     return h[TREND_COLUMNS].sort_values(["run_id", "model", "metric"]).reset_index(drop=True)
 
 
-def schedule_trend(todo: list[tuple], fig_dir: Path, rows: pd.DataFrame, task: str,
-                   metrics: list[str]) -> Path | None:
+def schedule_trend(figures: Figures, rows: pd.DataFrame, task: str, metrics: list[str]) -> Path | None:
     """Schedule ``figures/<task>/trend.png`` from ``rows`` (:func:`trend_rows`) unless it was drawn from the same
     rows; its path, or None when there is no row to draw."""
     metrics = [m for m in metrics if m in set(rows.metric)]
     if not metrics:
         return None
-    path = fig_dir / task / "trend.png"
+    path = figures.fig_dir / task / "trend.png"
     # Digested at the precision history.csv keeps: rows not yet recorded stamp the figure as they will read back.
-    schedule(todo, fig_dir, "benchmark.report.trends:plot_trend", (rows, metrics, path, task), path,
-             memo.digest(rows.to_csv(index=False, float_format="%.6g"), metrics))
+    figures.schedule("benchmark.report.trends:plot_trend", (rows, metrics, path, task), path,
+                     memo.digest(rows.to_csv(index=False, float_format="%.6g"), metrics))
     return path
 
 
 def plot_trend(rows: pd.DataFrame, metrics: list[str], path: Path, task: str) -> None:
     """Write :func:`trend_figure` as a PNG at ``path``."""
-    from benchmark.scoring.figures import png_bytes
-    from benchmark.store import write_atomic
+    from benchmark.scoring.figures import png_bytes  # heavy: matplotlib, torch
 
     write_atomic(path, png_bytes(trend_figure(rows, metrics, task), 100))
 

@@ -28,6 +28,7 @@ import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -35,7 +36,9 @@ import torch.nn.functional as F
 
 from benchmark.capture import I2AMAccumulator
 from benchmark.store import write_atomic
-from benchmark.capture.joint_capture import OutputSpaceAccumulator
+
+if TYPE_CHECKING:  # joint capture imports diffusers; reading stored maps (the report) does not need it
+    from benchmark.capture.joint_capture import OutputSpaceAccumulator
 
 
 @dataclass

@@ -3,8 +3,9 @@
 Layout under a run's output folder::
 
     store/<task>-v<version>/<model>-<model hash>/<generation key>/shard-<first>-<last>-<samples hash>/
-        result.json              per-sample records and the size and SHA-256 of every file below (written
-                                 last, atomically: a readable one whose files match = job done)
+        result.json              the job's record (:class:`JobRecord`): per-sample scores and the size and SHA-256
+                                 of every file below (written last, atomically: a readable one whose files
+                                 match = job done)
         set_inputs.npz           what the set metrics need (Inception features, LPIPS per sample)
         failed.json              the last failure of this job (removed when it succeeds)
         samples/<id>/generated.png, reference.png, maps.npz, overlay.png
@@ -23,10 +24,17 @@ import hashlib
 import json
 import os
 import shutil
+from dataclasses import KW_ONLY, dataclass, field, fields
 from pathlib import Path
 
-# Bumped whenever generation, capture or what a job records per sample changes the stored outputs.
+from benchmark.errors import UserError
+
+# Bumped whenever generation or capture changes the stored outputs (part of every generation key, so a bump
+# regenerates every job). A new per-sample quality metric needs no bump: the next run computes it for finished
+# jobs from their stored images (``JobRecord.sample_metrics``).
 GENERATION_CODE_VERSION = 2
+# Version of the ``result.json`` layout (:class:`JobRecord`); a record without ``schema`` is version 1.
+SCHEMA_VERSION = 2
 
 RESULT = "result.json"
 PLAN_FAILURES = "plan_failures.json"  # in the run's output folder: task entries the last run could not plan
@@ -37,6 +45,104 @@ QUARANTINE = "quarantine"  # under the store: damaged jobs moved aside
 # What every result.json holds; a record without one of these is damaged (a truncated or foreign file).
 RECORD_KEYS = ("key", "task", "task_version", "model", "model_hash", "generation_key", "samples", "sample_ids",
                "indices", "failures", "rows", "imacs_terms", "protocol", "run_id", "finished_at")
+
+
+# The per-sample quality metrics every job of schema 1 evaluated: what such a record's ``sample_metrics`` reads as.
+SCHEMA_1_SAMPLE_METRICS = ("masked_psnr", "masked_ssim", "psnr", "ssim")
+
+
+class NewerRecord(UserError):
+    """A ``result.json`` written by a newer version of the benchmark than this one reads (never quarantined: the
+    job is intact, this code is too old for it)."""
+
+
+@dataclass
+class JobRecord:
+    """What a finished job stored (its ``result.json``): written by the job, read by every reader through
+    :meth:`from_dict` / :func:`read_record`. The JSON keys are the field names, plus ``schema``.
+
+    Nested parts stay plain JSON (per sample; a store holds millions of them): ``samples``
+    ``[{sample_id, index}]`` of the samples that loaded, in job order; ``failures`` ``[{sample_id, file,
+    error}]`` of those that did not; ``rows`` ``[{sample_id, metric, value, note}]``; ``imacs_terms``
+    ``{thresholds: [T], samples: {id: {side: {a: [T], b: [T]} or {note}}}}``; ``files``
+    ``{path relative to the job folder: [size, SHA-256]}``."""
+
+    _: KW_ONLY
+    key: str
+    task: str
+    task_version: int
+    model: str
+    adapter: str = ""
+    model_hash: str
+    generation_key: str
+    loaded_weights: str | None = None  # hash of the weights as the adapter loaded them (ModelAdapter.identity)
+    run_id: str
+    finished_at: str  # ISO 8601, UTC
+    samples: list[dict]
+    sample_ids: list[str]
+    indices: list[int]
+    samples_hash: str = ""
+    sample_digests: dict[str, str] = field(default_factory=dict)
+    n_samples: int | None = None  # the samples that loaded (None: len(samples))
+    failures: list[dict]
+    rows: list[dict]
+    imacs_terms: dict
+    protocol: str  # generation | one_pass
+    timesteps: list[int] = field(default_factory=list)
+    model_evaluations_per_sample: int | None = None
+    sampling: dict = field(default_factory=dict)  # num_inference_steps, guidance_scale, eta
+    device: str = ""
+    accelerator: str = ""  # cpu | mps | cuda:<GPU name>
+    batch_size: int | None = None
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage of the job
+    store: dict = field(default_factory=lambda: {"maps_dtype": "float32", "images": "all"})
+    files: dict[str, list] = field(default_factory=dict)
+    # The registered per-sample quality metrics evaluated for every sample (a metric whose needs a sample does
+    # not meet has no row); a quality metric registered later is computed by the next run from the stored images.
+    sample_metrics: list[str] = field(default_factory=list)
+    schema: int = SCHEMA_VERSION
+    extra: dict = field(default_factory=dict, repr=False)  # keys this code does not know, written back as they were
+
+    def __post_init__(self):
+        if self.n_samples is None:
+            self.n_samples = len(self.samples)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str | Path = "result.json") -> "JobRecord":
+        """The record of a ``result.json``'s JSON object; older schemas are converted (fields they lack take
+        their defaults). :class:`NewerRecord` naming ``source`` for a schema newer than :data:`SCHEMA_VERSION`;
+        :class:`KeyError` / :class:`TypeError` for an object that is not a job record."""
+        schema = data.get("schema", 1)
+        if not isinstance(schema, int):
+            raise TypeError(f"schema is {schema!r}, not an integer")
+        if schema > SCHEMA_VERSION:
+            raise NewerRecord(f"{source}: written with job record schema {schema}, newer than the {SCHEMA_VERSION} "
+                              "this version of the benchmark reads; update the benchmark to read this store")
+        known = {f.name for f in fields(cls)} - {"extra"}
+        values = {k: v for k, v in data.items() if k in known}
+        missing = [k for k in RECORD_KEYS if k not in values]
+        if missing:
+            raise KeyError(f"missing {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
+        if schema == 1:  # one pass records no quality metric
+            values["sample_metrics"] = list(SCHEMA_1_SAMPLE_METRICS) if data["protocol"] == "generation" else []
+        values["schema"] = SCHEMA_VERSION
+        return cls(**values, extra={k: v for k, v in data.items() if k not in known})
+
+    def to_dict(self) -> dict:
+        """The JSON object of ``result.json``: every field (the unknown keys it was read with last)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        return {**out, **self.extra}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, text: str, source: str | Path = "result.json") -> "JobRecord":
+        return cls.from_dict(json.loads(text), source)
+
+    def sample_index(self) -> dict[str, int]:
+        """Sample id -> dataset index of the samples that loaded."""
+        return {s["sample_id"]: s["index"] for s in self.samples}
 
 
 class DamagedJob(Exception):
@@ -67,14 +173,19 @@ def file_sha256(path: Path) -> str:
 
 
 def file_manifest(job_dir: Path, paths: list[Path]) -> dict[str, list]:
-    """``{path relative to the job folder: [size in bytes, SHA-256]}`` of the files a job wrote."""
-    job_dir = Path(job_dir)
-    return {Path(p).relative_to(job_dir).as_posix(): [Path(p).stat().st_size, file_sha256(p)] for p in sorted(paths)}
+    """``{path relative to the job folder: [size in bytes, SHA-256, mtime in ns]}`` of the files a job wrote. The
+    modification time is what a reader with remembered digests trusts (:func:`file_problems`), as
+    :class:`DigestCache` trusts its own entries: the report does not hash again what the job has just hashed."""
+    job_dir, out = Path(job_dir), {}
+    for p in sorted(paths):
+        st = Path(p).stat()
+        out[Path(p).relative_to(job_dir).as_posix()] = [st.st_size, file_sha256(p), st.st_mtime_ns]
+    return out
 
 
-def read_record(path: Path) -> dict:
+def read_record(path: Path) -> JobRecord:
     """The record of a ``result.json``; :class:`DamagedJob` (naming the file and why) when it is unreadable, not
-    JSON, or not a job record."""
+    JSON, or not a job record; :class:`NewerRecord` (naming the file) when a newer benchmark wrote it."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -83,35 +194,46 @@ def read_record(path: Path) -> dict:
     if not text.strip():
         raise DamagedJob(path.parent, [f"{path.name} is empty"])
     try:
-        record = json.loads(text)
+        data = json.loads(text)
     except ValueError as err:
         raise DamagedJob(path.parent, [f"{path.name} is not valid JSON ({err}; {len(text)} bytes)"]) from None
-    missing = [k for k in RECORD_KEYS if k not in record] if isinstance(record, dict) else list(RECORD_KEYS)
-    if missing:
-        raise DamagedJob(path.parent, [f"{path.name} is not a job record (missing {', '.join(missing[:4])}"
-                                       f"{' ...' if len(missing) > 4 else ''})"])
-    return record
+    if not isinstance(data, dict):
+        raise DamagedJob(path.parent, [f"{path.name} is not a job record (a JSON {type(data).__name__})"])
+    try:
+        return JobRecord.from_dict(data, path)
+    except (KeyError, TypeError) as err:
+        why = err.args[0] if isinstance(err, KeyError) and err.args else err
+        raise DamagedJob(path.parent, [f"{path.name} is not a job record ({why})"]) from None
 
 
-def file_problems(job_dir: Path, record: dict, digests: "DigestCache | None" = None) -> list[str]:
-    """What differs between the files a job recorded (``record["files"]``) and the folder: one line per missing
-    file, size or checksum. ``digests``: remembered digests (by size and mtime) instead of reading every file."""
+def write_record(job_dir: Path, record: JobRecord) -> Path:
+    """Write ``record`` as the job's ``result.json``, atomically (the last file a job writes)."""
+    return write_atomic(Path(job_dir) / RESULT, record.to_json())
+
+
+def file_problems(job_dir: Path, record: JobRecord, digests: "DigestCache | None" = None) -> list[str]:
+    """What differs between the files a job recorded (``record.files``) and the folder: one line per missing
+    file, size or checksum. ``digests``: remembered digests (by size and mtime) instead of reading every file; a
+    file whose size and mtime are still those the job recorded beside its checksum counts as remembered too.
+    Without ``digests`` (``verify``) every file is read."""
     problems = []
-    for rel, (size, sha) in sorted(record.get("files", {}).items()):
+    for rel, (size, sha, *written) in sorted(record.files.items()):
         path = Path(job_dir) / rel
         try:
-            actual = path.stat().st_size
+            st = path.stat()
         except OSError:
             problems.append(f"{rel} is missing")
             continue
-        if actual != size:
-            problems.append(f"{rel} has {actual} bytes, the job wrote {size}")
+        if st.st_size != size:
+            problems.append(f"{rel} has {st.st_size} bytes, the job wrote {size}")
+        elif digests is not None and written and written[0] == st.st_mtime_ns:
+            continue  # untouched since the job hashed it
         elif (digests.digest(path) if digests is not None else file_sha256(path)) != sha:
             problems.append(f"{rel} does not match its recorded SHA-256")
     return problems
 
 
-def check_job(job_dir: Path, digests: "DigestCache | None" = None) -> dict:
+def check_job(job_dir: Path, digests: "DigestCache | None" = None) -> JobRecord:
     """The job's record when its ``result.json`` reads and every recorded file matches; else :class:`DamagedJob`."""
     record = read_record(Path(job_dir) / RESULT)
     problems = file_problems(job_dir, record, digests)

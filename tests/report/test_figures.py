@@ -308,7 +308,7 @@ def test_scatter_colours_follow_the_model_when_a_side_is_missing():
 
 
 def test_unreadable_sample_maps_are_skipped_with_a_note(sample, tmp_path):
-    from benchmark.report.figures_page import draw, model_figures, stamps_of
+    from benchmark.report.figures_page import Figures, model_figures, stamps_of
 
     sample = sample()
     broken = tmp_path / "broken" / "s0"
@@ -318,13 +318,16 @@ def test_unreadable_sample_maps_are_skipped_with_a_note(sample, tmp_path):
         (broken / name).write_bytes((sample / name).read_bytes())
     cfg = SimpleNamespace(scoring=SimpleNamespace(threshold=0.4), out_dir=tmp_path)
     view = SimpleNamespace(dirs=lambda task, model: {"good": [sample], "bad": [broken]}[model])
-    lb, todo = tmp_path / "lb", []
-    lines = model_figures(cfg, view, "t", ["bad", "good"], lb, todo)
+    lb = tmp_path / "lb"
+    figures = Figures(lb / "figures", 1)
+    lines = model_figures(cfg, view, "t", ["bad", "good"], lb, figures)
     note = next(ln for ln in lines if ln.startswith("Figures skipped"))
     assert "sample s0" in note and "verify" in note
-    assert todo and all(args[0] == sample for _, args, *_ in todo)  # only the readable sample is drawn
+    drawn = len(figures.scheduled)
+    assert drawn and all(args[0] == sample for _, args, *_ in figures.scheduled)  # only the readable sample
     # a figure whose stored inputs vanish before drawing is skipped too, and left unstamped for the next report
-    gone = ("benchmark.report.figures:level_figure", (tmp_path / "gone", "ulam", 0.4, lb / "x.png", "t"), "x.png", "s")
-    draw(todo + [gone], lb / "figures", 1)
+    out = lb / "figures" / "x.png"
+    figures.schedule("benchmark.report.figures:level_figure", (tmp_path / "gone", "ulam", 0.4, out, "t"), out, "s")
+    figures.finish()
     stamps = stamps_of(lb / "figures")
-    assert "x.png" not in stamps and len(stamps) == len(todo)
+    assert "x.png" not in stamps and len(stamps) == drawn

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from benchmark.report import history, render, trends
-from benchmark.report.figures_page import draw, model_figures, stamps_of
+from benchmark.report.figures_page import Figures, model_figures, stamps_of
 from benchmark.report.verdict import CONFOUNDS, CORRELATIONS, PAIRS, anchor, render_verdict, verdict
 from benchmark.results.sample_maps import SampleMaps
 
@@ -168,15 +168,17 @@ def test_each_model_has_a_page_of_maps_linked_from_the_task_page(tmp_path):
         (sample / name).write_bytes(b"")
     cfg = SimpleNamespace(scoring=SimpleNamespace(threshold=0.4), out_dir=tmp_path / "run")
     view = SimpleNamespace(dirs=lambda task, model: {"full": [sample], "gone": []}[model])
-    lb, todo = tmp_path / "lb", []
-    lines = model_figures(cfg, view, "t", ["full", "gone"], lb, todo)
+    lb = tmp_path / "lb"
+    figures = Figures(lb / "figures", 1)
+    lines = model_figures(cfg, view, "t", ["full", "gone"], lb, figures)
     assert lines[0] == "## Attribution maps"
     assert [ln for ln in lines if "](" in ln] == ["[full](t/full.md): sample s0 (ULAM, TLAM, SRAM)  "]
     page = (lb / "t" / "full.md").read_text()
     assert "[back to t](../t.md)" in page and not (lb / "t" / "gone.md").exists()
     for name in ("ulam", "tlam", "sram"):  # the figures keep their place; the page reaches them from its folder
         assert f"](../figures/t/full/{name}.png)" in page
-    assert sorted(key for *_, key, _ in todo) == ["t/full/sram.png", "t/full/tlam.png", "t/full/ulam.png"]
+    assert sorted(key for *_, key, _ in figures.scheduled) == ["t/full/sram.png", "t/full/tlam.png",
+                                                                 "t/full/ulam.png"]
 
 
 # --- trends -------------------------------------------------------------------------------------------------------
@@ -202,18 +204,19 @@ def test_trend_rows_keep_the_models_metrics_version_and_scoring():
 
 
 def test_trend_figure_is_written_and_redrawn_only_when_its_rows_change(tmp_path):
-    fig_dir, todo = tmp_path / "figures", []
+    fig_dir = tmp_path / "figures"
+    figures = Figures(fig_dir, 1)
     rows = trends.trend_rows(_history(), "t", 1, "s", ["full", "dit"], ["imacs_g", "masked_psnr"])
-    path = trends.schedule_trend(todo, fig_dir, rows, "t", ["imacs_g", "masked_psnr"])
-    assert path == fig_dir / "t" / "trend.png" and len(todo) == 1
-    draw(todo, fig_dir, 1)
+    path = trends.schedule_trend(figures, rows, "t", ["imacs_g", "masked_psnr"])
+    assert path == fig_dir / "t" / "trend.png" and len(figures.scheduled) == 1
+    figures.finish()
     assert path.read_bytes()[:4] == b"\x89PNG" and "t/trend.png" in stamps_of(fig_dir)
-    again = []
-    trends.schedule_trend(again, fig_dir, rows.copy(), "t", ["imacs_g", "masked_psnr"])
-    assert again == []
-    trends.schedule_trend(again, fig_dir, rows.assign(value=rows.value + 1), "t", ["imacs_g", "masked_psnr"])
-    assert len(again) == 1
-    assert trends.schedule_trend([], fig_dir, rows.head(0), "t", ["imacs_g"]) is None
+    again = Figures(fig_dir, 1)
+    trends.schedule_trend(again, rows.copy(), "t", ["imacs_g", "masked_psnr"])
+    assert again.scheduled == []
+    trends.schedule_trend(again, rows.assign(value=rows.value + 1), "t", ["imacs_g", "masked_psnr"])
+    assert len(again.scheduled) == 1
+    assert trends.schedule_trend(Figures(fig_dir, 1), rows.head(0), "t", ["imacs_g"]) is None
 
 
 def test_one_run_shows_points_and_says_so():
