@@ -21,6 +21,8 @@ same command to resume).
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import difflib
 import logging
 import signal
 import sys
@@ -28,7 +30,12 @@ import time
 
 import yaml
 
+from benchmark.config import REPO_ROOT, ConfigError, RunConfig, TaskConfig, check_config
 from benchmark.errors import UserError
+from benchmark.registry import ADAPTERS, DATASET_FORMATS, METHODS, SAMPLE_METRICS, SET_METRICS
+from benchmark.report.freshness import inputs_digest, is_current, mark_current
+from benchmark.store.lock import StoreBusy, StoreLock
+from benchmark.verify import verify_store
 
 EXIT_FAILED, EXIT_USAGE, EXIT_REGRESSION, EXIT_BUSY = 1, 2, 3, 75
 
@@ -60,8 +67,6 @@ def _load_config(args, narrowed: bool = True):
     """The config file with the command line's overrides (output places; task, model, sample and device
     selection), as lm-evaluation-harness users expect: nothing needs editing the file. ``narrowed=False``: the
     whole config (output places and device only), which the leaderboard pages always cover."""
-    from benchmark.config import RunConfig
-
     overrides = {}
     if getattr(args, "output_dir", None):
         overrides["output_dir"] = args.output_dir
@@ -82,8 +87,6 @@ def _report_config(args):
     """(config, results folder) of the pages a report writes. Narrowing by ``--tasks`` / ``--models`` never
     narrows the pages (a model not run this time keeps its stored rows); ``--limit N`` pages and frames go to
     ``<output dir>/limit-<N>/`` unless ``--leaderboard-dir`` is given, so they never replace the full run's."""
-    import dataclasses
-
     if getattr(args, "limit", None) is None:
         cfg = _load_config(args, narrowed=False)
         return cfg, cfg.out_dir / "results"
@@ -97,14 +100,11 @@ def _report_config(args):
 def _pre_run_checks(cfg, scheduler: str | None = None) -> None:
     """What must hold before any job starts (adapter targets that resolve, a device this machine has when the
     jobs run here): a config error otherwise."""
-    from benchmark.config import check_config
-
     check_config(cfg, scheduler=scheduler)
 
 
 def _cmd_run(args) -> int:
-    from benchmark.run.runner import RunSummary, execute, new_run_id, write_run_metadata
-    from benchmark.store.lock import StoreLock
+    from benchmark.run.runner import RunSummary, execute, new_run_id, write_run_metadata  # heavy: the job code
 
     if args.fail_on_regression and args.no_report:
         raise UsageError("--fail-on-regression needs the report: drop --no-report (python -m benchmark run)")
@@ -121,7 +121,11 @@ def _cmd_run(args) -> int:
         write_run_metadata(cfg, summary)
         print(f"jobs: {summary.jobs} ({summary.skipped} already stored, {summary.finished} run, "
               f"{len(summary.failed)} failed) in {summary.seconds:.1f}s"
-              + (f"; FID/KID/LPIPS inputs of {summary.refreshed} stored job(s) recomputed" if summary.refreshed else ""))
+              + (f"; FID/KID/LPIPS inputs of {summary.refreshed} stored job(s) recomputed" if summary.refreshed else "")
+              + (f"; new per-sample metrics of {summary.metrics_added} stored job(s) computed from their images"
+                 if summary.metrics_added else ""))
+        for f in summary.metrics_unavailable:
+            print(f"WARNING {f['job']}: {f['error']}", file=sys.stderr)
         for f in summary.plan_failures:
             print(f"FAILED task {f['task']} model {f['model']} ({f['where']}): {f['error']}", file=sys.stderr)
         for f in summary.failed:
@@ -136,8 +140,6 @@ def _cmd_run(args) -> int:
 def _report(cfg, results_dir, fail_on_regression: bool = False) -> int:
     """Build the pages of ``cfg`` unless they are current (same store, settings and code as when last built).
     Returns :data:`EXIT_REGRESSION` when ``fail_on_regression`` and the report flagged a regression, else 0."""
-    from benchmark.report.freshness import inputs_digest, is_current, mark_current
-
     t = time.perf_counter()
     digest = inputs_digest(cfg)
     found = _regressions(results_dir) if fail_on_regression else []
@@ -145,7 +147,7 @@ def _report(cfg, results_dir, fail_on_regression: bool = False) -> int:
         print(f"leaderboards: {cfg.leaderboard_path / 'README.md'} (current: the store, settings and code are "
               f"unchanged since they were built)")
     else:
-        from benchmark.report import build_report
+        from benchmark.report import build_report  # heavy: pandas, scipy, the figures
 
         paths = build_report(cfg, results_dir)
         mark_current(cfg, digest)
@@ -160,14 +162,12 @@ def _report(cfg, results_dir, fail_on_regression: bool = False) -> int:
 
 def _regressions(results_dir) -> list[dict] | None:
     """The regressions the last report flagged (``results/regressions.json``); None when it is missing."""
-    from benchmark.report.changes import read_regressions
+    from benchmark.report.changes import read_regressions  # heavy: pandas, scipy
 
     return read_regressions(results_dir)
 
 
 def _cmd_report(args) -> int:
-    from benchmark.store.lock import StoreLock
-
     cfg, results_dir = _report_config(args)
     with StoreLock(cfg.out_dir, "report", wait=args.wait) as lock:
         _STATE.update(lock=lock)
@@ -177,9 +177,6 @@ def _cmd_report(args) -> int:
 
 def _cmd_verify(args) -> int:
     """Check every job of the run folder's store; set the damaged ones aside; exit 1 when any was damaged."""
-    from benchmark.store.lock import StoreLock
-    from benchmark.verify import verify_store
-
     cfg = _load_config(args, narrowed=False)
     with StoreLock(cfg.out_dir, "verify", wait=args.wait) as lock:
         _STATE.update(lock=lock)
@@ -200,7 +197,7 @@ def _cmd_validate(args) -> int:
     folders, hub ids in the local cache. Exit 2 for a bad config, 1 when something a run needs is missing."""
     cfg = _load_config(args)
     _pre_run_checks(cfg, args.scheduler)
-    from benchmark.run.tasks import check_run
+    from benchmark.run.tasks import check_run  # heavy: numpy, PIL (the procedural generators)
 
     n_models = sum(len(t.models) for t in cfg.tasks)
     problems = check_run(cfg)
@@ -212,9 +209,6 @@ def _cmd_validate(args) -> int:
 
 
 def _cmd_ls(args) -> int:
-    from benchmark.config import REPO_ROOT, TaskConfig
-    from benchmark.registry import ADAPTERS, DATASET_FORMATS, METHODS, SAMPLE_METRICS, SET_METRICS
-
     print("tasks:")
     for p in sorted((REPO_ROOT / "tasks").glob("*/*.yaml")):
         t = TaskConfig.load(p)
@@ -224,7 +218,7 @@ def _cmd_ls(args) -> int:
         print(f"{title}:", ", ".join(reg.names()))
     print("configs:", ", ".join(str(p.relative_to(REPO_ROOT)) for p in sorted((REPO_ROOT / "configs").glob("*.yaml"))))
     if args.config:
-        from benchmark.report.store_view import load_view
+        from benchmark.report.store_view import load_view  # heavy: pandas
 
         cfg = _load_config(args)
         view = load_view(cfg)
@@ -238,13 +232,11 @@ def _cmd_ls(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from benchmark.training.embedded import EMBEDDED_TASKS
-    from benchmark.training.train import TrainPlan, train_all
+    from benchmark.training.embedded import EMBEDDED_TASKS  # heavy: numpy, PIL
+    from benchmark.training.train import TrainPlan, train_all  # heavy: torch, diffusers
 
     for name in args.task or []:
         if name not in EMBEDDED_TASKS:
-            import difflib
-
             close = difflib.get_close_matches(name, list(EMBEDDED_TASKS), n=1)
             raise UsageError(f"unknown embedded task {name!r}" + (f"; did you mean {close[0]!r}?" if close else
                                                                    f"; known: {sorted(EMBEDDED_TASKS)}")
@@ -256,14 +248,14 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_perf(args) -> int:
-    from benchmark.perf.capture import main as perf_main
+    from benchmark.perf.capture import main as perf_main  # heavy: torch, diffusers
 
     return perf_main(args)
 
 
 def _cmd_doctor(args) -> int:
     """One line per check of this machine; exit 1 when a check failed or something required is missing."""
-    from benchmark.doctor import run_doctor
+    from benchmark.doctor import run_doctor  # heavy: the job code its checks call
 
     cfg = _load_config(args) if args.config else None
     start = time.perf_counter()
@@ -375,8 +367,6 @@ _STATE: dict = {}  # what an interrupted command reports: the run's summary, the
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """The exceptions that are the user's to fix: printed as one line, exit 2."""
-    from benchmark.config import ConfigError
-
     return UserError, ConfigError
 
 
@@ -418,8 +408,6 @@ def main(argv: list[str] | None = None) -> int:
     except Interrupted as err:
         return _interrupted(err.signum)
     except Exception as err:
-        from benchmark.store.lock import StoreBusy
-
         if isinstance(err, StoreBusy):
             print(f"error: {err}", file=sys.stderr)
             return EXIT_BUSY

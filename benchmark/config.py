@@ -13,6 +13,7 @@ import importlib.util
 import json
 import math
 import re
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +21,11 @@ from pathlib import Path
 import yaml
 
 from benchmark.api.spec import ModelSpec
-from benchmark.defaults import DEFAULT_LAMBDA, DEFAULT_THRESHOLD, THRESHOLD_GRID
-from benchmark.store import short_hash
+from benchmark.defaults import (DEFAULT_LAMBDA, DEFAULT_THRESHOLD, IMACS_SCORES, MAP_LEVELS, ONE_PASS_TIMESTEPS,
+                                THRESHOLD_GRID, TIME_GROUPS, TRAINING_TIMESTEPS, one_pass_timesteps)
+from benchmark.errors import UserError
+from benchmark.registry import ADAPTERS, DATASET_FORMATS, SAMPLE_METRICS, SET_METRICS, metric_direction
+from benchmark.store import GENERATION_CODE_VERSION, short_hash
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,8 +84,6 @@ class DatasetConfig:
     reference_size: tuple[int, ...] | None = None
 
     def __post_init__(self):
-        from benchmark.registry import DATASET_FORMATS
-
         if self.format not in DATASET_FORMATS:
             close = difflib.get_close_matches(str(self.format), DATASET_FORMATS.names(), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
@@ -91,7 +93,7 @@ class DatasetConfig:
 @dataclass(frozen=True)
 class MetricSpec:
     name: str
-    direction: str  # "higher" | "lower"
+    direction: str | None = None  # "higher" | "lower": the registry's; a task that states it is checked against it
 
 
 @dataclass(frozen=True)
@@ -122,17 +124,15 @@ class TaskConfig:
 def _metric(data: dict, where: str) -> MetricSpec:
     """A task's metric entry, checked against the registry here so that a misspelt name or a wrong direction
     fails on load rather than when a job computes it."""
-    from benchmark.registry import SAMPLE_METRICS, SET_METRICS, metric_direction
-
     spec = build_section(MetricSpec, data, where)
     known = set(SAMPLE_METRICS.names()) | set(SET_METRICS.names())
     if spec.name not in known:
         raise ConfigError(f"{where}: unknown metric {spec.name!r}{_did_you_mean(spec.name, known)}")
     registered = metric_direction(spec.name)
-    if spec.direction != registered:
+    if spec.direction is not None and spec.direction != registered:
         raise ConfigError(f"{where}: metric {spec.name!r} is registered with direction {registered!r}, "
                           f"got {spec.direction!r}")
-    return spec
+    return dataclasses.replace(spec, direction=registered)
 
 
 def _task_data(path: Path, chain: tuple[Path, ...] = ()) -> dict:
@@ -155,7 +155,6 @@ def _task_data(path: Path, chain: tuple[Path, ...] = ()) -> dict:
 
 
 # --- run -------------------------------------------------------------------------------------
-MAP_LEVELS = ("ulam", "tlam", "hlam", "llam", "sram")
 # The model option ``dtype`` (default float32): the precision the denoiser, reference encoder and VAE are loaded
 # in; ``auto`` is float16 on CUDA and float32 elsewhere. The capture accumulates in float32 whatever it is.
 MODEL_DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -164,11 +163,11 @@ MODEL_DTYPES = ("auto", "float32", "float16", "bfloat16")
 @dataclass(frozen=True)
 class CaptureConfig:
     levels: tuple = MAP_LEVELS
-    time_groups: int = 5
+    time_groups: int = TIME_GROUPS
 
 
 # The smallest change of a model mean worth an alert, in the metric's units (README "Regression alerts").
-DEFAULT_MIN_EFFECT = {"imacs_g": 0.05, "imacs_r": 0.05, "masked_psnr": 0.5, "psnr": 0.5, "masked_ssim": 0.01,
+DEFAULT_MIN_EFFECT = {**{s: 0.05 for s in IMACS_SCORES}, "masked_psnr": 0.5, "psnr": 0.5, "masked_ssim": 0.01,
                       "ssim": 0.01, "lpips": 0.01}
 
 
@@ -227,8 +226,6 @@ def _scoring(data: dict | None, where: str) -> ScoringConfig:
 
 def _regression(data: dict | None, where: str) -> RegressionConfig:
     """The ``scoring.regression`` section; ``min_effect`` entries replace the defaults metric by metric."""
-    from benchmark.registry import SAMPLE_METRICS
-
     section = build_section(RegressionConfig, data, where)
     alpha = section.alpha
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
@@ -255,16 +252,26 @@ class SamplingOverride:
 @dataclass(frozen=True)
 class OnePassConfig:
     """One-pass attribution (``docs/one_pass.md``): one conditional model call per timestep on the noised ground
-    truth, captured like generation. ``baselines``: also for random-init copies."""
+    truth, captured like generation. ``baselines``: also for random-init copies (:func:`is_baseline`)."""
 
-    timesteps: tuple = (250, 500, 750)
+    timesteps: tuple = ONE_PASS_TIMESTEPS
     baselines: bool = False
 
     def __post_init__(self):
-        ts = tuple(self.timesteps)
-        if not ts or len(set(ts)) != len(ts) or any(isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < 1000
-                                                    for t in ts):
-            raise ConfigError(f"one_pass.timesteps must be distinct integers in [0, 1000), got {list(ts)}")
+        try:
+            one_pass_timesteps(self.timesteps, upper=TRAINING_TIMESTEPS)
+        except ValueError as err:
+            raise ConfigError(f"one_pass.timesteps: {err}") from err
+
+    def covers(self, model: ModelSpec) -> bool:
+        """Whether ``model`` gets a one-pass job: every model under test; a baseline only with ``baselines``."""
+        return self.baselines or not is_baseline(model)
+
+
+def is_baseline(model: ModelSpec) -> bool:
+    """A random-init copy (option ``random_init``): a method baseline, not a model under test; the leaderboards
+    list it apart and leave it out of comparisons between models."""
+    return "random_init" in model.options
 
 
 @dataclass(frozen=True)
@@ -307,10 +314,30 @@ class ClusterConfig:
 CLUSTER_GPUS = ("auto", "none", "required")
 
 
-# cluster.jobqueue: the batch schedulers benchmark.run.jobqueue starts workers through, and ``local``.
-JOBQUEUES = ("slurm", "pbs", "sge", "lsf", "local")
+# cluster.jobqueue: the batch schedulers benchmark.run.jobqueue starts workers through, and ``local`` -> the
+# dask-jobqueue cluster class of each.
+CLUSTER_CLASSES = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster", "lsf": "LSFCluster",
+                   "local": "local.LocalCluster"}
+JOBQUEUES = tuple(CLUSTER_CLASSES)
 JOBQUEUE_KEYS = ("cores", "memory", "processes", "walltime", "queue", "account", "interface", "job_extra_directives",
                  "job_script_prologue", "worker_extra_args", "log_directory")
+
+
+def cluster_class(jobqueue: str):
+    """The dask-jobqueue cluster class of ``jobqueue`` (a name of :data:`JOBQUEUES`)."""
+    import dask_jobqueue
+    import dask_jobqueue.local
+
+    owner, _, name = CLUSTER_CLASSES[jobqueue].rpartition(".")
+    return getattr(dask_jobqueue.local if owner else dask_jobqueue, name)
+
+
+def check_submit_command(jobqueue: str) -> None:
+    """UserError unless the command that submits ``jobqueue``'s batch jobs (sbatch, qsub, bsub) is on the PATH."""
+    command = cluster_class(jobqueue).job_cls.submit_command
+    if command and not shutil.which(command.split()[0]):
+        raise UserError(f"cluster.jobqueue {jobqueue}: {command.split()[0]!r} is not on this machine's PATH; run from "
+                        f"a node that submits {jobqueue} jobs, or remove cluster.jobqueue")
 
 
 def walltime_seconds(walltime: str, jobqueue: str) -> int:
@@ -471,8 +498,6 @@ class RunConfig:
         (``store.maps_dtype``), the device type the jobs run on (cpu | cuda | mps: kernels differ, so do the
         numbers) and the generation code's version (``docs/store.md``). ``store.images`` is not in it:
         the PNGs are views of the outputs, no score reads them."""
-        from benchmark.store import GENERATION_CODE_VERSION
-
         capture = dataclasses.asdict(self.capture)
         if protocol == "one_pass":
             capture.pop("time_groups")  # one time group per timestep
@@ -615,8 +640,6 @@ def validate(cfg: RunConfig, where: str) -> None:
     """Semantic checks: adapters exist, task files load, levels are known, numbers are sane, the device is
     well-formed (no model or dataset is opened: :func:`benchmark.run.tasks.check_run` checks those; nor is torch
     imported: :func:`check_config` looks beyond the file)."""
-    from benchmark.registry import ADAPTERS
-
     if not cfg.tasks:
         raise ConfigError(f"{where}: no tasks")
     bad = set(cfg.capture.levels) - set(MAP_LEVELS)
@@ -760,16 +783,12 @@ def check_config(cfg: RunConfig, scheduler: str | None = None) -> None:
     ``run --scheduler``, or ``cluster.scheduler``, an address or a scheduler file) or on batch jobs
     (``cluster.jobqueue``: its submit command must be on this machine's PATH instead).
     Raises ConfigError on the first problem."""
-    from benchmark.registry import ADAPTERS
-
     for i, tr in enumerate(cfg.tasks):
         for m in tr.models:
             check_target(ADAPTERS.entry(m.adapter).target,
                          f"{cfg.name}.tasks[{i}] model {m.name!r} (adapter {m.adapter!r})")
     where = scheduler or cfg.cluster.scheduler
     if where in (None, "local") and cfg.cluster.jobqueue not in (None, "local"):  # the jobs run on batch nodes
-        from benchmark.run.jobqueue import check_submit_command
-
         check_submit_command(cfg.cluster.jobqueue)
     elif where in (None, "inline", "local"):  # the jobs run on this machine
         check_device(cfg.device)

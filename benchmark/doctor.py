@@ -14,6 +14,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from benchmark.config import check_device
+from benchmark.metrics.weights import Unavailable, resolve_metric_weights
+from benchmark.run.jobs import pick_device
+from benchmark.run.tasks import check_run
+
 OK, MISSING, FAILED = "ok", "missing", "failed"
 
 # Largest deviation of a captured map from the float64 brute force, relative to the map's largest value: the
@@ -69,9 +74,6 @@ def run_check(name: str, check: Callable[[], str], fix: str) -> Outcome:
 # --- the checks -----------------------------------------------------------------------------------------------
 def resolve_device(requested: str):
     """The torch device of ``requested`` (``auto``: cuda when available, else cpu), after checking it exists."""
-    from benchmark.config import check_device
-    from benchmark.run.jobs import pick_device
-
     check_device(requested)
     return pick_device(requested)
 
@@ -107,8 +109,6 @@ def check_dtypes(requested: str) -> str:
 
 def check_weights(metric: str, label: str, weights_dir: str | None) -> str:
     """The metric's pretrained weights are found offline; else :class:`Missing` (optional) with the paths."""
-    from benchmark.metrics.weights import Unavailable, resolve_metric_weights
-
     found = resolve_metric_weights(metric, weights_dir)
     if isinstance(found, Unavailable):
         raise Missing(f"{found.reason}; {label} left out until then", optional=True)
@@ -117,8 +117,6 @@ def check_weights(metric: str, label: str, weights_dir: str | None) -> str:
 
 def check_config_inputs(cfg) -> str:
     """Every model of ``cfg`` resolves (folder or hub cache) and every dataset root holds samples."""
-    from benchmark.run.tasks import check_run
-
     problems = check_run(cfg)
     if problems:
         raise Missing("; ".join(problems))
@@ -176,8 +174,8 @@ def check_capture(requested: str) -> str:
     import torch
     import torch.nn.functional as F
 
-    from benchmark.capture import I2AMAccumulator, TokenLayout, capture_diffusers
-    from benchmark.capture.session import CaptureSession
+    from benchmark.capture import I2AMAccumulator, TokenLayout, capture_diffusers  # heavy: torch
+    from benchmark.capture.session import CaptureSession  # heavy: torch
 
     device = resolve_device(requested)
     latent, tokens, steps, b = (8, 6), TokenLayout(grid=(3, 2), drop=(0,)), 2, 2

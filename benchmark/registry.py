@@ -1,13 +1,20 @@
 """One registry for every extension point (``docs/extending.md``).
 
-* ``DATASET_FORMATS``: dataset loaders by ``dataset.format`` (info: the folder layout; each must define ``files(i)``);
-* ``ADAPTERS``: model adapters by ``adapter`` name;
-* ``SAMPLE_METRICS``: per-sample scores a job records (info: ``label``, ``direction``, ``kind``);
-* ``SET_METRICS``: set-level metrics the report computes from stored features (same info);
-* ``METHODS``: attribution methods of the method leaderboard (info: ``label``).
+* ``DATASET_FORMATS``: dataset loaders by ``dataset.format`` (info: the folder layout; each must define
+  ``from_config(root, dataset_section)`` and ``files(i)``);
+* ``ADAPTERS``: model adapters by ``adapter`` name (:class:`benchmark.api.model.ModelAdapter`);
+* ``SAMPLE_METRICS``: per-sample scores a job records (info: ``label``, ``direction``, ``kind``; a quality
+  metric's target is ``(pred, target, mask) -> float`` and its ``needs`` say what the sample must have);
+* ``SET_METRICS``: set-level metrics the report computes from stored features (info: ``label``, ``direction``,
+  ``needs``; the target is ``(generated_feats, reference_feats, **settings) -> dict`` holding the value under the
+  metric's name);
+* ``METHODS``: attribution methods of the method leaderboard (info: ``label``, ``reads``; the target is a
+  :data:`benchmark.methods.base.MethodFactory`).
 
 An entry is an object, or a ``"module:attribute"`` string imported on first ``get`` so that commands that
-only read names (``validate``, ``ls``, ``report``) never import torch, diffusers or transformers.
+only read names (``validate``, ``ls``, ``report``) never import torch, diffusers or transformers. Entries keep
+their registration order (:meth:`Registry.ordered`): it is the order of the quality metrics in the tables and of
+the methods in the method leaderboard.
 """
 
 from __future__ import annotations
@@ -44,7 +51,12 @@ class Registry(Generic[T]):
         old = self._entries.get(name)
         if old is not None and not (isinstance(old.target, str) and not isinstance(target, str)):
             raise ValueError(f"{self.kind} {name!r} is already registered")
-        self._entries[name] = Entry(name, target, {**(old.info if old else {}), **info})
+        self._entries[name] = Entry(name, target, self.checked_info(name, {**(old.info if old else {}), **info}))
+
+    def checked_info(self, name: str, info: dict) -> dict:
+        """``info`` as stored: a kind of registry checks (and completes) it here, so that an incomplete entry
+        fails where it is registered, not in the job or report that first reads it."""
+        return info
 
     def register(self, name: str, **info) -> Callable[[T], T]:
         """Decorator form of :meth:`add` (fills a lazily declared entry when its module is imported)."""
@@ -81,7 +93,19 @@ class Registry(Generic[T]):
         return sorted(self._entries)
 
     def entries(self) -> list[Entry]:
+        """Entries by name."""
         return [self._entries[n] for n in self.names()]
+
+    def ordered(self) -> list[Entry]:
+        """Entries in registration order."""
+        return list(self._entries.values())
+
+    def snapshot(self) -> dict:
+        """The entries as they are now, for :meth:`restore` (tests that register entries of their own)."""
+        return dict(self._entries)
+
+    def restore(self, snapshot: dict) -> None:
+        self._entries = dict(snapshot)
 
     def __contains__(self, name: str) -> bool:
         return name in self._entries
@@ -100,10 +124,56 @@ class FormatRegistry(Registry):
         return loader
 
 
+DIRECTIONS = ("higher", "lower")
+SAMPLE_NEEDS = ("target", "region_mask", "weights")  # what a per-sample metric may need of a sample
+
+
+def _direction(kind: str, name: str, info: dict) -> None:
+    if info.get("direction") not in DIRECTIONS:
+        raise ValueError(f"{kind} {name!r}: direction must be one of {list(DIRECTIONS)} (which way is better), "
+                         f"got {info.get('direction')!r}")
+
+
+class SampleMetricRegistry(Registry):
+    """Per-sample metrics: ``kind`` is ``attribution``, ``quality`` or ``covariate``; scores of the first two have a
+    ``direction``; a quality metric has ``needs``, what the sample must have for the job to compute it
+    (default ``("target",)``: every quality metric compares the output with the ground truth)."""
+
+    KINDS = ("attribution", "quality", "covariate")
+
+    def checked_info(self, name: str, info: dict) -> dict:
+        if info.get("kind") not in self.KINDS:
+            raise ValueError(f"{self.kind} {name!r}: kind must be one of {list(self.KINDS)}, got {info.get('kind')!r}")
+        if info["kind"] == "covariate":
+            return info
+        _direction(self.kind, name, info)
+        if info["kind"] == "quality":
+            needs = tuple(info.get("needs", ("target",)))
+            unknown = [n for n in needs if n not in SAMPLE_NEEDS]
+            if unknown or "target" not in needs:
+                raise ValueError(f"{self.kind} {name!r}: needs must name what the sample must have, among "
+                                 f"{list(SAMPLE_NEEDS)} and including 'target'; got {list(needs)}")
+            info = {**info, "needs": needs}
+        return info
+
+
+class SetMetricRegistry(Registry):
+    """Set metrics: a ``direction`` and ``needs`` (the stored job features they read: ``"inception"``)."""
+
+    NEEDS = ("inception",)
+
+    def checked_info(self, name: str, info: dict) -> dict:
+        _direction(self.kind, name, info)
+        if info.get("needs") not in self.NEEDS:
+            raise ValueError(f"{self.kind} {name!r}: needs must be one of {list(self.NEEDS)} (the features a job "
+                             f"stores in set_inputs.npz), got {info.get('needs')!r}")
+        return info
+
+
 DATASET_FORMATS: Registry = FormatRegistry("dataset format")
 ADAPTERS: Registry = Registry("model adapter")
-SAMPLE_METRICS: Registry = Registry("per-sample metric")
-SET_METRICS: Registry = Registry("set metric")
+SAMPLE_METRICS: Registry = SampleMetricRegistry("per-sample metric")
+SET_METRICS: Registry = SetMetricRegistry("set metric")
 METHODS: Registry = Registry("attribution method")
 
 for _name, _target in {
@@ -130,25 +200,29 @@ for _name, _label in (("imacs_g", "IMACS_g"), ("imacs_r", "IMACS_r"), ("miou_g",
     SAMPLE_METRICS.add(_name, None, label=_label, direction="higher", kind="attribution")
 # Quality of the output against the ground truth, computed by the job for every sample that has what the entry
 # ``needs`` (functions in benchmark/metrics/per_sample.py). LPIPS comes with the set-metric inputs (its weights).
+# Their registration order is their order in the tables; the first a task has is its primary quality metric.
 for _name, _label, _unit, _needs in (("masked_psnr", "masked PSNR", "dB", ("target", "region_mask")),
                                      ("masked_ssim", "masked SSIM", None, ("target", "region_mask")),
-                                     ("psnr", "PSNR", "dB", ("target",)), ("ssim", "SSIM", None, ("target",))):
+                                     ("ssim", "SSIM", None, ("target",)), ("psnr", "PSNR", "dB", ("target",))):
     SAMPLE_METRICS.add(_name, f"benchmark.metrics.per_sample:{_name}", label=_label, direction="higher",
                        kind="quality", unit=_unit, needs=_needs)
 SAMPLE_METRICS.add("lpips", None, label="LPIPS", direction="lower", kind="quality", needs=("target", "weights"))
 # Covariates: the share of the image / reference inside its mask (confound diagnostics).
 SAMPLE_METRICS.add("area_g", None, label="area(x_g)", kind="covariate")
 SAMPLE_METRICS.add("area_r", None, label="area(x_r)", kind="covariate")
-# Attribution methods of the method leaderboard (benchmark/methods/compare.py reads its labels from here).
-METHODS.add("i2am", None, label="I2AM all heads", reads="g/layer_heads, r/layer_heads")
-METHODS.add("i2am_top_k", None, label="I2AM top-k heads", reads="g/layer_heads; heads ranked on a calibration half")
-METHODS.add("concept", None, label="ConceptAttention-style (output space)", reads="cg/concept, cr/concept",
-            needs="joint attention")
-METHODS.add("uniform", None, label="uniform map", reads="nothing: the baseline every method must beat")
-METHODS.add("one_pass", None, label="I2AM one-pass", reads="maps of the one-pass protocol (docs/one_pass.md)")
+# Attribution methods of the method leaderboard, in its order (benchmark/methods/compare.py scores every one).
+METHODS.add("i2am", "benchmark.methods.i2am:all_heads", label="I2AM all heads",
+            reads="g/layer_heads, r/layer_heads")
+METHODS.add("concept", "benchmark.methods.concept:output_space", label="ConceptAttention-style (output space)",
+            reads="cg/concept, cr/concept (joint-attention models)")
+METHODS.add("i2am_top_k", "benchmark.methods.i2am:top_k_heads", label="I2AM top-k heads",
+            reads="g/layer_heads; heads ranked on a calibration half")
+METHODS.add("uniform", "benchmark.methods.uniform:uniform", label="uniform map",
+            reads="nothing: the baseline every method must beat")
+METHODS.add("one_pass", "benchmark.methods.i2am:one_pass", label="I2AM one-pass",
+            reads="maps of the one-pass protocol (docs/one_pass.md)")
 SET_METRICS.add("fid", "benchmark.metrics:set_metric_values", label="FID", direction="lower", needs="inception")
 SET_METRICS.add("kid", "benchmark.metrics:set_metric_values", label="KID", direction="lower", needs="inception")
-
 
 def metric_label(name: str) -> str:
     """Display label of a per-sample or set metric (its name when unregistered)."""
@@ -160,3 +234,9 @@ def metric_direction(name: str) -> str | None:
         if name in reg:
             return reg.entry(name).direction
     return None
+
+
+def quality_metric_order() -> tuple[str, ...]:
+    """The registered per-sample quality metrics in registration order: the one order of every table, the first a
+    task has being its primary quality metric (docs/extending.md)."""
+    return tuple(e.name for e in SAMPLE_METRICS.ordered() if e.info.get("kind") == "quality")

@@ -25,6 +25,7 @@ from diffusers.models.transformers import transformer_flux
 sys.path.insert(0, str(Path(__file__).parent / "adapters"))  # the tiny-model builders and the ldm factories they name
 
 import benchmark.adapters  # noqa: E402,F401  (registers the adapters)
+from benchmark.adapters.joint_attention import JointAttentionCapture  # noqa: E402
 from benchmark.api.model import (ModelAdapter, ModelSpec, OnePassUnsupported, SamplingSettings,  # noqa: E402
                                  one_pass_noise)
 from benchmark.api.sample import collate  # noqa: E402
@@ -99,7 +100,7 @@ def record_one_pass(adapter: ModelAdapter, batch: dict, settings: OnePassSetting
     def hook(module, args, kwargs):
         inputs.append((tuple(_clone(a) for a in args), {k: _clone(v) for k, v in kwargs.items()}))
 
-    concept = OutputSpaceAccumulator(len(settings.timesteps)) if adapter.capture_path == "joint" else None
+    concept = adapter.concept_accumulator(len(settings.timesteps))
     handle = model_of(adapter).register_forward_pre_hook(hook, with_kwargs=True)
     try:
         acc, calls = one_pass_with_capture(adapter, batch, settings, SEED, CaptureSettings(), concept=concept)
@@ -205,7 +206,7 @@ def test_maps_equal_brute_force_on_the_same_noisy_latent(run, monkeypatch):
     adapter, batch, rec = run.adapter, run.batch, run.rec
     latent = adapter.latent_grid(tuple(batch["target"].shape[-2:]))
     layout = adapter.token_layout
-    if adapter.capture_path == "joint":
+    if isinstance(adapter, JointAttentionCapture):
         calls, volume = replay_joint_attention(model_of(adapter), rec.inputs, adapter.joint_layout(batch), monkeypatch)
     else:
         calls, volume = replay_cross_attention(model_of(adapter), rec.inputs), None
@@ -347,7 +348,7 @@ def test_timestep_outside_the_training_range_is_an_error(load):
 @pytest.mark.parametrize("name", ["reference_unet", "reference_dit"])
 def test_stored_maps_have_generations_layout(name, load):
     adapter, batch = load(name), pair_batch()
-    joint = adapter.capture_path == "joint"
+    joint = isinstance(adapter, JointAttentionCapture)
     concept = OutputSpaceAccumulator(T) if joint else None
     acc, _ = one_pass_with_capture(adapter, batch, SETTINGS, SEED, CaptureSettings(), concept=concept)
     sampling = SamplingSettings(num_inference_steps=3, guidance_scale=3.0)

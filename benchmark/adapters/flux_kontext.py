@@ -30,8 +30,8 @@ Modes, chosen per batch from the task's conditions:
 
 In both the transformer sees ONE sequence ``[text (T); generated (G);
 reference (R)]`` (reference position ids carry ``ids[..., 0] = 1``), and
-I2AM reads its generated x reference block (``capture_path = "joint"``,
-:mod:`benchmark.capture.joint_capture`) in every attention layer, double- and
+I2AM reads its generated x reference block (joint-attention capture,
+:mod:`benchmark.adapters.joint_attention`) in every attention layer, double- and
 single-stream. There is no true CFG (``true_cfg_scale`` stays 1): every
 attention row is conditional. ``guidance_scale`` is FLUX's distilled guidance
 embedding, used only if ``transformer.config.guidance_embeds``.
@@ -77,12 +77,13 @@ import torch.nn.functional as F
 from diffusers import (AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxKontextInpaintPipeline,
                        FluxKontextPipeline, FluxTransformer2DModel)
 
+from benchmark.adapters.joint_attention import JointAttentionCapture
 from benchmark.adapters.pipeline_adapter import fresh_component, model_dtype
 from benchmark.api.model import (ModelAdapter, ModelSpec, SamplingSettings, check_timesteps, initial_noise,
                                  one_pass_noise, one_pass_target)
 from benchmark.api.sample import condition_size
 from benchmark.api.sources import resolve_model_source
-from benchmark.capture.joint_capture import JointLayout, OutputSpaceAccumulator
+from benchmark.capture.joint_capture import JointLayout
 from benchmark.capture.tokens import TokenLayout
 from benchmark.config import REPO_ROOT, ConfigError, build_section
 from benchmark.pipelines.reference_i2i import float32_decode_calls
@@ -158,12 +159,8 @@ def encode_prompt(folder: Path, prompt: str, max_sequence_length: int, device, d
 
 
 @ADAPTERS.register("flux_kontext")
-class FluxKontextAdapter(ModelAdapter):
-    capture_path = "joint"
+class FluxKontextAdapter(JointAttentionCapture, ModelAdapter):
     identity_parts = ("vae",)  # then the prompt embeddings' hash
-
-    def concept_accumulator(self, steps: int) -> OutputSpaceAccumulator:
-        return OutputSpaceAccumulator(steps)
 
     def __init__(self, spec: ModelSpec, device="cpu"):
         super().__init__(spec, device)

@@ -71,14 +71,16 @@ import importlib
 import inspect
 import re
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, ContextManager
 
 import torch
 
 from benchmark.adapters.pipeline_adapter import model_dtype
-from benchmark.api.model import ModelAdapter, ModelSpec, OnePassUnsupported, SamplingSettings, one_pass_target
+from benchmark.api.model import (ModelAdapter, ModelSpec, OnePassUnsupported, SamplingSettings, no_output_space,
+                                 one_pass_target)
 from benchmark.api.sources import resolve_model_source
-from benchmark.capture.ldm_capture import REQUIRED, ldm_attention_modules
+from benchmark.capture.ldm_capture import REQUIRED, capture_ldm, ldm_attention_modules
+from benchmark.capture.session import CaptureSession
 from benchmark.capture.tokens import TokenLayout
 from benchmark.config import REPO_ROOT, ConfigError, build_section
 from benchmark.registry import ADAPTERS
@@ -138,8 +140,6 @@ def import_factory(ref: str) -> Callable:
 
 @ADAPTERS.register("ldm_unet")
 class LdmUNetAdapter(ModelAdapter):
-    capture_path = "ldm"
-
     def __init__(self, spec: ModelSpec, device="cpu"):
         super().__init__(spec, device)
         where = f"model {spec.name!r} options"
@@ -186,6 +186,15 @@ class LdmUNetAdapter(ModelAdapter):
     def attention_layers(self) -> list[str]:
         """Names of the modules that the capture will patch."""
         return ldm_attention_modules(self.wrapped.model, self._matches)
+
+    def install_capture(self, session: CaptureSession, batch: dict, concept=None) -> ContextManager:
+        """A forward patch of the CompVis-style attention modules ``attention_filter`` matches (:func:`capture_ldm`)."""
+        if concept is not None:
+            raise no_output_space(self)
+        return capture_ldm(self.wrapped.model, session, self._matches)
+
+    def captured_modules(self) -> list[torch.nn.Module]:
+        return [self.wrapped.model.get_submodule(n) for n in self.attention_layers()]
 
     def latent_grid(self, image_size):
         if callable(getattr(self.wrapped, "latent_grid", None)):

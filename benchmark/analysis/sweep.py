@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +37,15 @@ from numpy.typing import ArrayLike
 from benchmark.analysis.bootstrap import drop_nan
 from benchmark.analysis.correlation import METHODS, MIN_PAIRS, Method, correlation, statistic_along
 from benchmark.analysis.format import format_estimate, format_value
+from benchmark.analysis.resampling import Resampling
 from benchmark.defaults import DEFAULT_LAMBDA, DEFAULT_THRESHOLD
 
 DEFAULT_CELL: tuple[float, float] = (DEFAULT_LAMBDA, DEFAULT_THRESHOLD)
 HELD_OUT_COLUMNS = ("held_out", "held_out_p", "held_out_ci_low", "held_out_ci_high", "held_out_note")
 SCOPE_TEXT = "samples pooled over models"
 
-__all__ = ["DEFAULT_CELL", "correlation_sweep", "plot_sweep_heatmap", "render_sweep", "split_halves"]
+__all__ = ["DEFAULT_CELL", "SweepData", "SweepGrid", "correlation_sweep", "plot_sweep_heatmap", "render_sweep",
+           "split_halves"]
 
 
 def split_halves(groups: ArrayLike, seed: int = 0, units: ArrayLike | None = None) -> np.ndarray:
@@ -84,42 +87,69 @@ def split_halves(groups: ArrayLike, seed: int = 0, units: ArrayLike | None = Non
     return selection
 
 
+@dataclass(frozen=True)
+class SweepGrid:
+    """The (lambda, threshold) cells of a sweep.
+
+    Attributes:
+        lambdas, thresholds: grid values (non-empty, no duplicates).
+        default: (lambda, threshold) of the default cell, which must be on the grid; also evaluated on the
+            held-out half. None skips it.
+    """
+
+    lambdas: Sequence[float]
+    thresholds: Sequence[float]
+    default: tuple[float, float] | None = DEFAULT_CELL
+
+    def __post_init__(self) -> None:
+        for name, grid in (("lambdas", self.lambdas), ("thresholds", self.thresholds)):
+            if len(grid) == 0 or len(set(grid)) != len(grid):
+                raise ValueError(f"{name} must be non-empty without duplicates, got {list(grid)}")
+
+
+@dataclass(frozen=True, eq=False)  # arrays: compared by identity
+class SweepData:
+    """The samples a sweep correlates.
+
+    Attributes:
+        a, b: (S, T) inside / outside IMACS terms per sample at each of the T thresholds of the grid; NaN where
+            the score is undefined.
+        quality: (S,) per-sample quality (NaN allowed).
+        groups: (S,) model per sample (stratifies the split).
+        units: optional (S,) input id per sample; see :func:`split_halves`.
+        sign: -1 for a lower-is-better quality, which is negated before every correlation
+            (:func:`benchmark.analysis.validity.orientation`), else 1.
+    """
+
+    a: ArrayLike
+    b: ArrayLike
+    quality: ArrayLike
+    groups: ArrayLike
+    units: ArrayLike | None = None
+    sign: int = 1
+
+    def __post_init__(self) -> None:
+        if self.sign not in (1, -1):
+            raise ValueError(f"sign must be 1 or -1, got {self.sign!r}")
+
+
 def correlation_sweep(
-    a: ArrayLike,
-    b: ArrayLike,
-    quality: ArrayLike,
-    groups: ArrayLike,
-    lambdas: Sequence[float],
-    thresholds: Sequence[float],
-    *,
-    default: tuple[float, float] | None = DEFAULT_CELL,
+    data: SweepData,
+    grid: SweepGrid,
     method: Method = "spearman",
-    sign: int = 1,
-    units: ArrayLike | None = None,
-    seed: int = 0,
-    n_boot: int = 1000,
-    n_permutations: int = 9999,
-    confidence: float = 0.95,
+    resampling: Resampling = Resampling(),
 ) -> pd.DataFrame:
     """Correlation of ``a - lambda * b`` with quality over a grid, best cell chosen on a held-out split.
 
     Args:
-        a, b: (S, T) inside / outside IMACS terms per sample at each of the
-            T = ``len(thresholds)`` thresholds; NaN where the score is undefined.
-        quality: (S,) per-sample quality (NaN allowed).
-        groups: (S,) model per sample (stratifies the split).
-        lambdas, thresholds: grid values (non-empty, no duplicates).
-        default: (lambda, threshold) of the default cell, which must be on
-            the grid; also evaluated on the held-out half. None skips it.
+        data: the terms, quality, models (and inputs) of the samples, and the quality's orientation.
+        grid: the (lambda, threshold) cells and the default cell.
         method: ``"spearman"`` or ``"pearson"``, over the samples of all models
             pooled; the chosen cell has the largest selection-half correlation
             with the oriented quality (the first in grid order on ties; NaN
             cells never win).
-        sign: -1 for a lower-is-better quality, which is negated before every
-            correlation (:func:`benchmark.analysis.validity.orientation`), else 1.
-        units: optional (S,) input id per sample; see :func:`split_halves`.
-        seed: seed of the split, the permutations and the resampling.
-        n_boot, n_permutations, confidence: held-out evaluation settings, see
+        resampling: ``seed`` of the split, the permutations and the resampling; ``n_boot``,
+            ``n_permutations``, ``confidence``: held-out evaluation settings, see
             :func:`benchmark.analysis.correlation.correlation`.
 
     Returns:
@@ -135,25 +165,21 @@ def correlation_sweep(
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
-    if sign not in (1, -1):
-        raise ValueError(f"sign must be 1 or -1, got {sign!r}")
-    for name, grid in (("lambdas", lambdas), ("thresholds", thresholds)):
-        if len(grid) == 0 or len(set(grid)) != len(grid):
-            raise ValueError(f"{name} must be non-empty without duplicates, got {list(grid)}")
-    av, bv = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    q = sign * np.asarray(quality, dtype=np.float64)
+    sign, seed = data.sign, resampling.seed
+    av, bv = np.asarray(data.a, dtype=np.float64), np.asarray(data.b, dtype=np.float64)
+    q = sign * np.asarray(data.quality, dtype=np.float64)
     if q.ndim != 1:
         raise ValueError(f"quality must be 1-D, got shape {q.shape}")
-    expected = (q.size, len(thresholds))
+    expected = (q.size, len(grid.thresholds))
     if av.shape != expected or bv.shape != expected:
         raise ValueError(f"a and b must have shape (samples, thresholds) = {expected}, got {av.shape} and {bv.shape}")
-    lam_grid, thr_grid = np.asarray(lambdas, dtype=np.float64), np.asarray(thresholds, dtype=np.float64)
+    lam_grid, thr_grid = np.asarray(grid.lambdas, dtype=np.float64), np.asarray(grid.thresholds, dtype=np.float64)
     default_ij = None
-    if default is not None:
-        default_ij = (_grid_index(lam_grid, default[0], "lambda"), _grid_index(thr_grid, default[1], "threshold"))
+    if grid.default is not None:
+        default_ij = (_grid_index(lam_grid, grid.default[0], "lambda"),
+                      _grid_index(thr_grid, grid.default[1], "threshold"))
 
-    g = np.asarray(groups)
-    sel = split_halves(g, seed=seed, units=units)
+    sel = split_halves(np.asarray(data.groups), seed=seed, units=data.units)
     if sel.size != q.size:
         raise ValueError(f"groups has {sel.size} entries for {q.size} samples")
 
@@ -173,8 +199,8 @@ def correlation_sweep(
     # Selection values are coefficients in [-1, 1] or NaN: the first largest one in grid order wins.
     chosen_ij = None if np.isnan(values).all() else divmod(int(np.nanargmax(values)), thr_grid.size)
 
-    kw = {"n_boot": n_boot, "n_permutations": n_permutations, "confidence": confidence, "seed": seed}
-    evaluated = {ij: correlation(score(*ij)[~sel], q[~sel], method, **kw) for ij in {chosen_ij, default_ij} if ij}
+    evaluated = {ij: correlation(score(*ij)[~sel], q[~sel], method, resampling=resampling)
+                 for ij in {chosen_ij, default_ij} if ij}
     rows: list[dict[str, Any]] = []
     for i in range(lam_grid.size):
         for j in range(thr_grid.size):

@@ -1,7 +1,7 @@
 """The model-adapter contract.
 
 An adapter is one small file. It says how its model loads, which attention
-layers carry the reference and through which capture path, how the
+layers carry the reference and how its capture is installed on them, how the
 reference tokens map to a grid, and how it generates a batch. Adapters never
 see dataset paths: they get collated samples (:func:`benchmark.api.sample.collate`).
 """
@@ -12,22 +12,31 @@ import hashlib
 import zlib
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, ContextManager
 
 import torch
 
 from benchmark.api.spec import ModelSpec, SamplingSettings  # noqa: F401  (part of the contract)
+from benchmark.capture.diffusers_capture import capture_diffusers, cross_attention_layers
+from benchmark.capture.session import CaptureSession
 from benchmark.capture.tokens import TokenLayout
+
+if TYPE_CHECKING:  # joint_capture imports diffusers' FLUX code; only joint-attention adapters need it
+    from benchmark.capture.joint_capture import OutputSpaceAccumulator
 
 
 class ModelAdapter(ABC):
     """Contract every model adapter fulfils.
 
-    * ``capture_path``: ``"diffusers"`` (processors on ``capture_module()``),
-      ``"ldm"`` (forward patch of to_q/to_k/heads modules) or ``"joint"``
-      (joint-attention transformers: reference tokens in the same sequence as
-      the generated ones; the adapter also defines ``joint_layout(batch)``).
-    * ``capture_layers()``: processor keys (diffusers) or a module-name filter (ldm).
+    * ``install_capture(session, batch, concept)``: the context manager that installs this model's attention
+      capture and restores the originals on exit. The default puts diffusers processors
+      (:func:`~benchmark.capture.capture_diffusers`) on ``capture_module()``'s ``capture_layers()``; an adapter
+      whose model attends differently overrides it (``ldm_unet``: a forward patch of CompVis-style attention;
+      joint-attention transformers: :class:`benchmark.adapters.joint_attention.JointAttentionCapture`).
+    * ``concept_accumulator(steps)``: the ConceptAttention-style output-space accumulator its capture fills, or
+      None (the default) where the model has no output space to read it from.
+    * ``capture_layers()``: processor keys (diffusers) or a module-name filter (ldm); None: every cross-attention layer.
+    * ``captured_modules()``: the attention modules the capture replaces (timed by ``benchmark perf``).
     * ``token_layout``: grid of the reference tokens and the tokens dropped after softmax.
     * ``latent_grid(image_size)``: (h, w) of the generated latent for an (H, W) image.
     * ``generate(batch, sampling, seeds, callback_on_step_end)``: (B, 3, H, W) in [0, 1];
@@ -38,7 +47,6 @@ class ModelAdapter(ABC):
       :class:`OnePassUnsupported`.
     """
 
-    capture_path: str = "diffusers"
     identity_parts: tuple[str, ...] = ()  # modules of self.pipe hashed after capture_module() in identity()
     _loaded_weights: str | None = None  # identity()'s digest, once computed
 
@@ -55,11 +63,26 @@ class ModelAdapter(ABC):
     def capture_layers(self) -> list[str] | Callable[[str], bool] | None:
         return None  # every cross-attention layer
 
-    def joint_layout(self, batch: dict):
-        """Joint-attention adapters: the :class:`~benchmark.capture.joint_capture.JointLayout` of ``batch``."""
-        raise NotImplementedError(f"{type(self).__name__} has no joint-attention layout")
+    def install_capture(self, session: CaptureSession, batch: dict,
+                        concept: OutputSpaceAccumulator | None = None) -> ContextManager:
+        """The capture of ``batch``'s model calls into ``session`` (a context manager, not yet entered, that
+        restores the original attention on exit); ``concept`` is filled in the same pass by adapters whose
+        :meth:`concept_accumulator` is not None.
 
-    def concept_accumulator(self, steps: int):
+        Default: :class:`~benchmark.capture.I2AMAttnProcessor` on the ``capture_layers()`` of ``capture_module()``.
+        """
+        if concept is not None:
+            raise no_output_space(self)
+        return capture_diffusers(self.capture_module(), session, self.capture_layers())
+
+    def captured_modules(self) -> list[torch.nn.Module]:
+        """The attention modules whose processor :meth:`install_capture` replaces (``benchmark perf`` times them)."""
+        module = self.capture_module()
+        layers = self.capture_layers()
+        return [module.get_submodule(k.removesuffix(".processor"))
+                for k in (cross_attention_layers(module) if layers is None else layers)]
+
+    def concept_accumulator(self, steps: int) -> OutputSpaceAccumulator | None:
         """The ConceptAttention-style output-space accumulator of a run of ``steps`` model calls, filled in the same
         pass by adapters whose capture reads it (joint attention); None for the others."""
         return None
@@ -107,6 +130,13 @@ class ModelAdapter(ABC):
         """
         raise OnePassUnsupported(f"adapter {self.spec.adapter!r} (model {self.spec.name!r}) cannot be called on a "
                                  f"given noisy latent: {type(self).__name__} does not implement one_pass")
+
+
+def no_output_space(adapter: ModelAdapter) -> ValueError:
+    """The error for output-space (ConceptAttention-style) maps asked of a model that attends to the reference
+    only through cross-attention, so has no output space to read them from."""
+    return ValueError(f"output-space (ConceptAttention) maps need a joint-attention model; model "
+                      f"{adapter.spec.name!r} ({type(adapter).__name__}) has cross-attention to the reference only")
 
 
 def initial_noise(seeds: list[int], shape: tuple[int, ...]) -> torch.Tensor:

@@ -44,8 +44,7 @@ import torch.nn.functional as F
 
 from benchmark.capture.attention import captured_probabilities, stacked_probabilities
 from benchmark.capture.tokens import TokenLayout
-
-MAP_LEVELS = ("ulam", "tlam", "hlam", "llam", "sram")
+from benchmark.defaults import MAP_LEVELS
 _TINY = torch.finfo(torch.float32).tiny  # guards 0/0 for a token that no query attends (see ``update``)
 
 

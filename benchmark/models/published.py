@@ -38,6 +38,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from benchmark.api.model import initial_noise
+
 VITON_CONDITIONS = (("masked_image", "image"), ("mask", "mask"), ("pose", "image"))
 INPAINT_CONDITIONS = (("masked_image", "image"), ("mask", "mask"))
 FLUX_BLOCKS = (1, 1)  # double-, single-stream blocks built (FLUX.1 has 19 and 38)
@@ -123,7 +125,7 @@ def flux_transformer(in_channels: int, out_channels: int, reduced: bool, joint_a
 
 
 def ddim():
-    from benchmark.adapters.pipeline_adapter import ddim_scheduler
+    from benchmark.adapters.pipeline_adapter import ddim_scheduler  # heavy: diffusers, transformers
 
     return ddim_scheduler()
 
@@ -139,7 +141,7 @@ def build(adapter: str, folder: Path, reduced: bool, seed: int = 0) -> tuple[str
 def _reference_unet(folder: Path, reduced: bool):
     from transformers import CLIPVisionModel
 
-    from benchmark.models.mini import I2IModelSpec
+    from benchmark.models.mini import I2IModelSpec  # heavy: diffusers, transformers
 
     spec = I2IModelSpec(conditions=VITON_CONDITIONS, reference_tokens="patch", guidance_scale=3.0,
                         num_inference_steps=2, extra={"label": "random-init published architecture"})
@@ -202,7 +204,7 @@ def _flux_kontext(folder: Path, reduced: bool):
 
 
 def _reference_dit(folder: Path, reduced: bool):
-    from benchmark.models.mini import I2IModelSpec
+    from benchmark.models.mini import I2IModelSpec  # heavy: diffusers, transformers
 
     spec = I2IModelSpec(conditions=VITON_CONDITIONS, reference_tokens="latent", guidance_scale=3.0,
                         num_inference_steps=2, extra={"label": "random-init published architecture",
@@ -280,7 +282,7 @@ class LdmShapedSampler:
         self.scheduler = ddim()
 
     def _context(self, reference: torch.Tensor) -> torch.Tensor:
-        from benchmark.adapters.pipeline_adapter import clip_pixels
+        from benchmark.adapters.pipeline_adapter import clip_pixels  # heavy: diffusers, transformers
 
         m = self.model
         pooled = m.cond_stage_model(pixel_values=clip_pixels(reference.to(self.device), 224).to(self.dtype)).pooler_output
@@ -293,8 +295,6 @@ class LdmShapedSampler:
     @torch.no_grad()
     def sample(self, batch, sampling, seeds, callback_on_step_end=None):
         import torch.nn.functional as F
-
-        from benchmark.api.model import initial_noise
 
         m, dev, dt = self.model, self.device, self.dtype
         vae = m.first_stage_model

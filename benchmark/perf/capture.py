@@ -42,7 +42,15 @@ from pathlib import Path
 
 import torch
 
-from benchmark.run.generation import CaptureSettings
+from benchmark.api.model import ModelSpec, SamplingSettings
+from benchmark.api.sample import collate
+from benchmark.capture import I2AMAccumulator, TokenLayout, capture_diffusers, cross_attention_layers
+from benchmark.capture.session import CaptureSession
+from benchmark.config import TaskConfig, check_device, resolve_path
+from benchmark.perf.report import main as report_main
+from benchmark.run.generation import CaptureSettings, generate_with_capture
+from benchmark.run.jobs import load_adapter, pick_device
+from benchmark.run.tasks import build_dataset
 
 SCALES = ("mini", "sd15", "real", "report")
 MODES = {
@@ -129,12 +137,6 @@ class _HookTimer:
     def remove(self) -> None:
         for h in self._hooks:
             h.remove()
-
-
-def _cross_attention_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
-    from benchmark.capture import cross_attention_layers
-
-    return [model.get_submodule(k.removesuffix(".processor")) for k in cross_attention_layers(model)]
 
 
 # --- results ----------------------------------------------------------------------------------------
@@ -288,9 +290,6 @@ def _rounds(run, repeats: int, device: torch.device, clock: _Clock, unet: torch.
 
 def _device(args) -> torch.device:
     """The ``--device`` of the perf command (cpu, cuda, cuda:N; default auto), checked to exist on this machine."""
-    from benchmark.config import check_device
-    from benchmark.run.jobs import pick_device
-
     requested = getattr(args, "device", None) or "auto"
     check_device(requested)
     return pick_device(requested)
@@ -298,9 +297,6 @@ def _device(args) -> torch.device:
 
 # --- mini scale -------------------------------------------------------------------------------------
 def _mini_model(args):
-    from benchmark.api.model import ModelSpec
-    from benchmark.config import resolve_path
-
     if getattr(args, "model", None):
         return ModelSpec("perf", "reference_unet", str(resolve_path(args.model)),
                          {"vae": str(resolve_path(args.vae))} if args.vae else {}), args.model
@@ -308,7 +304,7 @@ def _mini_model(args):
     if (default / "unet").is_dir():
         return ModelSpec("perf", "reference_unet", str(default),
                          {"vae": str(resolve_path("tasks/_shared/vae"))}), "mini model (object_inpainting/full)"
-    from benchmark.models.mini import save_tiny_random_model
+    from benchmark.models.mini import save_tiny_random_model  # heavy: diffusers, transformers
 
     folder = Path(tempfile.mkdtemp()) / "tiny"
     save_tiny_random_model(folder, [("masked_image", "image"), ("mask", "mask")])
@@ -317,13 +313,6 @@ def _mini_model(args):
 
 def measure_mini(args) -> PerfReport:
     """Whole generations per mode, interleaved; UNet calls timed inside them."""
-    from benchmark.api.model import SamplingSettings
-    from benchmark.api.sample import collate
-    from benchmark.config import TaskConfig, resolve_path
-    from benchmark.run.generation import generate_with_capture
-    from benchmark.run.jobs import load_adapter
-    from benchmark.run.tasks import build_dataset
-
     device = _device(args)
     spec, label = _mini_model(args)
     adapter = load_adapter(spec, device)
@@ -336,8 +325,7 @@ def measure_mini(args) -> PerfReport:
     def run(mode: str, _round: int):
         return _timed(clock, lambda: generate_with_capture(adapter, batch, sampling, 0, MODES[mode])[1])
 
-    times = _rounds(run, args.repeats, device, clock, unet,
-                    _cross_attention_modules(unet) if adapter.capture_path == "diffusers" else [])
+    times = _rounds(run, args.repeats, device, clock, unet, adapter.captured_modules())
     info = (f"{label}; batch {args.batch}; {args.steps} DDIM steps, CFG 3 (each UNet call runs 2 x {args.batch} "
             f"rows, the conditional half captured); 5 time groups; eq. (17) region masks; "
             f"{_environment(device, args.repeats)}.")
@@ -368,9 +356,6 @@ def sd15_unet(device: torch.device, dtype: torch.dtype = torch.float32):
 
 def measure_sd15(args) -> PerfReport:
     """Single UNet calls of the SD-1.5-shaped UNet per mode, interleaved, at the step indices of one generation."""
-    from benchmark.capture import I2AMAccumulator, TokenLayout, capture_diffusers, cross_attention_layers
-    from benchmark.capture.session import CaptureSession
-
     device = _device(args)
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     unet = sd15_unet(device, dtype)
@@ -407,7 +392,8 @@ def measure_sd15(args) -> PerfReport:
             session.step = r % steps
             return _timed(clock, lambda: call(r % steps, session.accumulator))
 
-    times = _rounds(run, args.repeats, device, clock, unet, _cross_attention_modules(unet))
+    times = _rounds(run, args.repeats, device, clock, unet,
+                    [unet.get_submodule(k.removesuffix(".processor")) for k in cross_attention_layers(unet)])
     info = (f"UNet2DConditionModel with SD-1.5's architecture and random weights (320/640/1280/1280 channels, "
             f"{n_layers} cross-attention layers, 8 heads, context width 768), {str(dtype).removeprefix('torch.')}; "
             f"latent {SD15_LATENT[0]}x{SD15_LATENT[1]} (512x384 images); {1 + SD15_TOKENS[0] * SD15_TOKENS[1]} "
@@ -439,10 +425,9 @@ def main(args) -> int:
     if scale in ("mini", "sd15") and getattr(args, "steps", None) is None:
         args.steps = 20
     if scale == "real":
-        from benchmark.perf.real import main as real_main
+        from benchmark.perf.real import main as real_main  # cycle: perf.real imports perf.capture
         return real_main(args)
     if scale == "report":
-        from benchmark.perf.report import main as report_main
         return report_main(args)
     report = measure_mini(args) if scale == "mini" else measure_sd15(args)
     report.notes.append(_command(args, scale))

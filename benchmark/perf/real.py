@@ -24,7 +24,21 @@ from pathlib import Path
 
 import torch
 
+from benchmark.api.model import ModelSpec
+from benchmark.api.sample import collate
+from benchmark.config import REPO_ROOT, RunConfig, TaskConfig
+from benchmark.errors import UserError
 from benchmark.models.published import PUBLISHED, Published, build
+from benchmark.perf.capture import _Clock, _HookTimer, _device, _peak_bytes, _release, _reset_peak
+from benchmark.procedural import generate_cocoee, generate_viton_hd
+from benchmark.registry import ADAPTERS
+from benchmark.run.generation import CaptureSettings, generate_with_capture
+from benchmark.run.jobs import job_dir, load_adapter
+from benchmark.run.runner import execute, plan_jobs
+from benchmark.run.tasks import build_dataset
+from benchmark.scoring.imacs import imacs
+from benchmark.scoring.maps import minmax
+from benchmark.store import RESULT, read_record
 
 ADAPTER_ORDER = tuple(PUBLISHED)
 
@@ -33,9 +47,6 @@ ADAPTER_ORDER = tuple(PUBLISHED)
 def write_dataset(folder: Path, pub: Published) -> Path:
     """A real-layout dataset tree with the samples at the published size; returns the task YAML."""
     import yaml
-
-    from benchmark.config import REPO_ROOT
-    from benchmark.procedural import generate_cocoee, generate_viton_hd
 
     h, w = pub.size
     if pub.dataset == "viton_hd":  # two test samples: an unpaired pair needs another sample's garment
@@ -53,8 +64,6 @@ def write_dataset(folder: Path, pub: Published) -> Path:
 
 def run_config(folder: Path, adapter: str, model_path: str, options: dict, task: Path, device: str,
                steps: int, dtype: str | None = None):
-    from benchmark.config import RunConfig
-
     if dtype is not None:
         options = {**options, "dtype": dtype}
     return RunConfig.from_dict({
@@ -67,11 +76,6 @@ def run_config(folder: Path, adapter: str, model_path: str, options: dict, task:
 def real_scale_run(adapter: str, folder: Path, reduced: bool = True, device: str = "cpu", steps: int = 2) -> dict:
     """Build ``adapter``'s published architecture (reduced or not) and run one sample through :func:`execute`;
     returns {record, cfg, spec, task, build_s, job_s, job_peak}."""
-    from benchmark.run.jobs import job_dir
-    from benchmark.perf.capture import _peak_bytes, _reset_peak
-    from benchmark.run.runner import execute, plan_jobs
-    from benchmark.store import RESULT, read_record
-
     folder = Path(folder)
     start = time.perf_counter()
     path, options = build(adapter, folder / "model", reduced)
@@ -101,9 +105,6 @@ def denoiser(adapter) -> torch.nn.Module:
 
 def _timed_generation(adapter, batch, sampling, seed: int, capture, device: torch.device) -> dict:
     """One generation: wall seconds, the denoiser's calls (CUDA events on a GPU), the peak memory, the state."""
-    from benchmark.run.generation import generate_with_capture
-    from benchmark.perf.capture import _Clock, _HookTimer, _peak_bytes, _release, _reset_peak
-
     clock = _Clock(device)
     calls = _HookTimer([denoiser(adapter)], clock)
     try:
@@ -124,35 +125,29 @@ def _timed_generation(adapter, batch, sampling, seed: int, capture, device: torc
 
 def measure_adapter(adapter: str, reduced: bool, device: str, steps: int, precision: bool) -> dict:
     """Everything of one adapter's row (run in its own process by :func:`main`)."""
-    from benchmark.api.sample import collate
-    from benchmark.config import TaskConfig
-    from benchmark.run.generation import CaptureSettings
-    from benchmark.run.jobs import load_adapter
-    from benchmark.run.tasks import build_dataset
-
     with tempfile.TemporaryDirectory(prefix=f"real-scale-{adapter}-") as tmp:
         run = real_scale_run(adapter, Path(tmp), reduced, device, steps)
         record, cfg, job = run["record"], run["cfg"], run["job"]
         dev = torch.device(device)
         model = load_adapter(job.model, dev, job.model_hash)
         batch = collate([build_dataset(TaskConfig.load(run["task"]))[job.indices[0]]])
-        sampling = type(model.default_sampling())(**record["sampling"])
+        sampling = type(model.default_sampling())(**record.sampling)
         capture = CaptureSettings(tuple(cfg.capture.levels), cfg.capture.time_groups)
         plain = _timed_generation(model, batch, sampling, cfg.seed, CaptureSettings(enabled=False), dev)
         captured = _timed_generation(model, batch, sampling, cfg.seed, capture, dev)
         files: dict[str, int] = {}
-        for name, (size, _) in record["files"].items():
+        for name, (size, *_) in record.files.items():
             key = Path(name).name if "/samples/" in f"/{name}" else name
             files[key] = files.get(key, 0) + size
         row = {"adapter": adapter, "size": list(PUBLISHED[adapter].size), "device": str(dev),
                "parameters": sum(p.numel() for p in denoiser(model).parameters()),
                "steps": sampling.num_inference_steps, "calls_per_step": captured["calls"] / sampling.num_inference_steps,
                "build_s": run["build_s"], "job_s": run["job_s"], "job_peak": run["job_peak"],
-               "job_timings": record["timings"],
+               "job_timings": record.timings,
                "plain": {k: plain[k] for k in ("wall_s", "denoiser_s", "calls", "peak")},
                "capture": {k: captured[k] for k in ("wall_s", "denoiser_s", "calls", "peak", "state_bytes")},
-               "files": files, "n_samples": record["n_samples"],
-               "finite_rows": all(r["value"] == r["value"] for r in record["rows"] if r["value"] is not None)}
+               "files": files, "n_samples": record.n_samples,
+               "finite_rows": all(r["value"] == r["value"] for r in record.rows if r["value"] is not None)}
         if precision:
             row["bfloat16"] = precision_error(adapter, model, batch, sampling, cfg, captured, dev)
         return row
@@ -161,12 +156,6 @@ def measure_adapter(adapter: str, reduced: bool, device: str, steps: int, precis
 def precision_error(adapter: str, model, batch, sampling, cfg, reference: dict, device: torch.device) -> dict:
     """The bfloat16 model on the same inputs and seeds against the float32 run ``reference``: max abs error of
     the min-max normalised maps per level and side, and the IMACS_g difference."""
-    from benchmark.api.model import ModelSpec
-    from benchmark.run.generation import CaptureSettings
-    from benchmark.scoring.imacs import imacs
-    from benchmark.scoring.maps import minmax
-    from benchmark.registry import ADAPTERS
-
     spec = model.spec
     half = ADAPTERS.get(adapter)(ModelSpec(spec.name, spec.adapter, spec.path, {**spec.options, "dtype": "bfloat16"}),
                                  device)
@@ -248,9 +237,6 @@ def _child(argv: list[str]) -> int:
 
 
 def main(args) -> int:
-    from benchmark.errors import UserError
-    from benchmark.perf.capture import _device
-
     device = str(_device(args))
     steps = getattr(args, "steps", None) or 2
     reduced = bool(getattr(args, "reduced", False))

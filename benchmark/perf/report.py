@@ -24,6 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmark.config import REPO_ROOT, RunConfig
+from benchmark.errors import UserError
+from benchmark.perf.synthetic_store import write_history, write_store
+
 N_MODELS = 10
 N_TASKS = 3
 DEFAULT_SIZES = (1_000, 10_000, 100_000)
@@ -45,8 +49,6 @@ def _run(cmd: list[str], env: dict, log: Path) -> tuple[float, float, float, int
 
 
 def _repo() -> Path:
-    from benchmark.config import REPO_ROOT
-
     return REPO_ROOT
 
 
@@ -56,8 +58,6 @@ def _du(path: Path) -> int:
 
 def measure_size(work: Path, records: int) -> dict:
     """Write the store of ``records`` sample records, run ``report`` on it; the row of the table."""
-    from benchmark.perf.synthetic_store import write_store
-
     per_model = -(-records // (N_MODELS * N_TASKS))  # ceil: at least ``records``
     folder = work / f"store-{records}"
     shutil.rmtree(folder, ignore_errors=True)
@@ -78,8 +78,7 @@ def history_probe(path: str, config: str) -> dict:
     """Timings (seconds) of what a report does with ``history.csv`` at ``path``: read it, compare the newest
     night with the earlier ones (``deltas``, ``with_unrecorded``), and per task select the trend rows and draw
     the trend figure. Run in a subprocess by :func:`measure_history`."""
-    from benchmark.config import RunConfig
-    from benchmark.report import history, trends
+    from benchmark.report import history, trends  # heavy: pandas, torch (the figures of report.trends)
 
     cfg = RunConfig.load(config)
     out = {}
@@ -104,8 +103,6 @@ def history_probe(path: str, config: str) -> dict:
 
 def measure_history(work: Path, nights: int) -> dict:
     """Write a ``history.csv`` of ``nights`` nights (of the 1k store's config) and time :func:`history_probe`."""
-    from benchmark.perf.synthetic_store import write_history, write_store
-
     folder = work / f"history-{nights}"
     shutil.rmtree(folder, ignore_errors=True)
     config = write_store(folder, N_MODELS, 1)  # the config (one sample per model: only its keys are used)
@@ -152,8 +149,6 @@ def render(rows: list[dict], hist: dict | None, argv: str) -> str:
 
 def _sizes(text: str | None) -> list[int]:
     """``--sizes``: comma-separated sample-record counts, each at least one sample per (model, task)."""
-    from benchmark.errors import UserError
-
     if text is None:
         return list(DEFAULT_SIZES)
     try:
@@ -167,8 +162,6 @@ def _sizes(text: str | None) -> list[int]:
 
 
 def main(args) -> int:
-    from benchmark.errors import UserError
-
     sizes = _sizes(getattr(args, "sizes", None))
     nights = DEFAULT_NIGHTS if getattr(args, "nights", None) is None else args.nights
     if nights < 0:

@@ -2,7 +2,7 @@
 
 :func:`write_store` writes a run folder (``config.yaml`` and ``store/``) holding N models x the given tasks x
 ``n_samples`` samples, in shards of ``shard_size``, exactly as finished jobs leave them (``benchmark/run/jobs.py``):
-a ``result.json`` with every :data:`~benchmark.store.RECORD_KEYS` entry and the manifest of its files, per
+a ``result.json`` (a :class:`~benchmark.store.JobRecord`) with the manifest of its files, per
 sample a ``maps.npz`` (every level on a small grid, float16 storage as a run's default) and, for the first
 ``images_first`` samples of each job, the three PNGs; a ``set_inputs.npz`` with LPIPS per sample and, with
 ``feature_dim`` > 0, random Inception-like features (else FID / KID read as unavailable, as on a machine without
@@ -27,8 +27,8 @@ import numpy as np
 import yaml
 
 from benchmark.config import RunConfig, TaskConfig, resolve_path
-from benchmark.defaults import THRESHOLD_GRID
-from benchmark.store import RESULT, file_manifest, shard_name, short_hash, write_atomic
+from benchmark.defaults import MAP_LEVELS, THRESHOLD_GRID
+from benchmark.store import JobRecord, file_manifest, shard_name, short_hash, write_atomic, write_record
 
 TASKS = ("tasks/viton_hd", "tasks/object_inpainting", "tasks/super_resolution")
 ADAPTER = "reference_unet"
@@ -66,7 +66,7 @@ def config_dict(out_dir: Path, n_models: int, tasks: tuple[str, ...] = TASKS, gr
         models.append(spec)
     return {"name": "synthetic", "seed": 0, "output_dir": str(out_dir),
             "leaderboard_dir": str(Path(out_dir) / "leaderboards"),
-            "capture": {"levels": ["ulam", "tlam", "hlam", "llam", "sram"], "time_groups": grid.time_groups},
+            "capture": {"levels": list(MAP_LEVELS), "time_groups": grid.time_groups},
             "store": {"maps_dtype": "float16", "images": {"first": images_first}},
             "cluster": {"workers": workers},
             "label": "synthetic store (random values)",
@@ -139,20 +139,20 @@ def _write_job(cfg: RunConfig, task: TaskConfig, spec, gen_key: str, indices: tu
         terms[sid] = {side: _terms(rng, offset) for side in ("g", "r")}
     written.append(_set_inputs(out, len(sample_ids), feature_dim, offset, rng))
     digests = dict(zip(sample_ids, (short_hash([task.name, sid]) for sid in sample_ids)))
-    record = {"key": key, "task": task.name, "task_version": task.version, "model": spec.name, "adapter": spec.adapter,
-              "model_hash": model_hash, "generation_key": gen_key, "loaded_weights": model_hash,
-              "run_id": run_id, "finished_at": run_id[:19] + "+00:00",
-              "samples": [{"sample_id": sid, "index": i} for sid, i in zip(sample_ids, indices)],
-              "sample_ids": sample_ids, "indices": list(indices), "samples_hash": samples_hash,
-              "sample_digests": digests, "n_samples": len(sample_ids), "failures": [], "rows": rows,
-              "imacs_terms": {"thresholds": list(THRESHOLD_GRID), "samples": terms},
-              "protocol": "generation", "timesteps": [], "model_evaluations_per_sample": 40,
-              "sampling": {"num_inference_steps": 20, "guidance_scale": 3.0, "eta": 0.0}, "device": "cpu",
-              "accelerator": "cpu",
-              "timings": {"load": 0.0, "generate_capture": 0.0, "maps_store": 0.0, "metrics": 0.0},
-              "store": {"maps_dtype": cfg.store.maps_dtype, "images": cfg.store.images},
-              "files": file_manifest(out, written)}
-    write_atomic(out / RESULT, json.dumps(record))
+    record = JobRecord(
+        key=key, task=task.name, task_version=task.version, model=spec.name, adapter=spec.adapter,
+        model_hash=model_hash, generation_key=gen_key, loaded_weights=model_hash, run_id=run_id,
+        finished_at=run_id[:19] + "+00:00",
+        samples=[{"sample_id": sid, "index": i} for sid, i in zip(sample_ids, indices)], sample_ids=sample_ids,
+        indices=list(indices), samples_hash=samples_hash, sample_digests=digests, n_samples=len(sample_ids),
+        failures=[], rows=rows,
+        imacs_terms={"thresholds": list(THRESHOLD_GRID), "samples": terms}, protocol="generation", timesteps=[],
+        model_evaluations_per_sample=40, sampling={"num_inference_steps": 20, "guidance_scale": 3.0, "eta": 0.0},
+        device="cpu", accelerator="cpu",
+        timings={"load": 0.0, "generate_capture": 0.0, "maps_store": 0.0, "metrics": 0.0},
+        store={"maps_dtype": cfg.store.maps_dtype, "images": cfg.store.images}, files=file_manifest(out, written),
+        sample_metrics=sorted(QUALITY))
+    write_record(out, record)
 
 
 def _terms(rng: np.random.Generator, offset: float) -> dict:
@@ -170,7 +170,7 @@ def _sample_maps(grid: Grid, rng: np.random.Generator, meta: dict, path: Path) -
     (min, span), the ULAMs float32) that :meth:`SampleMaps.load` reads back. Drawn in that form and written without
     compression (:func:`_npz`): a 100k-sample store is written in minutes, where ``SampleMaps.save`` took an hour.
     Returns ``path`` and the masks' areas (``area_g``, ``area_r``) as a job records them."""
-    from benchmark.results.sample_maps import RANGE_PREFIX, normalisable
+    from benchmark.results.sample_maps import RANGE_PREFIX, normalisable  # heavy: torch
 
     arrays = {}
     for side, shape in (("g", grid.latent), ("r", grid.tokens), ("rm", grid.tokens)):
@@ -188,7 +188,7 @@ def _sample_maps(grid: Grid, rng: np.random.Generator, meta: dict, path: Path) -
         arrays[name] = _box(grid.image, rng)
     meta = {**meta, "image_size": list(grid.image), "layers": [f"layer{i}" for i in range(grid.layers)],
             "latent_grid": list(grid.latent), "token_grid": list(grid.tokens), "dropped_tokens": [], "steps": 20,
-            "time_groups": grid.time_groups, "levels": ["ulam", "tlam", "hlam", "llam", "sram"],
+            "time_groups": grid.time_groups, "levels": list(MAP_LEVELS),
             "heads": [grid.heads] * grid.layers, "reference_side": True, "maps_dtype": "float16"}
     arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     areas = {f"area_{side}": float(arrays[key].mean()) for side, key in (("g", "mask/region"), ("r", "mask/reference"))}
@@ -237,7 +237,7 @@ def _pngs(d: Path, grid: Grid, rng: np.random.Generator) -> list[Path]:
 
 def _set_inputs(out: Path, n: int, feature_dim: int, offset: float, rng: np.random.Generator) -> Path:
     """``set_inputs.npz``: LPIPS per sample; Inception-like features of ``feature_dim`` (0: unavailable)."""
-    from benchmark.metrics import SetInputs
+    from benchmark.metrics import SetInputs  # heavy: torch (benchmark.metrics.set_metrics)
 
     lpips = np.clip(rng.normal(0.3 - offset, 0.08, n), 0, 1)
     if feature_dim:
@@ -253,8 +253,8 @@ def write_history(path: Path, config: Path, n_nights: int, n_samples: int, seed:
     each night): per night, task and model, the model means and CIs of the metrics a report records."""
     import pandas as pd
 
-    from benchmark.report import history
-    from benchmark.report.tables import write_csv
+    from benchmark.report import history  # heavy: pandas
+    from benchmark.report.tables import write_csv  # heavy: pandas
 
     columns = history.COLUMNS + history.CI_COLUMNS
     accelerator = getattr(history, "ACCELERATOR", None)  # a column of history files that record the accelerator

@@ -8,6 +8,6 @@
 
 def build_report(*args, **kwargs):
     """See :func:`benchmark.report.build.build_report` (imported on use: ``ls`` reads the store view alone)."""
-    from benchmark.report.build import build_report as build
+    from benchmark.report.build import build_report as build  # heavy: torch, scipy (`ls` loads this package)
 
     return build(*args, **kwargs)

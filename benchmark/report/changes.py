@@ -15,11 +15,13 @@ and ``results/regressions.json`` (the flagged regressions, ``[]`` when none).
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 
 from benchmark.analysis.paired import PairedResult, paired_test
+from benchmark.analysis.resampling import Resampling
 from benchmark.registry import metric_direction
 from benchmark.report.store_view import StoreView, previous_state, sample_frame
 from benchmark.report.tables import quality_metrics, write_csv
@@ -30,12 +32,12 @@ COLUMNS = ["task", "model", "metric", "direction", "n", "delta", "ci_low", "ci_h
 CHANGES, REGRESSIONS = "changes.csv", "regressions.json"
 
 
-def compare(view: StoreView, frame: pd.DataFrame, scores: tuple[str, ...], n_permutations: int) -> pd.DataFrame:
+def compare(view: StoreView, frame: pd.DataFrame, scores: tuple[str, ...], resampling: Resampling) -> pd.DataFrame:
     """One row per (task, model, metric) of every model under test that has a previous state: the paired change
-    of ``scores`` and the task's quality metrics. ``frame``: :func:`store_view.sample_frame` of ``view``."""
+    of ``scores`` and the task's quality metrics, resampled as ``resampling`` says at confidence
+    1 - ``scoring.regression.alpha``. ``frame``: :func:`store_view.sample_frame` of ``view``."""
     reg = view.cfg.scoring.regression
-    kw = {"n_boot": view.cfg.scoring.n_boot, "n_permutations": n_permutations, "seed": view.cfg.seed,
-          "confidence": 1 - reg.alpha}
+    resampling = replace(resampling, confidence=1 - reg.alpha)
     rows = []
     for sm in view.models:
         if sm.baseline or not sm.records:
@@ -49,7 +51,7 @@ def compare(view: StoreView, frame: pd.DataFrame, scores: tuple[str, ...], n_per
             if metric not in new_values or metric not in old_values:
                 continue
             pairs = pd.concat([new_values[metric], old_values[metric]], axis=1, join="inner")
-            result = paired_test(pairs.iloc[:, 0].to_numpy(), pairs.iloc[:, 1].to_numpy(), **kw)
+            result = paired_test(pairs.iloc[:, 0].to_numpy(), pairs.iloc[:, 1].to_numpy(), resampling=resampling)
             if result.n == 0:  # no sample defined in both states (e.g. IMACS_r of a single reference token)
                 continue
             direction = metric_direction(metric)

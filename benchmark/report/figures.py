@@ -32,7 +32,7 @@ from matplotlib.patches import Rectangle  # noqa: E402
 from PIL import Image  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
-from benchmark.defaults import DEFAULT_THRESHOLD  # noqa: E402
+from benchmark.defaults import DEFAULT_THRESHOLD, MAP_LEVEL_LABELS, MAP_LEVEL_UNITS, MAP_LEVELS  # noqa: E402
 from benchmark.scoring.figures import png_bytes  # noqa: E402
 from benchmark.scoring.maps import prepare_map  # noqa: E402
 from benchmark.results.sample_maps import SampleMaps  # noqa: E402
@@ -49,8 +49,7 @@ MIN_WIDTH_IN = 4.5  # room for the suptitle over one panel
 DPI = 100
 MIN_DPI = 60
 MAX_BYTES = 150_000  # leaderboards keep many figures in git
-LEVELS = {"ulam": "ULAM", "tlam": "TLAM", "hlam": "HLAM", "llam": "LLAM"}
-_UNIT_NOUN = {"tlam": ("time group", "time groups"), "hlam": ("head", "heads"), "llam": ("layer", "layers")}
+LEVELS = {k: MAP_LEVEL_LABELS[k] for k in MAP_LEVELS if k != "sram"}  # one figure each (SRAM: sram_figure)
 _OUTLINES = {1: "magenta outline: inpainting region",
              2: "magenta outline: inpainting region (top), reference mask (bottom)"}
 # Dotted module-path parts of the usual UNet / DiT layouts, shortened for panel titles.
@@ -363,7 +362,7 @@ def _panel_titles(level: str, meta: dict, n: int) -> list[str]:
 
 
 def _count(level: str, shown: int, total: int) -> str:
-    one, many = _UNIT_NOUN[level]
+    one, many = MAP_LEVEL_UNITS[level]
     noun = one if total == 1 else many
     return f"{total} {noun}" if shown == total else f"first {shown} of {total} {noun}"
 

@@ -19,6 +19,7 @@ Every comparison with IMACS_g is on the samples the candidate has (IMACS_g restr
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,13 +29,16 @@ from benchmark.analysis.correlation import correlation
 from benchmark.analysis.format import MINUS, format_ci, format_estimate, format_p, format_value, oriented_label
 from benchmark.analysis.metaeval import (EPSILON, paired_difference, power_between, power_within,
                                           system_accuracy)
+from benchmark.analysis.resampling import Resampling
 from benchmark.analysis.sweep import split_halves
 from benchmark.analysis.validity import orientation, paired_wide, within_combined
 from benchmark.config import RunConfig
+from benchmark.defaults import IMACS_SCORES
 from benchmark.registry import METHODS, metric_label
 from benchmark.report import memo
-from benchmark.report.figures_page import schedule
+from benchmark.report.figures_page import Figures
 from benchmark.report.store_view import StoreView, sample_frame, sweep_terms
+from benchmark.store import write_atomic
 
 REFERENCE = "IMACS_g"
 METHOD = "spearman"
@@ -86,7 +90,7 @@ def candidates(cfg: RunConfig, view: StoreView, task: str, frame: pd.DataFrame, 
     """
     tested = sorted(m for m in frame.model.unique() if m not in view.baselines)
     tf = frame[frame.model.isin(tested)]
-    metrics = ["imacs_g", "imacs_r", quality, "area_g"]
+    metrics = [*IMACS_SCORES, quality, "area_g"]
     wide = paired_wide(tf, metrics).drop(columns="task")
     wide["quality"] = orientation(quality) * wide.pop(quality)
     keys = ["model", "sample_id"]
@@ -152,21 +156,19 @@ def _sweep_candidate(cfg: RunConfig, view: StoreView, task: str, tested: list[st
     return name, "alternative", "held-out half", values, "", note
 
 
-def _statistics(wide: pd.DataFrame, specs: list[dict], n_boot: int, n_permutations: int, seed: int) -> pd.DataFrame:
-    """One row per candidate (:data:`COLUMNS`)."""
+def _statistics(wide: pd.DataFrame, specs: list[dict], resampling: Resampling) -> pd.DataFrame:
+    """One row per candidate (:data:`COLUMNS`); the paired differences draw :data:`N_RESAMPLES` swap patterns."""
     rows = []
-    kw = {"n_boot": n_boot, "seed": seed}
+    swaps = replace(resampling, n_permutations=N_RESAMPLES)
     for spec in specs:
         name = spec["name"]
         sub = wide[wide[name].notna()]
         x, ref, q = (sub[c].to_numpy(float) for c in (name, REFERENCE, "quality"))
         groups = sub["model"].to_numpy(str)
-        within = within_combined(x, q, groups, METHOD, n_permutations=n_permutations, **kw)
+        within = within_combined(x, q, groups, METHOD, resampling=resampling)
         means = sub.groupby("model", sort=True)[[name, "quality"]].mean()
-        between = correlation(means[name], means["quality"], METHOD, level="model", n_permutations=n_permutations,
-                              **kw)
-        acc = system_accuracy(x, q, groups, units=sub["sample_id"].to_numpy(str), n_permutations=n_permutations,
-                              **kw)
+        between = correlation(means[name], means["quality"], METHOD, level="model", resampling=resampling)
+        acc = system_accuracy(x, q, groups, units=sub["sample_id"].to_numpy(str), resampling=resampling)
         row = {"candidate": name, "kind": spec["kind"], "samples": spec["samples"], "n": within.n,
                "n_models": int(means.dropna().shape[0]), "within": within.statistic, "within_p": within.p_value,
                "within_ci_low": within.ci_low, "within_ci_high": within.ci_high, "within_note": within.note,
@@ -176,7 +178,7 @@ def _statistics(wide: pd.DataFrame, specs: list[dict], n_boot: int, n_permutatio
                "accuracy_ci_high": acc.ci_high, "score_ties": acc.score_ties, "quality_ties": acc.quality_ties,
                "note": spec["note"]}
         if spec["kind"] != "reference":
-            d = paired_difference(x, ref, q, groups, METHOD, n_resamples=N_RESAMPLES, **kw)
+            d = paired_difference(x, ref, q, groups, METHOD, resampling=swaps)
             row.update(diff=d.difference, diff_ref=d.r_b, diff_p=d.p_value, diff_ci_low=d.ci_low,
                        diff_ci_high=d.ci_high, diff_p_method=d.p_method)
         rows.append(row)
@@ -199,9 +201,8 @@ def _power(wide: pd.DataFrame, seed: int) -> pd.DataFrame:
 
 
 def analyse(cfg: RunConfig, view: StoreView, task: str, frame: pd.DataFrame, quality: list[str],
-            methods: pd.DataFrame, sweep: pd.DataFrame, n_permutations: int, fig_dir: Path,
-            todo: list[tuple]) -> dict:
-    """The section's frames for one task (cached by their inputs) and its forest plot, appended to ``todo``.
+            methods: pd.DataFrame, sweep: pd.DataFrame, resampling: Resampling, figures: Figures) -> dict:
+    """The section's frames for one task (cached by their inputs) and its forest plot (to ``figures``).
 
     Returns ``{"candidates": frame (:data:`COLUMNS`), "power": frame, "missing": [notes], "quality": name,
     "figure": path or None}``; empty frames when the task has no quality metric or no IMACS_g.
@@ -214,15 +215,15 @@ def analyse(cfg: RunConfig, view: StoreView, task: str, frame: pd.DataFrame, qua
     if not any(spec["kind"] == "reference" for spec in specs):
         return out
     cache = cfg.out_dir / "results" / "cache"
-    args = (wide, specs, cfg.scoring.n_boot, n_permutations, cfg.seed)
-    key = memo.digest(*args[:1], specs, args[2:])
-    out["candidates"] = memo.cached(cache, f"{task}-metaeval", key, _statistics, *args)
-    out["power"] = memo.cached(cache, f"{task}-power", memo.digest(wide[["model", REFERENCE, "quality"]], cfg.seed),
-                               _power, wide[["model", REFERENCE, "quality"]], cfg.seed)
-    path = fig_dir / task / "candidates.png"
+    key = memo.digest(wide, specs, resampling)
+    out["candidates"] = memo.cached(cache, f"{task}-metaeval", key, _statistics, wide, specs, resampling)
+    out["power"] = memo.cached(cache, f"{task}-power", memo.digest(wide[["model", REFERENCE, "quality"]],
+                                                                   resampling.seed),
+                               _power, wide[["model", REFERENCE, "quality"]], resampling.seed)
+    path = figures.fig_dir / task / "candidates.png"
     q_name = oriented_label(quality[0], orientation(quality[0]), {quality[0]: metric_label(quality[0])})
-    schedule(todo, fig_dir, "benchmark.report.metaeval:plot_forest",
-             (out["candidates"], path, f"{task}: Spearman with {q_name}"), path, memo.digest(out["candidates"]))
+    figures.schedule("benchmark.report.metaeval:plot_forest",
+                     (out["candidates"], path, f"{task}: Spearman with {q_name}"), path, memo.digest(out["candidates"]))
     out["figure"] = path
     return out
 
@@ -232,8 +233,7 @@ def plot_forest(frame: pd.DataFrame, path: Path, title: str) -> Path:
     between-model correlation (hollow); a dashed line at IMACS_g's within-model value."""
     from matplotlib.figure import Figure
 
-    from benchmark.scoring.figures import png_bytes
-    from benchmark.store import write_atomic
+    from benchmark.scoring.figures import png_bytes  # heavy: matplotlib, torch
 
     rows = frame.iloc[::-1].reset_index(drop=True)
     fig = Figure(figsize=(6.8, 0.42 * len(rows) + 1.4), layout="constrained")

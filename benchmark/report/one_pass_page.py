@@ -7,8 +7,10 @@ import numpy as np
 import pandas as pd
 
 from benchmark.analysis.correlation import METHODS
+from benchmark.analysis.resampling import Resampling
 from benchmark.analysis.validity import render_within_between, within_between
 from benchmark.config import RunConfig
+from benchmark.defaults import IMACS_SCORES
 from benchmark.report import memo
 from benchmark.report.store_view import StoreView, sample_frame
 
@@ -17,22 +19,22 @@ LABELS = {"imacs_g_1p": "IMACS_g one-pass", "imacs_r_1p": "IMACS_r one-pass"}
 
 
 def agreement(cfg: RunConfig, view: StoreView, task: str, generation: pd.DataFrame, quality: str | None,
-              n_permutations: int) -> pd.DataFrame:
+              resampling: Resampling) -> pd.DataFrame:
     """Spearman and Pearson correlations of one-pass IMACS with generation-time IMACS (and with the primary quality
     metric, negated when lower is better): pooled, within each model, combined, between models; the frame of
     :func:`benchmark.analysis.validity.within_between`. ``generation``: the task's generation-time sample frame
     (baselines out)."""
     models = set(generation.model)
     one = sample_frame(view, [sm for sm in view.one_pass if sm.task == task and sm.model in models])
-    one = one[one.metric.isin(["imacs_g", "imacs_r"])].assign(metric=lambda f: f.metric + SUFFIX)
+    one = one[one.metric.isin(IMACS_SCORES)].assign(metric=lambda f: f.metric + SUFFIX)
     if one.empty:
         return pd.DataFrame()
     both = pd.concat([generation, one], ignore_index=True)
-    ys = ["imacs_g", "imacs_r"] + ([quality] if quality else [])
-    kw = {"n_boot": cfg.scoring.n_boot, "n_permutations": n_permutations, "seed": cfg.seed}
-    xs, methods = ("imacs_g_1p", "imacs_r_1p"), METHODS
-    frame = memo.cached(cfg.out_dir / "results" / "cache", f"{task}-one-pass", memo.digest(both, xs, ys, methods, kw),
-                        within_between, both, xs, ys, methods, **kw)
+    ys = [*IMACS_SCORES] + ([quality] if quality else [])
+    xs, methods = tuple(s + SUFFIX for s in IMACS_SCORES), METHODS
+    frame = memo.cached(cfg.out_dir / "results" / "cache", f"{task}-one-pass",
+                        memo.digest(both, xs, ys, methods, resampling),
+                        within_between, both, xs, ys, methods, resampling=resampling)
     keep = frame.y.isin([quality]) | (frame.x.str[: -len(SUFFIX)] == frame.y)
     return frame[keep].reset_index(drop=True)
 
@@ -44,11 +46,12 @@ def cost(view: StoreView, task: str) -> pd.DataFrame:
     for sm in view.models + view.one_pass:
         if sm.task != task or not sm.records:
             continue
-        n = sum(r["n_samples"] for r in sm.records)
+        first, n = sm.records[0], sum(r.n_samples for r in sm.records)
         rows.append({"model": sm.model, "protocol": sm.protocol,
-                     "evaluations": sm.records[0].get("model_evaluations_per_sample", np.nan),
-                     "seconds_per_sample": sum(r["timings"]["generate_capture"] for r in sm.records) / max(n, 1),
-                     "device": sm.records[0]["device"]})
+                     "evaluations": np.nan if first.model_evaluations_per_sample is None
+                     else first.model_evaluations_per_sample,
+                     "seconds_per_sample": sum(r.timings["generate_capture"] for r in sm.records) / max(n, 1),
+                     "device": first.device})
     frame = pd.DataFrame(rows)
     if frame.empty or "one_pass" not in set(frame.protocol):
         return pd.DataFrame()

@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
 from benchmark.analysis.paired import holm, paired_test
-from benchmark.analysis.validity import ATTRIBUTION_SCORES
+from benchmark.analysis.resampling import Resampling
 from benchmark.config import RunConfig, TaskConfig
+from benchmark.defaults import IMACS_SCORES
 from benchmark.registry import SET_METRICS, metric_direction, metric_label
 from benchmark.report.render import ARROWS
 from benchmark.report.store_view import StoreView
@@ -65,7 +65,7 @@ class SetFeatures:
 
 def stored_features(view: StoreView, task: TaskConfig) -> SetFeatures:
     """The features each model's jobs stored in ``set_inputs.npz`` for the samples the view uses."""
-    from benchmark.metrics import SetInputs
+    from benchmark.metrics import SetInputs  # heavy: torch, matplotlib (benchmark.metrics.set_metrics)
 
     metrics = tuple(m.name for m in task.metrics if m.name in SET_METRICS)
     if not metrics:
@@ -73,8 +73,8 @@ def stored_features(view: StoreView, task: TaskConfig) -> SetFeatures:
     generated, reference, missing = {}, {}, {}
     for sm in view.of(task.name):
         feats, why = {}, set()
-        for rec in sm.records:
-            path = Path(rec["_dir"]) / "set_inputs.npz"
+        for job in sm.jobs:
+            path = job.dir / "set_inputs.npz"
             try:
                 inputs = SetInputs.load(path)
             except OSError:
@@ -83,10 +83,9 @@ def stored_features(view: StoreView, task: TaskConfig) -> SetFeatures:
             if inputs.inception_generated is None or inputs.inception_reference is None:
                 why.add(inputs.notes.get("fid", "no features"))
                 continue
-            for i, s in enumerate(rec["samples"]):
-                if s["sample_id"] in rec["_keep"]:
-                    feats[s["sample_id"]] = inputs.inception_generated[i]
-                    reference.setdefault(s["sample_id"], inputs.inception_reference[i])
+            for i, s in job.kept_samples():
+                feats[s["sample_id"]] = inputs.inception_generated[i]
+                reference.setdefault(s["sample_id"], inputs.inception_reference[i])
         if why or not feats:
             missing[sm.model] = "; ".join(sorted(why)) or "no stored samples"
         else:
@@ -95,17 +94,17 @@ def stored_features(view: StoreView, task: TaskConfig) -> SetFeatures:
 
 
 def task_pairs(cfg: RunConfig, view: StoreView, task: TaskConfig, frame: pd.DataFrame, quality: Sequence[str],
-               n_permutations: int) -> tuple[pd.DataFrame, str]:
-    """:func:`pairs_frame` of one task with the config's settings and the stored features, and the line saying
-    which tested models have no paired FID / KID (``""`` when none is missing)."""
+               resampling: Resampling) -> tuple[pd.DataFrame, str]:
+    """:func:`pairs_frame` of one task with the report's ``resampling``, the config's KID scale and the stored
+    features, and the line saying which tested models have no paired FID / KID (``""`` when none is missing)."""
     features = stored_features(view, task)
-    pairs = pairs_frame(frame, task.name, view.baselines, quality, cfg.scoring.n_boot, n_permutations, cfg.seed,
-                        features=features, kid_scale=cfg.metrics.kid_scale)
+    pairs = pairs_frame(frame, task.name, view.baselines, quality, resampling, features=features,
+                        kid_scale=cfg.metrics.kid_scale)
     return pairs, features.unavailable(view.baselines)
 
 
-def pairs_frame(frame: pd.DataFrame, task: str, baselines: set[str], quality: Sequence[str], n_boot: int,
-                n_permutations: int, seed: int, *, features: SetFeatures | None = None,
+def pairs_frame(frame: pd.DataFrame, task: str, baselines: set[str], quality: Sequence[str],
+                resampling: Resampling = Resampling(), *, features: SetFeatures | None = None,
                 kid_scale: float = 1000.0) -> pd.DataFrame:
     """Every pair (a, b) of ``task``'s tested models on each metric, compared on the samples both have.
 
@@ -114,8 +113,8 @@ def pairs_frame(frame: pd.DataFrame, task: str, baselines: set[str], quality: Se
         task: task name.
         baselines: models left out (random-init copies).
         quality: the task's per-sample quality metrics; compared after IMACS_g and IMACS_r.
-        n_boot, n_permutations, seed: as :func:`benchmark.analysis.paired.paired_test`; FID / KID draw
-            ``n_boot`` bootstrap resamples of the samples.
+        resampling: as :func:`benchmark.analysis.paired.paired_test`, at confidence 1 - :data:`ALPHA` whatever
+            it says; FID / KID draw its ``n_boot`` bootstrap resamples of the samples.
         features: stored features for FID / KID (:func:`stored_features`); pairs of models that both have them
             get rows, other pairs none.
         kid_scale: multiplies KID, as on the leaderboard.
@@ -126,19 +125,19 @@ def pairs_frame(frame: pd.DataFrame, task: str, baselines: set[str], quality: Se
         ``p_holm < ALPHA`` and the CI excludes 0, else "".
     """
     tf = frame[(frame.task == task) & ~frame.model.isin(baselines)]
-    kw = {"n_boot": n_boot, "n_permutations": n_permutations, "seed": seed, "confidence": 1.0 - ALPHA}
+    resampling = replace(resampling, confidence=1.0 - ALPHA)
     blocks = []
-    for metric in [m for m in (*ATTRIBUTION_SCORES, *quality) if m in set(tf.metric)]:
+    for metric in [m for m in (*IMACS_SCORES, *quality) if m in set(tf.metric)]:
         values = tf[tf.metric == metric].set_index(["sample_id", "model"])["value"].unstack("model")
         rows = []
         for a, b in itertools.combinations(sorted(values.columns), 2):
-            r = paired_test(values[a].to_numpy(float), values[b].to_numpy(float), **kw)
+            r = paired_test(values[a].to_numpy(float), values[b].to_numpy(float), resampling=resampling)
             rows.append((a, b, r.n, r.mean, r.ci_low, r.ci_high, r.p_value, r.p_method, r.ci_method, r.note))
         blocks.append(_finish(task, metric, rows))
     if features is not None:
         models = sorted(m for m in features.generated if m not in baselines)
         for metric in features.metrics:
-            blocks.append(_finish(task, metric, _set_rows(features, metric, models, n_boot, seed, kid_scale)))
+            blocks.append(_finish(task, metric, _set_rows(features, metric, models, resampling, kid_scale)))
     blocks = [b for b in blocks if not b.empty]
     return pd.concat(blocks, ignore_index=True) if blocks else pd.DataFrame(columns=PAIR_COLUMNS)
 
@@ -156,11 +155,12 @@ def _finish(task: str, metric: str, rows: list[tuple]) -> pd.DataFrame:
 
 
 # --- FID / KID from features ---------------------------------------------------------------------------------
-def _set_rows(features: SetFeatures, metric: str, models: list[str], n_boot: int, seed: int,
+def _set_rows(features: SetFeatures, metric: str, models: list[str], resampling: Resampling,
               kid_scale: float) -> list[tuple]:
     """(a, b, n, mean, ci_low, ci_high, p, p_method, ci_method, note) of FID or KID of a minus that of b, for
     every pair of ``models``. Each model's bootstrap values are computed once per set of shared samples: the
     resamples depend only on (seed, n), so both models of a pair see the same samples and reference images."""
+    n_boot, seed = resampling.n_boot, resampling.seed
     values: dict[tuple, tuple[float, np.ndarray]] = {}
 
     def of(model: str, ids: tuple[str, ...]) -> tuple[float, np.ndarray]:

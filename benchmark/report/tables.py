@@ -8,12 +8,13 @@ import numpy as np
 import pandas as pd
 
 from benchmark.analysis.bootstrap import summarise_means
+from benchmark.analysis.resampling import Resampling
 from benchmark.config import TaskConfig
-from benchmark.registry import SAMPLE_METRICS, SET_METRICS
+from benchmark.defaults import IMACS_SCORES
+from benchmark.registry import SAMPLE_METRICS, SET_METRICS, quality_metric_order
 from benchmark.report.store_view import StoreView
 from benchmark.store import write_atomic
 
-QUALITY_ORDER = ("masked_psnr", "masked_ssim", "ssim", "psnr", "lpips")
 AGG_COLUMNS = ["task", "model", "metric", "mean", "ci_low", "ci_high", "n", "n_undefined", "note"]
 SET_COLUMNS = ["model", "metric", "value", "n", "label", "note"]
 
@@ -23,22 +24,23 @@ def write_csv(frame: pd.DataFrame, path: Path) -> Path:
     return write_atomic(path, frame.to_csv(index=False, float_format="%.6g"))
 
 
-def aggregate(frame: pd.DataFrame, n_boot: int) -> pd.DataFrame:
-    """Per (task, model, metric): mean [bootstrap 95% CI] over samples, n defined, n undefined and why."""
-    return summarise_means(frame, ["task", "model", "metric"], n_boot)[AGG_COLUMNS]
+def aggregate(frame: pd.DataFrame, resampling: Resampling) -> pd.DataFrame:
+    """Per (task, model, metric): mean [bootstrap CI] over samples, n defined, n undefined and why."""
+    return summarise_means(frame, ["task", "model", "metric"], resampling)[AGG_COLUMNS]
 
 
 def quality_metrics(task: TaskConfig, frame: pd.DataFrame) -> list[str]:
-    """The task's per-sample quality metrics present in the frame, primary first (config order)."""
+    """The task's per-sample quality metrics present in the frame, in registration order
+    (:func:`~benchmark.registry.quality_metric_order`): the first is the task's primary quality metric."""
     present = set(frame.loc[frame.task == task.name, "metric"])
-    declared = [m.name for m in task.metrics if m.name in present and m.name in SAMPLE_METRICS]
-    return sorted(declared, key=lambda m: QUALITY_ORDER.index(m) if m in QUALITY_ORDER else len(QUALITY_ORDER))
+    declared = {m.name for m in task.metrics}
+    return [m for m in quality_metric_order() if m in declared and m in present]
 
 
 def set_metrics(view: StoreView, task: TaskConfig, kid_scale: float) -> pd.DataFrame:
     """FID / KID per model of ``task`` from the stored Inception features against the stored reference-set
     features (clean-fid, mode ``clean``): a value with its implementation and n, or NaN with the reason."""
-    from benchmark.metrics import ReferenceStatsCache, SetInputs, set_metric_values
+    from benchmark.metrics import ReferenceStatsCache, SetInputs  # heavy: torch (benchmark.metrics.set_metrics)
 
     wanted = [m.name for m in task.metrics if m.name in SET_METRICS]
     lpips_wanted = any(m.name == "lpips" for m in task.metrics)
@@ -48,15 +50,15 @@ def set_metrics(view: StoreView, task: TaskConfig, kid_scale: float) -> pd.DataF
     cache = ReferenceStatsCache()
     for sm in view.of(task.name):
         gen, ref, ref_ids, order, notes, lpips_notes = [], [], [], [], set(), set()
-        for rec in sm.records:
-            path = rec["_dir"] + "/set_inputs.npz"
+        for job in sm.jobs:
+            path = f"{job.dir}/set_inputs.npz"
             try:
                 inputs = SetInputs.load(path)
             except OSError:
                 notes.add(f"no stored features ({path})")
                 continue
-            ids = [s["sample_id"] for s in rec["samples"]]
-            keep = [i for i, sid in enumerate(ids) if sid in rec["_keep"]]
+            ids = [s["sample_id"] for s in job.record.samples]
+            keep = [i for i, sid in enumerate(ids) if sid in job.keep]
             if inputs.lpips is None and "lpips" in inputs.notes:
                 lpips_notes.add(inputs.notes["lpips"])
             if inputs.inception_generated is None or inputs.inception_reference is None:
@@ -65,7 +67,7 @@ def set_metrics(view: StoreView, task: TaskConfig, kid_scale: float) -> pd.DataF
             gen.append(inputs.inception_generated[keep])
             ref.append(inputs.inception_reference[keep])
             ref_ids += [ids[i] for i in keep]
-            order += [rec["samples"][i]["index"] for i in keep]
+            order += [job.record.samples[i]["index"] for i in keep]
         if lpips_wanted and lpips_notes:  # LPIPS is per sample; a row here only says why it is missing
             rows.append((sm.model, "lpips", np.nan, 0, "", "; ".join(sorted(lpips_notes))))
         if notes or not gen or not wanted:
@@ -76,9 +78,13 @@ def set_metrics(view: StoreView, task: TaskConfig, kid_scale: float) -> pd.DataF
         perm = np.argsort(order, kind="stable")
         key = {"dataset": f"{task.dataset.format}:{task.dataset.root}", "split": task.dataset.split,
                "size": list(task.dataset.size or ["native"]), "sample_ids": [ref_ids[i] for i in perm]}
-        out = set_metric_values(np.concatenate(gen)[perm], np.concatenate(ref)[perm], kid_scale=kid_scale,
-                                cache=cache, cache_key_parts=key)
-        rows += [(sm.model, m, out[m], out["n_generated"], out["label"], out.get("note", "")) for m in wanted]
+        feats, computed = (np.concatenate(gen)[perm], np.concatenate(ref)[perm]), {}
+        for m in wanted:  # each registered function once: FID and KID share one
+            fn = SET_METRICS.get(m)
+            if fn not in computed:
+                computed[fn] = fn(*feats, kid_scale=kid_scale, cache=cache, cache_key_parts=key)
+            out = computed[fn]
+            rows.append((sm.model, m, out[m], out["n_generated"], out["label"], out.get("note", "")))
     return pd.DataFrame(rows, columns=SET_COLUMNS)
 
 
@@ -87,7 +93,7 @@ def main_table(task: TaskConfig, agg: pd.DataFrame, sets: pd.DataFrame, failures
     """One row per model of the task, every metric as mean / CI / change columns, n and failure counts; models
     ordered by IMACS_g (best first), failed models (no samples) last."""
     ta = agg[agg.task == task.name]
-    metrics = [m for m in ("imacs_g", "imacs_r") if m in set(ta.metric)] + quality
+    metrics = [m for m in IMACS_SCORES if m in set(ta.metric)] + quality
     metrics += [m for m in SAMPLE_METRICS.names() if m in set(ta.metric) and m not in metrics
                 and SAMPLE_METRICS.info(m).get("kind") != "covariate"]
     rows = []

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from benchmark.config import RunConfig
 from benchmark.errors import UserError
+from benchmark.run.jobqueue import jobqueue_client
 from benchmark.run.jobs import Job, JobOutOfMemory, model_order, run_job
 
 log = logging.getLogger("benchmark")
@@ -109,8 +110,6 @@ def _make_client(cfg: RunConfig, scheduler: str, workers: int):
     from dask.distributed import Client, LocalCluster
 
     if cfg.cluster.jobqueue and scheduler == "local":  # batch jobs, each worker seeing its own GPU
-        from benchmark.run.jobqueue import jobqueue_client
-
         return jobqueue_client(cfg, workers), False
     if scheduler.startswith(("tcp://", "tls://", "ucx://")):
         return Client(scheduler, timeout="30s"), False

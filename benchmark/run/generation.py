@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from typing import ContextManager
+from typing import TYPE_CHECKING, ContextManager
 
 import torch
 import torch.nn.functional as F
 
 from benchmark.api.model import ModelAdapter, SamplingSettings
-from benchmark.capture import I2AMAccumulator, capture_diffusers, capture_ldm
-from benchmark.capture.joint_capture import OutputSpaceAccumulator, capture_joint
+from benchmark.capture import I2AMAccumulator
 from benchmark.capture.session import CaptureSession
+from benchmark.defaults import MAP_LEVELS, TIME_GROUPS
+
+if TYPE_CHECKING:  # imports diffusers' FLUX code; only joint-attention adapters make one
+    from benchmark.capture.joint_capture import OutputSpaceAccumulator
 
 
 @dataclass(frozen=True)
 class CaptureSettings:
-    levels: tuple[str, ...] = ("ulam", "tlam", "hlam", "llam", "sram")
-    time_groups: int = 5
+    levels: tuple[str, ...] = MAP_LEVELS
+    time_groups: int = TIME_GROUPS
     enabled: bool = True
 
 
@@ -52,16 +55,14 @@ def prepare_capture(adapter: ModelAdapter, batch: dict, num_steps: int, num_grou
                     levels: tuple[str, ...], concept: OutputSpaceAccumulator | None = None
                     ) -> tuple[I2AMAccumulator, CaptureSession, ContextManager]:
     """The empty accumulator of a run of ``num_steps`` model steps over ``batch``, its session, and the
-    capture installer for the adapter's capture path (a context manager, not yet entered).
+    adapter's capture installer (:meth:`~benchmark.api.model.ModelAdapter.install_capture`: a context manager,
+    not yet entered; a ValueError when ``concept`` is given to an adapter without output-space maps).
 
     The accumulator sits on the latent grid of the batch's image size, with
     ``num_groups`` time groups and the batch's ``region_mask`` area-resized to
     that grid as the eq. (17) region. Steps advance through
     ``session.on_step_end``, passed to the model loop as ``callback_on_step_end``.
     """
-    if concept is not None and adapter.capture_path != "joint":
-        raise ValueError(f"output-space (ConceptAttention) maps need a joint-attention model; "
-                         f"{adapter.spec.name} uses the {adapter.capture_path!r} capture path")
     size = tuple(next(iter(batch["conditions"].values())).shape[-2:])
     latent = adapter.latent_grid(size)
     region = batch.get("region_mask")
@@ -69,14 +70,4 @@ def prepare_capture(adapter: ModelAdapter, batch: dict, num_steps: int, num_grou
         region = F.interpolate(region.float(), size=latent, mode="area").to(adapter.device)
     acc = I2AMAccumulator(latent, adapter.token_layout, num_steps, num_groups, levels, region)
     session = CaptureSession(acc, n_samples=len(batch["sample_id"]))
-    module = adapter.capture_module()
-    if adapter.capture_path == "diffusers":
-        installer = capture_diffusers(module, session, adapter.capture_layers())
-    elif adapter.capture_path == "joint":
-        installer = capture_joint(module, session, adapter.joint_layout(batch), concept, adapter.capture_layers())
-    elif adapter.capture_path == "ldm":
-        flt = adapter.capture_layers()
-        installer = capture_ldm(module, session, flt) if flt is not None else capture_ldm(module, session)
-    else:
-        raise ValueError(f"unknown capture path {adapter.capture_path!r}")
-    return acc, session, installer
+    return acc, session, adapter.install_capture(session, batch, concept)

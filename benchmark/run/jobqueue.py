@@ -16,34 +16,17 @@ lifetime) sends its job back too; only a job that took down ``distributed.schedu
 
 from __future__ import annotations
 
-import shutil
 import sys
 
-from benchmark.config import RunConfig, resolve_path, walltime_seconds
+from benchmark.config import (CLUSTER_CLASSES, RunConfig, check_submit_command, cluster_class, resolve_path,
+                              walltime_seconds)
 from benchmark.errors import UserError
 
-# cluster.jobqueue -> the dask-jobqueue cluster class
-CLUSTER_CLASSES = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster", "lsf": "LSFCluster",
-                   "local": "local.LocalCluster"}
 # Where the ``account`` key goes: SGE and LSF call it the project.
 _ACCOUNT_OPTION = {"sge": "project", "lsf": "project"}
 
-
-def cluster_class(jobqueue: str):
-    """The dask-jobqueue cluster class of ``jobqueue`` (a name of :data:`benchmark.config.JOBQUEUES`)."""
-    import dask_jobqueue
-    import dask_jobqueue.local
-
-    owner, _, name = CLUSTER_CLASSES[jobqueue].rpartition(".")
-    return getattr(dask_jobqueue.local if owner else dask_jobqueue, name)
-
-
-def check_submit_command(jobqueue: str) -> None:
-    """UserError unless the command that submits ``jobqueue``'s batch jobs (sbatch, qsub, bsub) is on the PATH."""
-    command = cluster_class(jobqueue).job_cls.submit_command
-    if command and not shutil.which(command.split()[0]):
-        raise UserError(f"cluster.jobqueue {jobqueue}: {command.split()[0]!r} is not on this machine's PATH; run from "
-                        f"a node that submits {jobqueue} jobs, or remove cluster.jobqueue")
+__all__ = ["CLUSTER_CLASSES", "check_submit_command", "cluster_class", "cluster_options", "jobqueue_client",
+           "lifetime_args", "log_directory", "offers_gpu", "start_cluster"]
 
 
 def offers_gpu(cfg: RunConfig) -> bool:

@@ -18,15 +18,23 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+from PIL import Image
+
 from benchmark.api.sample import SampleError, collate
+from benchmark.api.sources import ModelSourceError, resolve_model_source
 from benchmark.api.spec import ModelSpec, SamplingSettings
 from benchmark.config import REPO_ROOT, RunConfig, TaskConfig, resolve_path
 from benchmark.defaults import DEFAULT_THRESHOLD, THRESHOLD_GRID
-from benchmark.store import (FAILED, RESULT, DamagedJob, DigestCache, check_job, file_manifest, quarantine,
-                             read_record, shard_name, short_hash, write_atomic)
+from benchmark.metrics.weights import Unavailable, resolve_metric_weights
+from benchmark.registry import ADAPTERS, SAMPLE_METRICS
+from benchmark.run.tasks import build_dataset
+from benchmark.scoring.terms import mask_areas, sample_terms, segmentation_rows, side_map
+from benchmark.store import (FAILED, RESULT, DamagedJob, DigestCache, JobRecord, check_job, file_manifest, quarantine,
+                             read_record, shard_name, short_hash, write_atomic, write_record)
 
-if TYPE_CHECKING:  # torch is imported where a job runs: a run with nothing to do never loads it
-    import torch
+if TYPE_CHECKING:  # torch (and the capture modules, which import it) are imported where a job runs: a run with
+    import torch  # nothing to do never loads them
 
 log = logging.getLogger("benchmark")
 # The one model this process (a worker) keeps loaded: (load key, adapter). A worker runs one model's jobs after
@@ -83,8 +91,6 @@ def model_files_hash(spec: ModelSpec, digests: DigestCache | None = None) -> str
     folder, and option values that name a folder or a cached hub id, such as ``vae``). File digests are
     remembered by (path, size, mtime), so a re-plan only stats files. A model that cannot be found hashes by
     name (its job then fails with the reason, as a row of the leaderboard)."""
-    from benchmark.api.sources import ModelSourceError, resolve_model_source
-
     digests = digests or DigestCache()
     parts = [spec.adapter, json.dumps(spec.options, sort_keys=True, default=str)]
     for i, p in enumerate([spec.path] + [v for _, v in sorted(spec.options.items()) if isinstance(v, str)]):
@@ -146,8 +152,6 @@ def load_adapter(spec: ModelSpec, device: torch.device, files_hash: str = ""):
     hub cache; never a download)."""
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
-
-    from benchmark.registry import ADAPTERS
 
     # Loading is done once per worker; per-file progress bars would drown the run's own.
     transformers_logging.disable_progress_bar()
@@ -230,7 +234,6 @@ MAX_NON_FINITE_SHOWN = 8  # outputs named in a NonFiniteOutput message; the rest
 def non_finite_outputs(images: torch.Tensor, per_sample: list, chunk: list, image_name: str) -> list[str]:
     """One line per output of the batch that holds NaN or inf: ``images`` (B, 3, H, W) and each float array of
     each sample's :class:`~benchmark.results.sample_maps.SampleMaps`; empty when everything is finite."""
-    import numpy as np
     import torch
 
     bad = []
@@ -245,16 +248,21 @@ def non_finite_outputs(images: torch.Tensor, per_sample: list, chunk: list, imag
     return bad
 
 
-def _quality(images: torch.Tensor, batch: dict, i: int) -> dict[str, float]:
-    """The registered per-sample quality metrics of sample ``i`` whose needs (a target, a region mask) it meets."""
-    from benchmark.registry import SAMPLE_METRICS
+def quality_metrics() -> list[str]:
+    """The registered per-sample quality metrics a generation job computes (those with a function; LPIPS comes
+    with the set-metric inputs)."""
+    return [e.name for e in SAMPLE_METRICS.entries() if e.info.get("kind") == "quality" and e.target is not None]
 
+
+def quality_values(images: torch.Tensor, batch: dict, i: int, names: list[str] | None = None) -> dict[str, float]:
+    """The quality metrics ``names`` (default :func:`quality_metrics`) of sample ``i`` of ``batch`` whose needs (a
+    target, a region mask) it meets. ``images`` (B, 3, H, W) in [0, 1]."""
     out = {}
-    for e in SAMPLE_METRICS.entries():
-        if e.info.get("kind") != "quality" or e.target is None or any(batch.get(n) is None for n in e.info["needs"]):
+    for name in quality_metrics() if names is None else names:
+        if any(batch.get(n) is None for n in SAMPLE_METRICS.info(name)["needs"]):
             continue
         mask = batch["region_mask"][i : i + 1] if batch.get("region_mask") is not None else None
-        out[e.name] = SAMPLE_METRICS.get(e.name)(images[i : i + 1], batch["target"][i : i + 1], mask)
+        out[name] = SAMPLE_METRICS.get(name)(images[i : i + 1], batch["target"][i : i + 1], mask)
     return out
 
 
@@ -270,8 +278,8 @@ def is_out_of_memory(err: BaseException) -> bool:
                                                            and "CUDA out of memory" in str(err))
 
 
-def run_job(cfg: RunConfig, job: Job, progress=None, worker_gpu: int | None = None) -> dict:
-    """Run a job unless its result exists; returns the result record.
+def run_job(cfg: RunConfig, job: Job, progress=None, worker_gpu: int | None = None) -> JobRecord:
+    """Run a job unless its result exists; returns its record.
 
     Runs with :data:`JOB_TORCH_THREADS` torch threads (restored afterwards) so that its numbers do not
     depend on where it runs. ``worker_gpu``: see :func:`job_device`. A CUDA out-of-memory error runs the job
@@ -316,99 +324,180 @@ class _SampleCounter:
             self.shown = self.done
 
 
-def _run_job(cfg: RunConfig, job: Job, device: torch.device, batch_size: int, progress) -> dict:
-    from benchmark.run.generation import CaptureSettings, generate_with_capture
-    from benchmark.run.one_pass import OnePassSettings, one_pass_with_capture
+class JobProtocol:
+    """How a job makes its maps, behind the one frame of :func:`_run_job`: how a batch is run under capture,
+    which image is stored per sample, which quality metrics and set-metric inputs it has. Chosen once per job
+    (:data:`PROTOCOLS`, by :attr:`Job.protocol`)."""
+
+    image_name = ""  # the image stored per sample (``samples/<id>/<image_name>``)
+    image_label = ""  # how a non-finite-output message names it
+
+    def __init__(self, cfg: RunConfig, job: Job, adapter):
+        from benchmark.run.generation import CaptureSettings
+
+        self.cfg, self.job, self.adapter = cfg, job, adapter
+        defaults = adapter.default_sampling()
+        guidance = job.sampling.get("guidance_scale")
+        self.sampling = SamplingSettings(job.sampling.get("num_inference_steps") or defaults.num_inference_steps,
+                                         guidance if guidance is not None else defaults.guidance_scale, defaults.eta)
+        self.capture = CaptureSettings(tuple(cfg.capture.levels), cfg.capture.time_groups)
+        self.evaluations = self.sampling.num_inference_steps * (2 if self.sampling.guidance_scale > 1 else 1)
+        # what the set metrics (FID/KID, LPIPS) are computed on: empty for a protocol without them
+        self.set_images: dict[str, list] = {"generated": [], "target": [], "reference_set": []}
+
+    def run_batch(self, batch: dict) -> tuple[torch.Tensor, object, object]:
+        """``(images, accumulator, concept accumulator or None)`` of a collated batch: ``images`` (B, 3, H, W) in
+        [0, 1] are what is stored per sample and drawn under the maps."""
+        raise NotImplementedError
+
+    def quality(self, images: torch.Tensor, batch: dict, i: int) -> dict[str, float]:
+        """The quality metrics of sample ``i`` (none unless the protocol makes an image of its own)."""
+        return {}
+
+    def keep_for_set(self, images: torch.Tensor, chunk: list) -> None:
+        """Keep what the set-metric inputs of the job are computed from."""
+
+    @property
+    def sample_metrics(self) -> list[str]:
+        """The quality metrics the job evaluates for every sample (its record's ``sample_metrics``)."""
+        return []
+
+
+class GenerationProtocol(JobProtocol):
+    """Generate from the conditions with capture; the generated image is scored against the target."""
+
+    image_name, image_label = "generated.png", "generated image"
+
+    def run_batch(self, batch):
+        from benchmark.run.generation import generate_with_capture
+
+        concept = self.adapter.concept_accumulator(self.sampling.num_inference_steps)
+        images, acc = generate_with_capture(self.adapter, batch, self.sampling, self.cfg.seed, self.capture, concept)
+        return images, acc, concept
+
+    def quality(self, images, batch, i):
+        return quality_values(images, batch, i)
+
+    def keep_for_set(self, images, chunk):
+        self.set_images["generated"].append(images)
+        self.set_images["target"] += [s.target for s in chunk]
+        self.set_images["reference_set"] += [s.meta.get("photo", s.target) for s in chunk]
+
+    @property
+    def sample_metrics(self):
+        return quality_metrics()
+
+
+class OnePassProtocol(JobProtocol):
+    """One pass on the noised ground truth at the job's timesteps (``docs/one_pass.md``): maps only, drawn over
+    the target; no quality metric."""
+
+    image_name, image_label = "target.png", "target image"
+
+    def run_batch(self, batch):
+        from benchmark.run.one_pass import OnePassSettings, one_pass_with_capture
+
+        concept = self.adapter.concept_accumulator(len(self.job.timesteps))
+        acc, calls = one_pass_with_capture(self.adapter, batch, OnePassSettings(tuple(self.job.timesteps)),
+                                           self.cfg.seed, self.capture, concept)
+        self.evaluations = calls  # each call evaluates every sample of the batch once
+        return batch["target"], acc, concept
+
+
+PROTOCOLS: dict[str, type[JobProtocol]] = {"generation": GenerationProtocol, "one_pass": OnePassProtocol}
+
+
+class _Timings(dict):
+    """Seconds spent per stage of a job (the record's ``timings``); ``with timings(stage):`` adds to a stage."""
+
+    def __init__(self):
+        super().__init__(load=0.0, generate_capture=0.0, maps_store=0.0, metrics=0.0)
+
+    @contextmanager
+    def __call__(self, stage: str):
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self[stage] += time.perf_counter() - t
+
+
+def _run_job(cfg: RunConfig, job: Job, device: torch.device, batch_size: int, progress) -> JobRecord:
+    """The steps of a job: load its samples and the model; per batch, run the protocol under capture, split the
+    maps per sample, score them (from the float32 maps in memory) and store them; store the set-metric inputs;
+    write the record last."""
     from benchmark.results.sample_maps import split_accumulator
-    from benchmark.scoring.terms import mask_areas, sample_terms, segmentation_rows
-    from benchmark.run.tasks import build_dataset
 
     out = job_dir(cfg, job)
     shutil.rmtree(out / "samples", ignore_errors=True)  # what an interrupted attempt left is never mixed in
     (out / "set_inputs.npz").unlink(missing_ok=True)
-    written: list[Path] = []  # every file this job writes: result.json records their sizes and checksums
-    timings = {"load": 0.0, "generate_capture": 0.0, "maps_store": 0.0, "metrics": 0.0}
-    t = time.perf_counter()
-    task = TaskConfig.load(resolve_path(job.task_path))
-    dataset = build_dataset(task)
-    adapter = load_adapter(job.model, device, job.model_hash)
-    defaults = adapter.default_sampling()
-    sampling = SamplingSettings(job.sampling.get("num_inference_steps") or defaults.num_inference_steps,
-                                job.sampling.get("guidance_scale") if job.sampling.get("guidance_scale") is not None
-                                else defaults.guidance_scale, defaults.eta)
-    capture = CaptureSettings(tuple(cfg.capture.levels), cfg.capture.time_groups)
-    evaluations = sampling.num_inference_steps * (2 if sampling.guidance_scale > 1 else 1)  # per sample
-    samples, failures, rows, terms, index_of = [], [], [], {}, {}
-    for idx in job.indices:
-        try:
-            sample = dataset[idx]
-            samples.append(sample)
-            index_of[sample.sample_id] = idx
-        except SampleError as err:
-            failures.append({"sample_id": err.sample_id, "file": err.path, "error": err.reason})
-    timings["load"] += time.perf_counter() - t
-    sample_dir = out / "samples"
-    set_images = {"generated": [], "target": [], "reference_set": []}
+    timings = _Timings()
+    with timings("load"):
+        dataset = build_dataset(TaskConfig.load(resolve_path(job.task_path)))
+        adapter = load_adapter(job.model, device, job.model_hash)
+        protocol = PROTOCOLS[job.protocol](cfg, job, adapter)
+        samples, index_of, failures = _load_samples(dataset, job.indices)
+    written: list[Path] = []  # every file this job writes: the record holds their sizes and checksums
+    rows, terms = [], {}
+    meta = {"model": job.model.name, "task": job.task_name}
     for start in range(0, len(samples), batch_size):
         chunk = samples[start : start + batch_size]
         batch = collate(chunk)
-        t = time.perf_counter()
-        if job.timesteps:  # one pass on the noised ground truth: maps only, drawn over the target
-            concept = adapter.concept_accumulator(len(job.timesteps))
-            acc, calls = one_pass_with_capture(adapter, batch, OnePassSettings(tuple(job.timesteps)), cfg.seed,
-                                               capture, concept)
-            images, evaluations = batch["target"], calls  # each call evaluates every sample of the batch once
-        else:
-            concept = adapter.concept_accumulator(sampling.num_inference_steps)
-            images, acc = generate_with_capture(adapter, batch, sampling, cfg.seed, capture, concept)
-        timings["generate_capture"] += time.perf_counter() - t
-        t = time.perf_counter()
-        per_sample = split_accumulator(acc, batch, {"model": job.model.name, "task": job.task_name,
-                                                    "image_size": list(images.shape[-2:])}, concept)
-        bad = non_finite_outputs(images, per_sample, chunk, "target image" if job.timesteps else "generated image")
-        if bad:  # nothing of this batch is written: NaN survives clamp(0, 1) and would be stored as a black PNG
-            more = len(bad) - MAX_NON_FINITE_SHOWN
-            raise NonFiniteOutput("; ".join(bad[:MAX_NON_FINITE_SHOWN]) + (f"; and {more} more" if more > 0 else ""))
-        timings["maps_store"] += time.perf_counter() - t
-        t = time.perf_counter()
-        # Scores come from the in-memory float32 maps, before (and whatever the precision of) what is stored.
-        for i, (sample, maps) in enumerate(zip(chunk, per_sample)):
-            values = {**segmentation_rows(maps), **mask_areas(maps)}
-            if not job.timesteps:
-                values.update(_quality(images, batch, i))
-            rows += [{"sample_id": sample.sample_id, "metric": k, "value": v, "note": ""} for k, v in values.items()]
-            terms[sample.sample_id] = sample_terms(maps)
-        if not job.timesteps:
-            set_images["generated"].append(images)
-            set_images["target"] += [s.target for s in chunk]
-            set_images["reference_set"] += [s.meta.get("photo", s.target) for s in chunk]
-        timings["metrics"] += time.perf_counter() - t
-        t = time.perf_counter()
-        for i, (sample, maps) in enumerate(zip(chunk, per_sample)):
-            written += _store_sample(cfg, sample_dir / sample.sample_id, maps, images[i], sample.reference,
-                                     "target.png" if job.timesteps else "generated.png", start + i)
-        timings["maps_store"] += time.perf_counter() - t
+        with timings("generate_capture"):
+            images, acc, concept = protocol.run_batch(batch)
+        with timings("maps_store"):
+            per_sample = split_accumulator(acc, batch, {**meta, "image_size": list(images.shape[-2:])}, concept)
+            bad = non_finite_outputs(images, per_sample, chunk, protocol.image_label)
+            if bad:  # nothing of this batch is written: NaN survives clamp(0, 1) and would be stored as a black PNG
+                more = len(bad) - MAX_NON_FINITE_SHOWN
+                raise NonFiniteOutput("; ".join(bad[:MAX_NON_FINITE_SHOWN])
+                                      + (f"; and {more} more" if more > 0 else ""))
+        with timings("metrics"):
+            for i, (sample, maps) in enumerate(zip(chunk, per_sample)):
+                values = {**segmentation_rows(maps), **mask_areas(maps), **protocol.quality(images, batch, i)}
+                rows += [{"sample_id": sample.sample_id, "metric": k, "value": v, "note": ""}
+                         for k, v in values.items()]
+                terms[sample.sample_id] = sample_terms(maps)
+            protocol.keep_for_set(images, chunk)
+        with timings("maps_store"):
+            for i, (sample, maps) in enumerate(zip(chunk, per_sample)):
+                written += _store_sample(cfg, out / "samples" / sample.sample_id, maps, images[i], sample.reference,
+                                         protocol.image_name, start + i)
         progress(len(chunk))
-    t = time.perf_counter()
-    written += _store_set_inputs(cfg, out, set_images, device)
-    timings["metrics"] += time.perf_counter() - t
-    record = {"key": job.key, "task": job.task_name, "task_version": job.task_version, "model": job.model.name,
-              "adapter": job.model.adapter, "model_hash": job.model_hash, "generation_key": job.generation_key,
-              "loaded_weights": adapter.identity()["weights"],
-              "run_id": job.run_id, "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-              "samples": [{"sample_id": s.sample_id, "index": index_of[s.sample_id]} for s in samples],
-              "sample_ids": list(job.sample_ids), "indices": list(job.indices), "samples_hash": job.samples_hash,
-              "sample_digests": dict(zip(job.sample_ids, job.digests)),
-              "n_samples": len(samples), "failures": failures, "rows": rows,
-              "imacs_terms": {"thresholds": list(THRESHOLD_GRID), "samples": terms},
-              "protocol": job.protocol, "timesteps": list(job.timesteps), "model_evaluations_per_sample": evaluations,
-              "sampling": asdict(sampling), "device": str(device), "accelerator": accelerator_name(device),
-              "batch_size": batch_size, "timings": timings,
-              "store": {"maps_dtype": cfg.store.maps_dtype, "images": cfg.store.images},
-              "files": file_manifest(out, written)}
-    write_atomic(out / RESULT, json.dumps(record))
+    with timings("metrics"):
+        written += _store_set_inputs(cfg, out, protocol.set_images, device)
+    record = JobRecord(
+        key=job.key, task=job.task_name, task_version=job.task_version, model=job.model.name,
+        adapter=job.model.adapter, model_hash=job.model_hash, generation_key=job.generation_key,
+        loaded_weights=adapter.identity()["weights"], run_id=job.run_id,
+        finished_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        samples=[{"sample_id": s.sample_id, "index": index_of[s.sample_id]} for s in samples],
+        sample_ids=list(job.sample_ids), indices=list(job.indices), samples_hash=job.samples_hash,
+        sample_digests=dict(zip(job.sample_ids, job.digests)), n_samples=len(samples), failures=failures,
+        rows=rows, imacs_terms={"thresholds": list(THRESHOLD_GRID), "samples": terms}, protocol=job.protocol,
+        timesteps=list(job.timesteps), model_evaluations_per_sample=protocol.evaluations,
+        sampling=asdict(protocol.sampling), device=str(device), accelerator=accelerator_name(device),
+        batch_size=batch_size, timings=dict(timings),
+        store={"maps_dtype": cfg.store.maps_dtype, "images": cfg.store.images}, files=file_manifest(out, written),
+        sample_metrics=protocol.sample_metrics)
+    write_record(out, record)
     (out / FAILED).unlink(missing_ok=True)
     return record
+
+
+def _load_samples(dataset, indices: tuple[int, ...]) -> tuple[list, dict[str, int], list[dict]]:
+    """The samples of ``indices`` that load, their dataset index by id, and one failure row per sample that does
+    not (``{sample_id, file, error}``)."""
+    samples, index_of, failures = [], {}, []
+    for idx in indices:
+        try:
+            sample = dataset[idx]
+        except SampleError as err:
+            failures.append({"sample_id": err.sample_id, "file": err.path, "error": err.reason})
+            continue
+        samples.append(sample)
+        index_of[sample.sample_id] = idx
+    return samples, index_of, failures
 
 
 def _store_sample(cfg: RunConfig, d: Path, maps, image: torch.Tensor, reference: torch.Tensor, image_name: str,
@@ -417,7 +506,6 @@ def _store_sample(cfg: RunConfig, d: Path, maps, image: torch.Tensor, reference:
     for one pass, the target image, (3, H, W) in [0, 1]), ``reference.png`` and ``overlay.png`` unless
     ``store.images`` keeps no PNGs for the sample at ``position`` in its job. Returns the files written."""
     from benchmark.scoring.figures import sample_overlay, save_png, to_uint8
-    from benchmark.scoring.terms import side_map
 
     d.mkdir(parents=True, exist_ok=True)
     written = [maps.save(d / "maps.npz", cfg.store.maps_dtype)]
@@ -439,7 +527,8 @@ def _store_set_inputs(cfg: RunConfig, out: Path, images: dict, device: torch.dev
     if not images["generated"]:
         return []
     import torch
-    from benchmark.metrics import extract_set_inputs
+
+    from benchmark.metrics import extract_set_inputs  # imports torch
 
     def stack(values):
         return None if not values or any(v is None for v in values) else torch.stack(values)
@@ -453,15 +542,11 @@ def _store_set_inputs(cfg: RunConfig, out: Path, images: dict, device: torch.dev
 def set_inputs_stale(cfg: RunConfig, job: Job) -> bool:
     """True for a finished generation job whose set-metric inputs lack FID/KID or LPIPS only because their weights
     were missing when it ran, and the weights are there now (or whose ``set_inputs.npz`` is missing)."""
-    if job.timesteps or not is_done(cfg, job):
+    if job.protocol != "generation" or not is_done(cfg, job):
         return False
     path = job_dir(cfg, job) / "set_inputs.npz"
     if not path.is_file():
         return True
-    import numpy as np
-
-    from benchmark.metrics.weights import Unavailable, resolve_metric_weights
-
     with np.load(path, allow_pickle=False) as data:  # the notes alone: no torch for a run with nothing to do
         notes = json.loads(str(data["__meta__"])).get("notes", {})
     return any(notes.get(m, "").startswith(f"{m} unavailable:")
@@ -472,27 +557,67 @@ def set_inputs_stale(cfg: RunConfig, job: Job) -> bool:
 def refresh_set_inputs(cfg: RunConfig, job: Job) -> None:
     """Recompute a finished job's ``set_inputs.npz`` from its stored outputs (the PNGs the features are defined
     on) and the task's ground truth, without generating again."""
-    import numpy as np
     import torch
-    from PIL import Image
 
-    from benchmark.run.tasks import build_dataset
-
-    record = read_record(job_dir(cfg, job) / RESULT)
-    kept = record.get("store", {}).get("images", "all")
-    if kept != "all":
-        raise FileNotFoundError(f"FID/KID and LPIPS inputs cannot be recomputed: the job was stored with store.images "
-                                f"{kept!r}, so not every generated.png is kept; rerun the job with store.images: all")
-    dataset = build_dataset(TaskConfig.load(resolve_path(job.task_path)))
-    generated, samples = [], []
-    for s in record["samples"]:
-        with Image.open(job_dir(cfg, job) / "samples" / s["sample_id"] / "generated.png") as img:
-            generated.append(torch.from_numpy(np.asarray(img.convert("RGB"), np.float32) / 255).permute(2, 0, 1))
-        samples.append(dataset[s["index"]])
+    out = job_dir(cfg, job)
+    record = read_record(out / RESULT)
+    generated, samples = _stored_outputs(cfg, job, record, "FID/KID and LPIPS inputs cannot be recomputed")
     images = {"generated": [torch.stack(generated)] if generated else [], "target": [s.target for s in samples],
               "reference_set": [s.meta.get("photo", s.target) for s in samples]}
     with _torch_threads(JOB_TORCH_THREADS):
-        written = _store_set_inputs(cfg, job_dir(cfg, job), images, job_device(cfg.device, job.device_type))
-    if "files" in record:  # the record names the new file's size and checksum
-        record["files"].update(file_manifest(job_dir(cfg, job), written))
-        write_atomic(job_dir(cfg, job) / RESULT, json.dumps(record))
+        written = _store_set_inputs(cfg, out, images, job_device(cfg.device, job.device_type))
+    record.files.update(file_manifest(out, written))  # the record names the new file's size and checksum
+    write_record(out, record)
+
+
+def missing_sample_metrics(cfg: RunConfig, job: Job) -> list[str]:
+    """The registered quality metrics (:func:`quality_metrics`) a finished generation job has not evaluated
+    because they were registered after it ran; :func:`add_sample_metrics` computes them without generating."""
+    if job.protocol != "generation" or not is_done(cfg, job):
+        return []
+    try:
+        held = set(read_record(job_dir(cfg, job) / RESULT).sample_metrics)
+    except DamagedJob:  # set aside and regenerated by its own run
+        return []
+    return [m for m in quality_metrics() if m not in held]
+
+
+def add_sample_metrics(cfg: RunConfig, job: Job, names: list[str]) -> JobRecord:
+    """Compute the quality metrics ``names`` of a finished generation job from its stored outputs: each sample's
+    ``generated.png`` (the 8-bit image as stored) against the task's target and region mask, for the samples that
+    meet each metric's needs. Their rows are appended and the names added to ``sample_metrics``; the record is
+    rewritten atomically, its files (and manifest) unchanged. Nothing is generated and the job keeps its key.
+    :class:`FileNotFoundError` saying why for a job stored with ``store.images`` other than ``all``."""
+    import torch
+
+    out = job_dir(cfg, job)
+    record = read_record(out / RESULT)
+    generated, samples = _stored_outputs(cfg, job, record,
+                                         f"per-sample metric(s) {', '.join(names)} cannot be computed")
+    with _torch_threads(JOB_TORCH_THREADS):
+        for image, sample in zip(generated, samples):
+            values = quality_values(torch.stack([image]), collate([sample]), 0, names)
+            record.rows += [{"sample_id": sample.sample_id, "metric": k, "value": v, "note": ""}
+                            for k, v in values.items()]
+    record.sample_metrics += [n for n in names if n not in record.sample_metrics]
+    write_record(out, record)
+    return record
+
+
+def _stored_outputs(cfg: RunConfig, job: Job, record: JobRecord, what: str) -> tuple[list, list]:
+    """The stored ``generated.png`` of every sample of a finished job, each (3, H, W) float32 in [0, 1], and the
+    task's samples in the same order. :class:`FileNotFoundError` (starting with ``what``) for a job stored with
+    ``store.images`` other than ``all``: not every image was kept."""
+    import torch
+
+    kept = record.store.get("images", "all")
+    if kept != "all":
+        raise FileNotFoundError(f"{what}: the job was stored with store.images {kept!r}, so not every generated.png "
+                                "is kept; rerun the job with store.images: all")
+    dataset = build_dataset(TaskConfig.load(resolve_path(job.task_path)))
+    generated, samples = [], []
+    for s in record.samples:
+        with Image.open(job_dir(cfg, job) / "samples" / s["sample_id"] / "generated.png") as img:
+            generated.append(torch.from_numpy(np.asarray(img.convert("RGB"), np.float32) / 255).permute(2, 0, 1))
+        samples.append(dataset[s["index"]])
+    return generated, samples

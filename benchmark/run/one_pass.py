@@ -22,11 +22,15 @@ Cost: ``len(timesteps)`` model calls per sample, against
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from benchmark.api.model import ModelAdapter, one_pass_target
 from benchmark.capture import I2AMAccumulator
-from benchmark.capture.joint_capture import OutputSpaceAccumulator
 from benchmark.run.generation import CaptureSettings, prepare_capture, sample_seed
+
+if TYPE_CHECKING:  # imports diffusers' FLUX code; only joint-attention adapters make one
+    from benchmark.capture.joint_capture import OutputSpaceAccumulator
+from benchmark.defaults import ONE_PASS_TIMESTEPS, one_pass_timesteps
 
 
 @dataclass(frozen=True)
@@ -38,19 +42,11 @@ class OnePassSettings:
     noisiest in both protocols.
     """
 
-    timesteps: tuple[int, ...] = (250, 500, 750)
+    timesteps: tuple[int, ...] = ONE_PASS_TIMESTEPS
 
     def __post_init__(self):
-        ts = tuple(self.timesteps)
-        if not ts:
-            raise ValueError("one-pass timesteps: give at least one")
-        if any(isinstance(t, bool) or not isinstance(t, int) for t in ts):
-            raise ValueError(f"one-pass timesteps must be integers (of the 1000 training steps), got {list(ts)}")
-        if min(ts) < 0:
-            raise ValueError(f"one-pass timesteps must be >= 0, got {list(ts)}")
-        if len(set(ts)) != len(ts):
-            raise ValueError(f"one-pass timesteps must be distinct, got {list(ts)}")
-        object.__setattr__(self, "timesteps", ts)  # a list from a config becomes the hashable tuple
+        # The range is the model's scheduler's, checked when it is called; a list becomes the hashable tuple.
+        object.__setattr__(self, "timesteps", one_pass_timesteps(self.timesteps))
 
     @property
     def schedule(self) -> tuple[int, ...]:

@@ -19,10 +19,12 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from benchmark.config import RunConfig, TaskConfig, resolve_path
-from benchmark.run.jobs import (Job, check_stored, model_files_hash, model_order, record_failure, refresh_set_inputs,
-                            run_job, set_inputs_stale)
-from benchmark.store import (PLAN, PLAN_FAILURES, RESULT, RUN_DEVICE, DamagedJob, DigestCache, model_dir, read_record,
-                             short_hash, write_atomic)
+from benchmark.run.distributed import run_on_dask, workers_have_cuda
+from benchmark.run.jobs import (Job, add_sample_metrics, check_stored, missing_sample_metrics, model_files_hash,
+                                model_order, record_failure, refresh_set_inputs, run_job, set_inputs_stale)
+from benchmark.run.tasks import build_dataset
+from benchmark.store import (PLAN, PLAN_FAILURES, RESULT, RUN_DEVICE, DamagedJob, DigestCache, JobRecord, model_dir,
+                             read_record, short_hash, write_atomic)
 
 log = logging.getLogger("benchmark")
 
@@ -34,6 +36,9 @@ class RunSummary:
     skipped: int
     finished: int
     refreshed: int = 0  # finished jobs whose FID/KID/LPIPS inputs were recomputed (weights added since)
+    # finished jobs whose per-sample quality metrics registered since they ran were computed from their stored images
+    metrics_added: int = 0
+    metrics_unavailable: list[dict] = field(default_factory=list)  # {job, metrics, error}: jobs that cannot (why)
     failed: list[dict] = field(default_factory=list)
     plan_failures: list[dict] = field(default_factory=list)
     seconds: float = 0.0
@@ -94,8 +99,6 @@ def device_type(cfg: RunConfig, scheduler: str | None = None) -> str:
         return "cuda"
     if where in ("inline", "local"):
         return "cuda" if cuda_here() else "cpu"
-    from benchmark.run.distributed import workers_have_cuda
-
     return "cuda" if workers_have_cuda(cfg, where) else "cpu"
 
 
@@ -116,8 +119,6 @@ def cuda_here() -> bool:
 def plan_jobs(cfg: RunConfig, run_id: str = "", device: str | None = None) -> Plan:
     """Every (task, model, shard) of the config, with deterministic keys; what could not be planned, with why.
     ``device``: the device type the jobs run on (:func:`device_type`; default: as on this machine)."""
-    from benchmark.run.tasks import build_dataset
-
     device = device or device_type(cfg, "local")
     jobs, failures, expected, digests = [], [], {}, DigestCache()
     for tr in cfg.tasks:
@@ -139,7 +140,7 @@ def plan_jobs(cfg: RunConfig, run_id: str = "", device: str | None = None) -> Pl
         for model in tr.models:
             mhash = model_files_hash(model, digests)
             protocols = [("generation", ())]
-            if one_pass is not None and (one_pass.baselines or "random_init" not in model.options):
+            if one_pass is not None and one_pass.covers(model):
                 protocols.append(("one_pass", tuple(one_pass.timesteps)))
             for protocol, timesteps in protocols:
                 gen_key = cfg.generation_key(tr, protocol, device)
@@ -170,15 +171,15 @@ def covered(cfg: RunConfig, job: Job) -> bool:
                 rec = read_record(shard)
             except DamagedJob:  # its own job sets it aside; this one runs
                 continue
-            if rec.get("sample_ids", [])[job.indices[0] - first : job.indices[-1] - first + 1] == list(job.sample_ids) \
+            if rec.sample_ids[job.indices[0] - first : job.indices[-1] - first + 1] == list(job.sample_ids) \
                     and _digest_of(rec, job) == job.samples_hash:
                 return True
     return False
 
 
-def _digest_of(record: dict, job: Job) -> str | None:
+def _digest_of(record: JobRecord, job: Job) -> str | None:
     """The samples hash the stored shard would have had for exactly ``job``'s samples (None if unknown)."""
-    digests = record.get("sample_digests")
+    digests = record.sample_digests
     if not digests:
         return None
     return short_hash([[sid, digests.get(sid)] for sid in job.sample_ids], 12)
@@ -188,8 +189,10 @@ def execute(cfg: RunConfig, plan: Plan | None = None, scheduler: str | None = No
             workers: int | None = None, summary: RunSummary | None = None, phase=None) -> RunSummary:
     """Run every unfinished job. ``scheduler``: None/"local" (LocalCluster), "inline" (this process),
     ``tcp://host:port`` or a scheduler-file path. Jobs stored intact are skipped; a damaged one is set aside under
-    ``store/quarantine/`` and runs again. ``summary`` is filled in place (an interrupted run can still say what it
-    kept); ``phase(name)`` is told when planning and generation start."""
+    ``store/quarantine/`` and runs again. Finished jobs then get what was added since they ran, from their stored
+    outputs: FID/KID/LPIPS inputs whose weights appeared, per-sample quality metrics registered since. ``summary``
+    is filled in place (an interrupted run can still say what it kept); ``phase(name)`` is told when planning and
+    generation start."""
     t0 = time.perf_counter()
     summary = summary or RunSummary(new_run_id(), 0, 0, 0)
     if phase:
@@ -213,19 +216,35 @@ def execute(cfg: RunConfig, plan: Plan | None = None, scheduler: str | None = No
         if scheduler == "inline":
             _run_inline(cfg, pending, summary)
         else:
-            from benchmark.run.distributed import run_on_dask
-
             run_on_dask(cfg, pending, summary, scheduler, workers or cfg.cluster.workers,
                         lambda job, err: job_failed(cfg, job, err, summary))
     for job in jobs:
-        if job not in pending and set_inputs_stale(cfg, job):
-            try:
-                refresh_set_inputs(cfg, job)
-                summary.refreshed += 1
-            except Exception as err:  # noqa: BLE001 - counted and reported, the run goes on
-                job_failed(cfg, job, f"set-metric inputs: {type(err).__name__}: {err}", summary)
+        if job not in pending:
+            _complete_stored(cfg, job, summary)
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _complete_stored(cfg: RunConfig, job: Job, summary: RunSummary) -> None:
+    """Add to a finished job, from its stored outputs, what appeared since it ran: FID/KID/LPIPS inputs whose
+    weights are there now, per-sample quality metrics registered since (``JobRecord.sample_metrics``)."""
+    if set_inputs_stale(cfg, job):
+        try:
+            refresh_set_inputs(cfg, job)
+            summary.refreshed += 1
+        except Exception as err:  # noqa: BLE001 - counted and reported, the run goes on
+            job_failed(cfg, job, f"set-metric inputs: {type(err).__name__}: {err}", summary)
+    names = missing_sample_metrics(cfg, job)
+    if not names:
+        return
+    try:
+        add_sample_metrics(cfg, job, names)
+        summary.metrics_added += 1
+    except FileNotFoundError as err:  # its images were not kept: its other scores stand, the run goes on
+        log.warning("job %s: %s", job.key, err)
+        summary.metrics_unavailable.append({"job": job.key, "metrics": names, "error": str(err)})
+    except Exception as err:  # noqa: BLE001 - counted and reported, the run goes on
+        job_failed(cfg, job, f"per-sample metrics {', '.join(names)}: {type(err).__name__}: {err}", summary)
 
 
 def job_failed(cfg: RunConfig, job: Job, err: BaseException | str, summary: RunSummary) -> None:

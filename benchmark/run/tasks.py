@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from benchmark.api.sample import DatasetError
-from benchmark.config import RunConfig, TaskConfig, resolve_path
+from benchmark.api.sources import model_source_problem
+from benchmark.config import REPO_ROOT, RunConfig, TaskConfig, resolve_path
 from benchmark.registry import DATASET_FORMATS
+from benchmark.training.embedded import EMBEDDED_TASKS
 
 
 def _embedded(task: TaskConfig):
-    from benchmark.training.embedded import EMBEDDED_TASKS
-
     return next(t for t in EMBEDDED_TASKS.values() if t.generator == task.dataset.format)
 
 
@@ -55,9 +55,6 @@ def check_run(cfg: RunConfig) -> list[str]:
     """What a run of ``cfg`` would miss, one line each (empty: ready): dataset roots that do not exist or hold no
     samples, model folders that are not local and hub ids that are not in the local cache, each with what was
     looked for and where to put it. Opens no model."""
-    from benchmark.api.sources import model_source_problem
-    from benchmark.config import REPO_ROOT
-
     problems = []
     for tr in cfg.tasks:
         task = TaskConfig.load(resolve_path(tr.task))

@@ -13,6 +13,7 @@ import torch  # noqa: E402
 from matplotlib import colormaps  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from benchmark.defaults import IMACS_SCORES  # noqa: E402
 from benchmark.scoring.maps import prepare_map  # noqa: E402
 from benchmark.registry import SAMPLE_METRICS, SET_METRICS, metric_direction, metric_label  # noqa: E402
 from benchmark.store import write_atomic  # noqa: E402
@@ -89,7 +90,7 @@ def scatter_figure(frame, quality: list[str]):
     if not quality:
         return None
     q = quality[0]
-    sides = [s for s in ("imacs_g", "imacs_r") if frame.loc[frame.metric == s, "value"].notna().any()]
+    sides = [s for s in IMACS_SCORES if frame.loc[frame.metric == s, "value"].notna().any()]
     if not sides:
         return None
     fig = Figure(figsize=(4.2 * len(sides) + 1.8, 3.8), layout="constrained")

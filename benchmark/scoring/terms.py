@@ -43,7 +43,7 @@ def undefined_reason(maps: SampleMaps, side: str) -> str | None:
 
 def sample_terms(maps: SampleMaps, thresholds=THRESHOLD_GRID) -> dict[str, dict]:
     """Per side: ``{"a": [...], "b": [...]}`` (IMACS = a - lambda * b per threshold) or ``{"undefined": reason}``."""
-    from benchmark.scoring.imacs import imacs_term_grid
+    from benchmark.scoring.imacs import imacs_term_grid  # heavy: torch (forming IMACS from stored terms needs none)
 
     out = {}
     for side, mask_key in SIDES.items():
@@ -92,9 +92,9 @@ def map_segmentation(raw: torch.Tensor, mask: torch.Tensor) -> SegmentationScore
     (bicubic, clipped to [0, 1]), binarised at its mean. None for a constant map (no attribution)."""
     import torch
 
-    from benchmark.analysis.segmentation import segmentation_scores
-    from benchmark.capture.accumulator import resize_maps
-    from benchmark.scoring.maps import minmax
+    from benchmark.analysis.segmentation import segmentation_scores  # heavy: scipy, pandas (benchmark.analysis)
+    from benchmark.capture.accumulator import resize_maps  # heavy: torch
+    from benchmark.scoring.maps import minmax  # heavy: torch
 
     norm = minmax(raw)
     if torch.isnan(norm).any():

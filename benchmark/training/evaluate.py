@@ -22,10 +22,14 @@ import numpy as np
 import torch
 
 from benchmark.analysis.bootstrap import bootstrap_mean
+from benchmark.analysis.resampling import Resampling
 from benchmark.api.model import ModelSpec
 from benchmark.api.sample import collate
 from benchmark.config import TaskConfig, resolve_path
+from benchmark.defaults import IMACS_SCORES
 from benchmark.run.generation import CaptureSettings, generate_with_capture
+from benchmark.run.jobs import load_adapter, pick_device
+from benchmark.run.tasks import build_dataset
 from benchmark.metrics import masked_psnr, masked_ssim
 from benchmark.models.mini import condition_width
 from benchmark.results.sample_maps import split_accumulator
@@ -66,7 +70,7 @@ def baselines(task: str, batch: dict) -> dict[str, torch.Tensor]:
 
 def _ci(values) -> dict:
     values = np.asarray(values, dtype=float)
-    c = bootstrap_mean(values, n_boot=2000, seed=0)
+    c = bootstrap_mean(values, Resampling(n_boot=2000, seed=0))
     return {"mean": c.mean, "ci_low": c.ci_low, "ci_high": c.ci_high, "n": c.n, "median": float(np.nanmedian(values))}
 
 
@@ -82,9 +86,6 @@ def _paired(diff: np.ndarray) -> dict:
 
 
 def evaluate_task(task_name: str, n_samples: int = 64, batch_size: int = 32) -> dict:
-    from benchmark.run.jobs import load_adapter, pick_device
-    from benchmark.run.tasks import build_dataset
-
     task_dir = resolve_path(f"tasks/{task_name}")
     dataset = build_dataset(TaskConfig.load(task_dir))
     samples = [dataset[i] for i in range(min(n_samples, len(dataset)))]
@@ -111,7 +112,7 @@ def evaluate_task(task_name: str, n_samples: int = 64, batch_size: int = 32) -> 
             continue
         adapter = load_adapter(ModelSpec(model, _adapter_name(folder), str(folder), {"vae": str(EMBEDDED_TASKS[task_name].vae_dir)}), device)
         sampling = adapter.default_sampling()
-        res = {k: [] for k in ("psnr_true", "psnr_swap", "ssim_true", "ssim_swap", "imacs_g", "imacs_r")}
+        res = {k: [] for k in ("psnr_true", "psnr_swap", "ssim_true", "ssim_swap", *IMACS_SCORES)}
         for b in batches:
             images, acc = generate_with_capture(adapter, b, sampling, 0, CaptureSettings(levels=("ulam",), time_groups=1))
             swapped = dict(b, reference=torch.roll(b["reference"], 1, 0))
@@ -122,15 +123,14 @@ def evaluate_task(task_name: str, n_samples: int = 64, batch_size: int = 32) -> 
             res["ssim_swap"] += masked_ssim(swap_images, b["target"], b["region_mask"]).values.tolist()
             for maps in split_accumulator(acc, b, {}):
                 s = imacs_scores(maps)
-                res["imacs_g"].append(s["imacs_g"])
-                res["imacs_r"].append(s["imacs_r"])
+                for score in IMACS_SCORES:
+                    res[score].append(s[score])
         gap = np.asarray(res["psnr_true"]) - np.asarray(res["psnr_swap"])
         out["models"][model] = {
             "masked_psnr": _psnr_ci(res["psnr_true"]), "masked_psnr_swapped": _psnr_ci(res["psnr_swap"]),
             "swap_gap_db": _ci(gap), "masked_ssim": _ci(res["ssim_true"]),
             "masked_ssim_swapped": _ci(res["ssim_swap"]),
-            "imacs_g": _ci(res["imacs_g"]) if np.isfinite(res["imacs_g"]).any() else None,
-            "imacs_r": _ci(res["imacs_r"]) if np.isfinite(res["imacs_r"]).any() else None,
+            **{score: _ci(res[score]) if np.isfinite(res[score]).any() else None for score in IMACS_SCORES},
             "sampling": {"steps": sampling.num_inference_steps, "cfg": sampling.guidance_scale},
             "minus_baseline_db": {name: _paired(np.asarray(res["psnr_true"]) - np.asarray(b["masked_psnr"]))
                                   for name, b in base.items()},

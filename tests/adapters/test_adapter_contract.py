@@ -11,6 +11,8 @@ import benchmark.adapters  # noqa: F401  (registers the adapters)
 from benchmark.api.model import ModelAdapter, SamplingSettings
 from benchmark.api.sample import collate
 from benchmark.capture import I2AMAccumulator
+from benchmark.capture.joint_capture import OutputSpaceAccumulator
+from benchmark.capture.session import CaptureSession
 from benchmark.run.generation import CaptureSettings, generate_with_capture
 from benchmark.registry import ADAPTERS
 
@@ -94,3 +96,30 @@ def test_identity_and_default_sampling(run):
     assert ident["adapter"] == run.adapter.spec.adapter and len(ident["weights"]) >= 16
     sampling = run.adapter.default_sampling()
     assert sampling.num_inference_steps >= 1 and sampling.guidance_scale >= 1
+
+
+def _installed(module: torch.nn.Module) -> object:
+    """What a capture replaces on an attention module: its processor (diffusers) or its forward (a patch)."""
+    return module.__dict__.get("forward") or getattr(module, "processor", None)
+
+
+def test_install_capture_replaces_the_captured_modules_and_restores_them(run):
+    adapter = run.adapter
+    modules = adapter.captured_modules()
+    assert modules
+    before = [_installed(m) for m in modules]
+    session = CaptureSession(run.acc, n_samples=len(run.batch["sample_id"]))
+    with adapter.install_capture(session, run.batch, adapter.concept_accumulator(SAMPLING.num_inference_steps)):
+        during = [_installed(m) for m in modules]
+    assert all(d is not b for d, b in zip(during, before))
+    assert [_installed(m) for m in modules] == before
+
+
+def test_output_space_maps_only_from_adapters_that_have_them(run):
+    """Adapters without an output-space accumulator refuse one with a message naming the model."""
+    adapter = run.adapter
+    if adapter.concept_accumulator(2) is not None:
+        pytest.skip("a joint-attention adapter: its capture fills output-space maps")
+    session = CaptureSession(run.acc, n_samples=len(run.batch["sample_id"]))
+    with pytest.raises(ValueError, match=rf"need a joint-attention model; model {adapter.spec.name!r}"):
+        adapter.install_capture(session, run.batch, OutputSpaceAccumulator(2))

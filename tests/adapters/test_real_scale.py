@@ -37,7 +37,7 @@ def test_every_registered_adapter_has_a_published_setting():
 def test_a_published_resolution_sample_runs_end_to_end(adapter, tmp_path):
     run = real_scale_run(adapter, tmp_path, reduced=True, steps=1)
     record, cfg, job = run["record"], run["cfg"], run["job"]
-    assert record["n_samples"] == 1 and not record["failures"]
+    assert record.n_samples == 1 and not record.failures
     (sample,) = (job_dir(cfg, job) / "samples").iterdir()
     with Image.open(sample / "generated.png") as img:
         assert img.size[::-1] == PUBLISHED[adapter].size
@@ -49,7 +49,7 @@ def test_a_published_resolution_sample_runs_end_to_end(adapter, tmp_path):
         assert not any(k.startswith("r/") for k in maps.arrays)
     else:
         assert maps.get("r/ulam").shape == reference
-    values = {r["metric"]: r["value"] for r in record["rows"]}
+    values = {r["metric"]: r["value"] for r in record.rows}
     assert {"psnr", "ssim"} <= values.keys() and all(np.isfinite(values[k]) for k in ("psnr", "ssim"))
-    assert record["imacs_terms"]["samples"]  # IMACS terms from the in-memory maps
-    assert {"maps.npz", "generated.png", "overlay.png"} <= {p.rsplit("/", 1)[-1] for p in record["files"]}
+    assert record.imacs_terms["samples"]  # IMACS terms from the in-memory maps
+    assert {"maps.npz", "generated.png", "overlay.png"} <= {p.rsplit("/", 1)[-1] for p in record.files}

@@ -5,12 +5,13 @@ import pytest
 from scipy import stats
 
 from benchmark.analysis.bootstrap import bootstrap_mean
+from benchmark.analysis.resampling import Resampling
 
 
 def test_ci_contains_mean_and_narrows_with_n() -> None:
     rng = np.random.default_rng(0)
-    small = bootstrap_mean(rng.normal(size=20), n_boot=1000)
-    large = bootstrap_mean(rng.normal(size=2000), n_boot=1000)
+    small = bootstrap_mean(rng.normal(size=20), resampling=Resampling(n_boot=1000))
+    large = bootstrap_mean(rng.normal(size=2000), resampling=Resampling(n_boot=1000))
     for res in (small, large):
         assert res.ci_low <= res.mean <= res.ci_high
     assert (large.ci_high - large.ci_low) < (small.ci_high - small.ci_low)
@@ -18,7 +19,7 @@ def test_ci_contains_mean_and_narrows_with_n() -> None:
 
 def test_matches_brute_force_and_scipy_percentile_bootstrap() -> None:
     x = np.random.default_rng(1).exponential(size=80)
-    res = bootstrap_mean(x, n_boot=4000, seed=3)
+    res = bootstrap_mean(x, resampling=Resampling(n_boot=4000, seed=3))
     rng = np.random.default_rng(3)
     idx = rng.integers(0, x.size, size=(4000, x.size))
     brute = np.array([x[i].mean() for i in idx])
@@ -31,12 +32,12 @@ def test_matches_brute_force_and_scipy_percentile_bootstrap() -> None:
 
 
 def test_nan_dropped_and_counted() -> None:
-    res = bootstrap_mean([1.0, np.nan, 3.0, np.nan, 5.0], n_boot=200)
+    res = bootstrap_mean([1.0, np.nan, 3.0, np.nan, 5.0], resampling=Resampling(n_boot=200))
     assert (res.mean, res.n, res.n_dropped) == (3.0, 3, 2)
     with pytest.raises(ValueError, match="no finite values"):
         bootstrap_mean([np.nan, np.nan])
     with pytest.raises(ValueError, match="confidence"):
-        bootstrap_mean([1.0, 2.0], confidence=95)
+        bootstrap_mean([1.0, 2.0], resampling=Resampling(confidence=95))
 
 
 def test_bootstrap_ci_is_scipy_bca_and_falls_back_to_percentile_on_undefined_resamples() -> None:

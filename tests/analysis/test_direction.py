@@ -9,6 +9,7 @@ from scipy import stats
 
 from benchmark.analysis.confounds import confounds, render_confounds
 from benchmark.analysis.format import format_ci, format_estimate, oriented_label, sign_note
+from benchmark.analysis.resampling import Resampling
 from benchmark.analysis.validity import orientation
 
 
@@ -39,7 +40,7 @@ def test_confounds_negate_a_lower_is_better_quality() -> None:
             rows += [{"task": "t", "model": model, "sample_id": f"s{i}", "metric": m, "value": v}
                      for m, v in values.items()]
     frame = pd.DataFrame(rows)
-    out = confounds(frame, qualities=["lpips"], areas=["area_g"], n_boot=100, n_permutations=499)
+    out = confounds(frame, qualities=["lpips"], areas=["area_g"], resampling=Resampling(n_boot=100, n_permutations=499))
     plain = out[out.kind == "plain"].iloc[0]
     wide = frame.pivot(index=["model", "sample_id"], columns="metric", values="value")
     assert (plain["x_sign"], plain["y_sign"]) == (1, -1)

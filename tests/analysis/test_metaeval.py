@@ -11,6 +11,7 @@ from scipy import stats
 
 from benchmark.analysis.metaeval import (EPSILON, combined_along, pairwise_accuracy, paired_difference,
                                          power_between, power_within, system_accuracy)
+from benchmark.analysis.resampling import Resampling
 from benchmark.analysis.validity import within_combined
 
 
@@ -55,7 +56,7 @@ def test_paired_permutation_p_equals_exhaustive_enumeration(method, sizes) -> No
     h = rng.normal(size=groups.size)
     a = 0.8 * h + rng.normal(size=groups.size)
     b = rng.normal(size=groups.size)
-    res = paired_difference(a, b, h, groups, method, n_boot=200)
+    res = paired_difference(a, b, h, groups, method, resampling=Resampling(n_boot=200, n_permutations=1000))
     observed, p = _swap_p_by_enumeration(a, b, h, groups, method)
     assert res.difference == pytest.approx(observed, abs=1e-12)
     assert res.p_value == pytest.approx(p, abs=1e-12)
@@ -72,7 +73,8 @@ def test_combined_statistic_is_the_pages_within_model_statistic() -> None:
     ys = [y[groups == g] for g in "abc"]
     for method in ("spearman", "pearson"):
         value = float(combined_along(xs, ys, method))
-        assert value == pytest.approx(within_combined(x, y, groups, method, n_boot=50).statistic, abs=1e-12)
+        assert value == pytest.approx(within_combined(x, y, groups, method,
+                                                      resampling=Resampling(n_boot=50)).statistic, abs=1e-12)
         assert value == pytest.approx(_combined_reference(xs, ys, method), abs=1e-12)
 
 
@@ -81,20 +83,20 @@ def test_paired_difference_monte_carlo_and_bootstrap() -> None:
     groups = np.repeat(["a", "b", "c", "d"], 60)
     h = rng.normal(size=240)
     good, noise = h + 0.5 * rng.normal(size=240), rng.normal(size=240)
-    res = paired_difference(good, noise, h, groups, n_resamples=999, n_boot=500)
+    res = paired_difference(good, noise, h, groups, resampling=Resampling(n_boot=500, n_permutations=999))
     assert res.p_method == "Monte Carlo (999 swap patterns)"
     assert res.p_value == pytest.approx(1 / 1000)  # no swap pattern reaches a difference this large
     assert 0 < res.ci_low < res.difference < res.ci_high
     twin = h + 0.5 * rng.normal(size=240)  # as good a score, drawn the same way
-    same = paired_difference(good, twin, h, groups, n_resamples=999, n_boot=500)
+    same = paired_difference(good, twin, h, groups, resampling=Resampling(n_boot=500, n_permutations=999))
     assert same.p_value > 0.05 and same.ci_low <= 0 <= same.ci_high
     # The same ranks: every resample gives a difference of 0, which has no interval and says so.
-    tie = paired_difference(good, good + 1e-9, h, groups, n_resamples=999, n_boot=100)
+    tie = paired_difference(good, good + 1e-9, h, groups, resampling=Resampling(n_boot=100, n_permutations=999))
     assert tie.difference == 0 and tie.p_value == 1 and np.isnan(tie.ci_low) and "not estimable" in tie.note
     # Samples with a NaN in either score are dropped from both; a model left with too few is named.
     a = good.copy()
     a[groups == "d"] = np.nan
-    part = paired_difference(a, noise, h, groups, n_boot=100)
+    part = paired_difference(a, noise, h, groups, resampling=Resampling(n_boot=100, n_permutations=1000))
     assert part.n == 180 and part.n_models == 3 and "d" in part.note
 
 
@@ -119,7 +121,7 @@ def test_pairwise_accuracy_is_kendall_without_ties_and_its_p_is_exact() -> None:
     offsets = np.repeat(rng.normal(size=6), 10)
     score = offsets + 0.3 * rng.normal(size=60)
     quality = offsets + 0.3 * rng.normal(size=60)
-    res = system_accuracy(score, quality, groups, n_boot=300)
+    res = system_accuracy(score, quality, groups, resampling=Resampling(n_boot=300))
     sm = np.array([score[groups == g].mean() for g in np.unique(groups)])
     qm = np.array([quality[groups == g].mean() for g in np.unique(groups)])
     tau = stats.kendalltau(sm, qm)
@@ -134,11 +136,11 @@ def test_pairwise_accuracy_bootstrap_recomputes_model_means() -> None:
     groups = np.repeat(["a", "b", "c"], 8)
     quality = np.repeat([0.0, 1.0, 2.0], 8) + np.tile(np.linspace(-0.1, 0.1, 8), 3)
     # Far apart means: every resample orders the models alike, so there is no interval, and it says so.
-    res = system_accuracy(quality * 2, quality, groups, n_boot=200)
+    res = system_accuracy(quality * 2, quality, groups, resampling=Resampling(n_boot=200))
     assert res.accuracy == 1.0 and np.isnan(res.ci_low) and "not estimable" in res.note
     # Overlapping models: resampled means sometimes swap, so the interval opens below the observed value.
     noisy = np.repeat([0.0, 0.05, 2.0], 8) + np.tile(np.linspace(-1, 1, 8), 3)
-    res = system_accuracy(noisy, quality, groups, n_boot=500)
+    res = system_accuracy(noisy, quality, groups, resampling=Resampling(n_boot=500))
     assert res.accuracy == 1.0 and res.ci_low < 1.0 and res.ci_high == 1.0
 
 
@@ -181,10 +183,12 @@ def test_pairwise_accuracy_bootstrap_draws_the_same_inputs_for_every_model() -> 
     units = np.tile([f"s{i}" for i in range(10)], 3)
     area = np.tile(rng.uniform(size=10), 3)  # a property of the input: equal for every model on it
     quality = np.repeat([0.0, 1.0, 2.0], 10) + rng.normal(size=30)
-    paired = system_accuracy(area, quality, groups, units=units, n_boot=200)
+    paired = system_accuracy(area, quality, groups, units=units, resampling=Resampling(n_boot=200))
     assert paired.accuracy == 0.0 and paired.score_ties == 3 and np.isnan(paired.ci_low)  # ties in every resample
-    apart = system_accuracy(area, quality, groups, n_boot=200)  # each model resampled on its own: ties break
+    apart = system_accuracy(area, quality, groups,
+                            resampling=Resampling(n_boot=200))  # each model resampled on its own: ties break
     assert apart.accuracy == 0.0 and apart.ci_high > 0
     shuffled = np.concatenate([units[:10][::-1], units[10:]])  # the same inputs, in another order
     reordered = area[np.r_[np.arange(9, -1, -1), 10:30]]
-    assert np.isnan(system_accuracy(reordered, quality, groups, units=shuffled, n_boot=50).ci_low)
+    assert np.isnan(system_accuracy(reordered, quality, groups, units=shuffled,
+                                    resampling=Resampling(n_boot=50)).ci_low)

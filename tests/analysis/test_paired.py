@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from benchmark.analysis.paired import holm, paired_test
+from benchmark.analysis.resampling import Resampling
 
 
 def _enumerated_p(d: np.ndarray) -> float:
@@ -29,15 +30,16 @@ def test_exact_p_matches_enumeration_of_sign_patterns(n: int) -> None:
 
 def test_exact_while_all_patterns_fit_in_the_budget() -> None:
     d = np.random.default_rng(0).normal(size=14)
-    assert paired_test(d[:13], np.zeros(13), n_permutations=9999).p_method == "exact"  # 8192 <= 10000
-    assert paired_test(d, np.zeros(14), n_permutations=9999).p_method == "monte-carlo"
+    assert paired_test(d[:13], np.zeros(13),
+                       resampling=Resampling(n_permutations=9999)).p_method == "exact"  # 8192 <= 10000
+    assert paired_test(d, np.zeros(14), resampling=Resampling(n_permutations=9999)).p_method == "monte-carlo"
 
 
 def test_monte_carlo_p_is_close_to_exact_for_n_12() -> None:
     rng = np.random.default_rng(4)
     new, old = rng.normal(0.5, 1.0, 12), rng.normal(size=12)
-    exact = paired_test(new, old, n_permutations=9999)
-    mc = paired_test(new, old, n_permutations=3000)
+    exact = paired_test(new, old, resampling=Resampling(n_permutations=9999))
+    mc = paired_test(new, old, resampling=Resampling(n_permutations=3000))
     assert (exact.p_method, mc.p_method) == ("exact", "monte-carlo")
     assert exact.p_value == pytest.approx(_enumerated_p(new - old), abs=1e-15)
     assert 0.01 < exact.p_value < 0.5
@@ -45,21 +47,22 @@ def test_monte_carlo_p_is_close_to_exact_for_n_12() -> None:
 
 
 def test_monte_carlo_p_is_never_zero() -> None:
-    res = paired_test(np.arange(1.0, 31.0), np.zeros(30), n_permutations=999)
+    res = paired_test(np.arange(1.0, 31.0), np.zeros(30), resampling=Resampling(n_permutations=999))
     assert (res.p_method, res.p_value) == ("monte-carlo", 1 / 1000)
 
 
 def test_seeded_and_deterministic() -> None:
     rng = np.random.default_rng(5)
     new, old = rng.normal(size=40), rng.normal(size=40)
-    assert paired_test(new, old, seed=3) == paired_test(new, old, seed=3)
-    assert paired_test(new, old, seed=3).ci_low != paired_test(new, old, seed=4).ci_low
+    seed3, seed4 = Resampling(seed=3), Resampling(seed=4)
+    assert paired_test(new, old, resampling=seed3) == paired_test(new, old, resampling=seed3)
+    assert paired_test(new, old, resampling=seed3).ci_low != paired_test(new, old, resampling=seed4).ci_low
 
 
 def test_bootstrap_ci_covers_the_mean_and_matches_brute_force() -> None:
     rng = np.random.default_rng(6)
     new, old = rng.normal(0.2, 1.0, 30), rng.normal(size=30)
-    res = paired_test(new, old, n_boot=2000)
+    res = paired_test(new, old, resampling=Resampling(n_boot=2000))
     assert res.ci_low < res.mean < res.ci_high
     assert res.ci_method == "paired bootstrap percentile" and res.note == ""
     # Independent check: resampled pairs' mean differences, drawn by index, spread like the CI says.
@@ -75,7 +78,7 @@ def test_ci_not_estimable_for_one_pair_or_degenerate_resamples() -> None:
     assert np.isnan(one.ci_low) and np.isnan(one.ci_high)
     assert (one.n, one.mean, one.p_value, one.ci_method, one.note) == (1, 1.0, 1.0, "none", "not estimable (n = 1)")
     # A single resample cannot spread although the differences do: no [x, x] interval.
-    single = paired_test([1.0, 2.0, 4.0], [0.0, 0.0, 0.0], n_boot=1)
+    single = paired_test([1.0, 2.0, 4.0], [0.0, 0.0, 0.0], resampling=Resampling(n_boot=1))
     assert np.isnan(single.ci_low) and single.note == "not estimable (n = 3)"
 
 

@@ -7,7 +7,15 @@ import pytest
 from scipy import stats
 
 from benchmark.analysis.correlation import correlation
-from benchmark.analysis.sweep import correlation_sweep, plot_sweep_heatmap, render_sweep, split_halves
+from benchmark.analysis.resampling import Resampling
+from benchmark.analysis.sweep import (
+    SweepData,
+    SweepGrid,
+    correlation_sweep,
+    plot_sweep_heatmap,
+    render_sweep,
+    split_halves,
+)
 from benchmark.analysis.validity import orientation
 from benchmark.config import ConfigError, RunConfig
 
@@ -47,15 +55,15 @@ def make_disagreeing_halves(seed: int = 0) -> tuple:
 
 def test_best_cell_is_chosen_on_the_selection_half_and_evaluated_on_the_other() -> None:
     a, b, quality, groups, sel = make_disagreeing_halves()
-    frame = correlation_sweep(a, b, quality, groups, LAMBDAS, THRESHOLDS, default=(3.0, 0.4), n_boot=200,
-                              n_permutations=999)
+    frame = correlation_sweep(SweepData(a, b, quality, groups), SweepGrid(LAMBDAS, THRESHOLDS, default=(3.0, 0.4)),
+                              resampling=Resampling(n_boot=200, n_permutations=999))
     assert len(frame) == 9 and frame["chosen"].sum() == 1 and frame["default"].sum() == 1
     chosen = frame[frame["chosen"]].iloc[0]
     assert chosen["threshold"] == 0.2 and chosen["lambda"] == 0.0  # first in grid order among equal cells
     assert chosen["selection"] == pytest.approx(stats.spearmanr(a[sel, 0], quality[sel]).statistic)
     assert chosen["selection"] > 0.9
     # Held-out: the chosen cell is noise there, although threshold 0.6 would look excellent.
-    ref = correlation(a[~sel, 0], quality[~sel], n_boot=200, n_permutations=999)
+    ref = correlation(a[~sel, 0], quality[~sel], resampling=Resampling(n_boot=200, n_permutations=999))
     assert chosen["held_out"] == pytest.approx(ref.statistic) and abs(chosen["held_out"]) < 0.4
     assert (chosen["held_out_ci_low"], chosen["held_out_p"]) == pytest.approx((ref.ci_low, ref.p_value))
     assert (chosen["n_selection"], chosen["n_held_out"]) == (sel.sum(), (~sel).sum())
@@ -69,7 +77,8 @@ def test_best_cell_is_chosen_on_the_selection_half_and_evaluated_on_the_other() 
 def test_heatmap_and_markdown(tmp_path: Path) -> None:
     a, b, quality, groups, sel = make_disagreeing_halves()
     b = np.abs(np.random.default_rng(1).normal(size=b.shape))
-    frame = correlation_sweep(a, b, quality, groups, LAMBDAS, THRESHOLDS, n_boot=100, n_permutations=499)
+    frame = correlation_sweep(SweepData(a, b, quality, groups), SweepGrid(LAMBDAS, THRESHOLDS),
+                              resampling=Resampling(n_boot=100, n_permutations=499))
     out = plot_sweep_heatmap(frame, tmp_path / "plots" / "sweep.png", title="t: IMACS_g vs masked PSNR")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = render_sweep(frame, "IMACS_g vs masked PSNR")[0]
@@ -82,14 +91,15 @@ def test_heatmap_and_markdown(tmp_path: Path) -> None:
 def test_validation() -> None:
     a, b, quality, groups, _ = make_disagreeing_halves()
     with pytest.raises(ValueError, match="shape"):
-        correlation_sweep(a[:, :2], b, quality, groups, LAMBDAS, THRESHOLDS)
+        correlation_sweep(SweepData(a[:, :2], b, quality, groups), SweepGrid(LAMBDAS, THRESHOLDS))
     with pytest.raises(ValueError, match="not on the grid"):
-        correlation_sweep(a, b, quality, groups, LAMBDAS, THRESHOLDS, default=(5.0, 0.4))
+        correlation_sweep(SweepData(a, b, quality, groups), SweepGrid(LAMBDAS, THRESHOLDS, default=(5.0, 0.4)))
     with pytest.raises(ValueError, match="duplicates"):
-        correlation_sweep(a, b, quality, groups, [1.0, 1.0, 2.0], THRESHOLDS)
+        correlation_sweep(SweepData(a, b, quality, groups), SweepGrid([1.0, 1.0, 2.0], THRESHOLDS))
     with pytest.raises(ValueError, match="sign must be 1 or -1"):
-        correlation_sweep(a, b, quality, groups, LAMBDAS, THRESHOLDS, sign=0)
-    nothing = correlation_sweep(np.full_like(a, np.nan), b, quality, groups, LAMBDAS, THRESHOLDS, default=None)
+        correlation_sweep(SweepData(a, b, quality, groups, sign=0), SweepGrid(LAMBDAS, THRESHOLDS))
+    nothing = correlation_sweep(SweepData(np.full_like(a, np.nan), b, quality, groups),
+                                SweepGrid(LAMBDAS, THRESHOLDS, default=None))
     assert not nothing["chosen"].any() and "no (lambda, threshold) cell" in render_sweep(nothing)[0]
 
 
@@ -105,7 +115,8 @@ def test_with_lpips_as_quality_the_best_cell_tracks_lower_lpips() -> None:
     b = np.zeros((s, 3))
     sign = orientation("lpips")
     assert sign == -1
-    frame = correlation_sweep(a, b, lpips, groups, LAMBDAS, THRESHOLDS, sign=sign, n_boot=100, n_permutations=499)
+    frame = correlation_sweep(SweepData(a, b, lpips, groups, sign=sign), SweepGrid(LAMBDAS, THRESHOLDS),
+                              resampling=Resampling(n_boot=100, n_permutations=499))
     sel = split_halves(groups, seed=0)
     chosen = frame[frame["chosen"]].iloc[0]
     assert chosen["threshold"] == 0.6 and (frame["sign"] == -1).all()
@@ -114,14 +125,15 @@ def test_with_lpips_as_quality_the_best_cell_tracks_lower_lpips() -> None:
     assert chosen["held_out"] > 0.8 and chosen["held_out_ci_low"] > 0
     assert "lower-is-better and enters negated" in render_sweep(frame, "IMACS_g vs \u2212LPIPS")[0]
     # Read as if higher were better, the same data would pick the cell that tracks the WORST LPIPS.
-    naive = correlation_sweep(a, b, lpips, groups, LAMBDAS, THRESHOLDS, n_boot=100, n_permutations=499)
+    naive = correlation_sweep(SweepData(a, b, lpips, groups), SweepGrid(LAMBDAS, THRESHOLDS),
+                              resampling=Resampling(n_boot=100, n_permutations=499))
     assert naive[naive["chosen"]].iloc[0]["threshold"] == 0.2
 
 
 def test_pearson_sweep_and_the_sweep_method_setting() -> None:
     a, b, quality, groups, sel = make_disagreeing_halves()
-    frame = correlation_sweep(a, b, quality, groups, LAMBDAS, THRESHOLDS, method="pearson", n_boot=100,
-                              n_permutations=499)
+    frame = correlation_sweep(SweepData(a, b, quality, groups), SweepGrid(LAMBDAS, THRESHOLDS), "pearson",
+                              Resampling(n_boot=100, n_permutations=499))
     chosen = frame[frame["chosen"]].iloc[0]
     assert (frame["method"] == "pearson").all() and chosen["threshold"] == 0.2
     assert chosen["selection"] == pytest.approx(stats.pearsonr(a[sel, 0], quality[sel]).statistic, rel=1e-12)

@@ -9,6 +9,7 @@ import pytest
 from scipy import stats
 
 from benchmark.analysis.correlation import TOO_FEW_MODELS, stratified_pvalue
+from benchmark.analysis.resampling import Resampling
 from benchmark.analysis.validity import (
     WITHIN_BETWEEN_NOTE,
     render_within_between,
@@ -55,8 +56,8 @@ def test_pooled_high_within_zero_between_high() -> None:
     # Every model: samples with zero rank correlation; models differ by a common offset in both metrics.
     rng = np.random.default_rng(0)
     data = {f"m{k}": (np.arange(12.0) + 100 * k, zero_spearman_permutation(12, rng) + 100 * k) for k in range(5)}
-    out = within_between(tidy("t", data), scores=["imacs_g"], qualities=["masked_psnr"], n_boot=200,
-                         n_permutations=999)
+    out = within_between(tidy("t", data), scores=["imacs_g"], qualities=["masked_psnr"],
+                         resampling=Resampling(n_boot=200, n_permutations=999))
     assert list(out["method"].unique()) == ["spearman", "pearson"]  # both by default
     spearman = out[out.method == "spearman"]
     by_scope = spearman.set_index("scope")
@@ -84,7 +85,7 @@ def test_pearson_rows_equal_scipy_pearsonr() -> None:
     rng = np.random.default_rng(7)
     data = {m: (x := rng.normal(size=9), 0.5 * x + rng.normal(size=9)) for m in ("a", "b")}
     out = within_between(tidy("t", data), scores=["imacs_g"], qualities=["masked_psnr"], methods=("pearson",),
-                         n_boot=100, n_permutations=499).set_index("scope")
+                         resampling=Resampling(n_boot=100, n_permutations=499)).set_index("scope")
     pooled = stats.pearsonr(*(np.concatenate([v[i] for v in data.values()]) for i in (0, 1)))
     assert out.loc["pooled", "statistic"] == pytest.approx(pooled.statistic, rel=1e-12)
     for m, (x, y) in data.items():
@@ -96,7 +97,7 @@ def test_combined_is_the_sample_weighted_mean_of_the_per_model_coefficients() ->
     xs = [rng.normal(size=n) for n in (10, 25, 40)]
     ys = [x * s + rng.normal(size=x.size) for x, s in zip(xs, (0.2, 1.0, -0.5))]
     for method, f in (("spearman", stats.spearmanr), ("pearson", stats.pearsonr)):
-        res = within_combined(*labelled(xs, ys), method, n_boot=200, n_permutations=499)
+        res = within_combined(*labelled(xs, ys), method, resampling=Resampling(n_boot=200, n_permutations=499))
         r = [f(x, y).statistic for x, y in zip(xs, ys)]
         assert res.statistic == pytest.approx(np.dot([10, 25, 40], r) / 75, rel=1e-12)
         # ... which is one Pearson r over the within-model standard scores (of ranks for Spearman).
@@ -113,7 +114,7 @@ def test_combined_by_hand() -> None:
     x = np.array([1.0, 2.0, 3.0, 10.0, 20.0, 30.0, 40.0])
     y = np.array([5.0, 9.0, 7.0, 4.0, 3.0, 2.0, 1.0])
     groups = np.array(["A"] * 3 + ["B"] * 4)
-    res = within_combined(x, y, groups, "spearman", n_boot=200)
+    res = within_combined(x, y, groups, "spearman", resampling=Resampling(n_boot=200))
     assert res.statistic == pytest.approx(-5 / 14, abs=1e-12)
     assert res.n == 7 and res.p_method == "exact (144 permutations within 2 models)"
 
@@ -122,12 +123,12 @@ def test_a_perfect_model_does_not_dominate_the_combined_value() -> None:
     rng = np.random.default_rng(4)
     x = np.arange(6.0)
     xs, ys = [x, x + 10], [with_pearson_r(x, -0.8, rng), 2 * x + 1]
-    res = within_combined(*labelled(xs, ys), "pearson", n_boot=500)
+    res = within_combined(*labelled(xs, ys), "pearson", resampling=Resampling(n_boot=500))
     assert stats.pearsonr(xs[0], ys[0]).statistic == pytest.approx(-0.8, abs=1e-12)
     assert res.statistic == pytest.approx(0.1, abs=1e-12)  # (6 * -0.8 + 6 * 1) / 12, not 0.999
     assert res.ci_low < 0.1 < res.ci_high and res.p_value > 0.05
     frame = within_between(tidy("t", {"a": (xs[0], ys[0]), "b": (xs[1], ys[1])}), scores=["imacs_g"],
-                           qualities=["masked_psnr"], n_boot=300, n_permutations=999)
+                           qualities=["masked_psnr"], resampling=Resampling(n_boot=300, n_permutations=999))
     row = frame[(frame.scope == "within (combined)") & (frame.method == "spearman")].iloc[0]
     rho_a = stats.spearmanr(xs[0], ys[0]).statistic
     assert row["statistic"] == pytest.approx((rho_a + 1) / 2, abs=1e-12)
@@ -154,7 +155,7 @@ def test_stratified_p_is_exact_up_to_8_factorial_pairings(method: str) -> None:
     rng = np.random.default_rng(2)
     xs = [rng.normal(size=4), rng.normal(size=5)]
     ys = [xs[0] + 0.5 * rng.normal(size=4), np.round(xs[1] + 1.5 * rng.normal(size=5))]  # ties in the second
-    res = within_combined(*labelled(xs, ys), method, n_boot=100)
+    res = within_combined(*labelled(xs, ys), method, resampling=Resampling(n_boot=100))
     assert res.p_method == "exact (2880 permutations within 2 models)"
     assert res.p_value == pytest.approx(brute_force_stratified_p(xs, ys, method), abs=1e-12)
 
@@ -175,8 +176,8 @@ def test_missing_values_short_models_and_rendering() -> None:
     data["a"][0][:3] = np.nan
     data["c"] = (data["c"][0][:2], data["c"][1][:2])  # too short for the combined estimate
     frame = tidy("task1", data)
-    out = within_between(frame, scores=["imacs_g", "imacs_r"], qualities=["masked_psnr"], n_boot=100,
-                         n_permutations=499)
+    out = within_between(frame, scores=["imacs_g", "imacs_r"], qualities=["masked_psnr"],
+                         resampling=Resampling(n_boot=100, n_permutations=499))
     assert set(out["x"]) == {"imacs_g"}  # imacs_r absent from the frame: skipped
     assert set(out["method"]) == {"spearman", "pearson"}
     assert (out["x_sign"] == 1).all() and (out["y_sign"] == 1).all()
@@ -201,8 +202,8 @@ def test_missing_values_short_models_and_rendering() -> None:
 def test_lower_is_better_quality_is_negated_and_labelled() -> None:
     rng = np.random.default_rng(5)
     data = {m: (x := rng.normal(size=10), -x + 0.3 * rng.normal(size=10)) for m in ("a", "b")}  # LPIPS falls
-    out = within_between(tidy("t", data, y="lpips"), scores=["imacs_g"], qualities=["lpips"], n_boot=100,
-                         n_permutations=499)
+    out = within_between(tidy("t", data, y="lpips"), scores=["imacs_g"], qualities=["lpips"],
+                         resampling=Resampling(n_boot=100, n_permutations=499))
     assert (out["y_sign"] == -1).all() and (out["x_sign"] == 1).all()
     for m, (x, y) in data.items():
         row = out[(out.scope == f"within:{m}") & (out.method == "spearman")].iloc[0]

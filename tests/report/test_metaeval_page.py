@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from benchmark.analysis.resampling import Resampling
 from benchmark.analysis.validity import within_between
 from benchmark.report import metaeval
 from benchmark.report.store_view import FRAME_COLUMNS
@@ -36,13 +37,18 @@ def _methods(frame: pd.DataFrame) -> pd.DataFrame:
         ["task", "model", "method", "sample_id", "metric", "value"]]
 
 
+def _figures(tmp_path, todo: list) -> SimpleNamespace:
+    """A stand-in for :class:`benchmark.report.figures_page.Figures` that records what is scheduled."""
+    return SimpleNamespace(fig_dir=tmp_path / "figures", schedule=lambda fn, args, out, inputs: todo.append((fn, args)))
+
+
 def test_section_from_stored_frames(tmp_path) -> None:
     frame = _frame()
     cfg = SimpleNamespace(out_dir=tmp_path, seed=0, scoring=SimpleNamespace(n_boot=200))
     view = SimpleNamespace(baselines={"random-init"}, one_pass=[])
     todo: list = []
-    result = metaeval.analyse(cfg, view, "t", frame, ["masked_psnr"], _methods(frame), pd.DataFrame(), 999,
-                              tmp_path / "figures", todo)
+    result = metaeval.analyse(cfg, view, "t", frame, ["masked_psnr"], _methods(frame), pd.DataFrame(),
+                              Resampling(n_boot=200, n_permutations=999, seed=0), _figures(tmp_path, todo))
     cands = result["candidates"].set_index("candidate")
     assert list(cands.index) == ["IMACS_g", "IMACS_r", "top-k heads (supervised)", "−area(x_g)",
                                  "random-init copy's IMACS_g"]
@@ -52,7 +58,7 @@ def test_section_from_stored_frames(tmp_path) -> None:
 
     # IMACS_g's row is the page's within (combined) and between-models rows, to the digit.
     page = within_between(frame[frame.model != "random-init"], ["imacs_g"], ["masked_psnr"], ["spearman"],
-                          n_boot=200, n_permutations=999, seed=0).set_index("scope")
+                          resampling=Resampling(n_boot=200, n_permutations=999, seed=0)).set_index("scope")
     ref = cands.loc["IMACS_g"]
     for ours, theirs in (("within", "statistic"), ("within_ci_low", "ci_low"), ("within_ci_high", "ci_high"),
                          ("within_p", "p_value")):
@@ -83,7 +89,8 @@ def test_no_quality_metric_gives_no_section(tmp_path) -> None:
     cfg = SimpleNamespace(out_dir=tmp_path, seed=0, scoring=SimpleNamespace(n_boot=200))
     view = SimpleNamespace(baselines=set(), one_pass=[])
     result = metaeval.analyse(cfg, view, "t", _frame(), [], metaeval.method_samples(tmp_path, False),
-                              pd.DataFrame(), 999, tmp_path / "figures", [])
+                              pd.DataFrame(), Resampling(n_boot=200, n_permutations=999, seed=0),
+                              _figures(tmp_path, []))
     assert result["candidates"].empty and metaeval.section(result, tmp_path) == []
 
 
@@ -93,7 +100,7 @@ def test_one_model_with_few_samples_still_renders(tmp_path) -> None:
     cfg = SimpleNamespace(out_dir=tmp_path, seed=0, scoring=SimpleNamespace(n_boot=50))
     view = SimpleNamespace(baselines=set(), one_pass=[])
     result = metaeval.analyse(cfg, view, "t", small, ["masked_psnr"], metaeval.method_samples(tmp_path, False),
-                              pd.DataFrame(), 99, tmp_path / "figures", [])
+                              pd.DataFrame(), Resampling(n_boot=50, n_permutations=99, seed=0), _figures(tmp_path, []))
     ref = result["candidates"].set_index("candidate").loc["IMACS_g"]
     assert ref["n"] == 5 and np.isnan(ref["between"]) and np.isnan(ref["accuracy"])
     text = "\n".join(metaeval.section(result, tmp_path))

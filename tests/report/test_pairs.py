@@ -5,10 +5,11 @@ import pandas as pd
 import pytest
 from scipy import linalg
 
+from benchmark.analysis.resampling import Resampling
 from benchmark.report.pairs import PAIR_COLUMNS, SetFeatures, pairs_frame, render_pairs
 from benchmark.report.store_view import FRAME_COLUMNS
 
-KW = {"n_boot": 400, "n_permutations": 999, "seed": 0}
+KW = {"resampling": Resampling(n_boot=400, n_permutations=999, seed=0)}
 LABELS = {"imacs_g": "IMACS_g", "lpips": "LPIPS"}
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from benchmark.analysis.resampling import Resampling
 from benchmark.report.pairs import MAX_SET_SAMPLES, SetFeatures, pairs_frame
 from benchmark.report.store_view import FRAME_COLUMNS
 
@@ -16,8 +17,8 @@ def _pairs(n: int) -> pd.DataFrame:
     ids = [f"s{i}" for i in range(n)]
     gen = {"a": ref + rng.normal(0, 0.3, ref.shape), "b": ref + 1.0 + rng.normal(0, 0.3, ref.shape)}
     features = SetFeatures(("kid",), {m: dict(zip(ids, g)) for m, g in gen.items()}, dict(zip(ids, ref)))
-    return pairs_frame(pd.DataFrame(columns=FRAME_COLUMNS), "t", set(), [], n_boot=20, n_permutations=99, seed=0,
-                       features=features)
+    return pairs_frame(pd.DataFrame(columns=FRAME_COLUMNS), "t", set(), [],
+                       Resampling(n_boot=20, n_permutations=99, seed=0), features=features)
 
 
 def test_above_the_bound_no_difference_is_computed_and_the_row_says_why() -> None:

@@ -11,8 +11,8 @@ import pytest
 from benchmark.config import RunConfig
 from benchmark.report import history, trends
 from benchmark.report.store_view import failure_frame, load_view, sample_frame
-from benchmark.store import RECORD_KEYS, check_job, stored_jobs
-from benchmark.perf.synthetic_store import TASKS, model_names, write_history, write_store
+from benchmark.store import RECORD_KEYS, SCHEMA_VERSION, check_job, stored_jobs
+from benchmark.perf.synthetic_store import QUALITY, TASKS, model_names, write_history, write_store
 
 N_MODELS, N_SAMPLES, SHARD = 3, 5, 2
 
@@ -30,8 +30,9 @@ def test_every_job_is_intact_and_every_sample_counted(store, monkeypatch, tmp_pa
     assert len(jobs) == 2 * N_MODELS * 3  # 2 tasks x 3 models x ceil(5 / 2) shards
     for job in jobs:
         record = check_job(job)  # result.json readable, every listed file with its size and SHA-256
-        assert set(RECORD_KEYS) <= set(record)
-        assert {"samples/" + s["sample_id"] + "/maps.npz" for s in record["samples"]} <= set(record["files"])
+        assert set(RECORD_KEYS) <= set(json.loads((job / "result.json").read_text()))
+        assert record.schema == SCHEMA_VERSION and record.sample_metrics == sorted(QUALITY)
+        assert {"samples/" + s["sample_id"] + "/maps.npz" for s in record.samples} <= set(record.files)
 
     view = load_view(cfg)
     assert [(m.task, m.model) for m in view.models] == [(t, m) for t in ("viton_hd", "object_inpainting")

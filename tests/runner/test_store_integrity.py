@@ -53,8 +53,8 @@ def test_damaged_store_is_reported_verified_and_regenerated(tiny_model, tmp_path
     jobs = plan_jobs(cfg).jobs
     for j in jobs:  # every file a job wrote is recorded, and checks out
         record = check_job(job_dir(cfg, j))
-        assert {"result.json"} | set(record["files"]) >= {"set_inputs.npz"}
-        assert len(record["files"]) == 1 + 4 * len(j.indices)
+        assert {"result.json"} | set(record.files) >= {"set_inputs.npz"}
+        assert len(record.files) == 1 + 4 * len(j.indices)
     damaged = _damage(cfg, jobs)
     untouched = {k: v for k, v in result_stats(cfg).items() if k not in damaged}
     with pytest.raises(DamagedJob, match="empty"):

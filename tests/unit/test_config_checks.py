@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import yaml
 
-from benchmark.analysis.sweep import correlation_sweep
+from benchmark.analysis.resampling import Resampling
+from benchmark.analysis.sweep import SweepData, SweepGrid, correlation_sweep
 from benchmark.config import REPO_ROOT, ConfigError, RunConfig, TaskConfig, check_config, check_device
 from benchmark.registry import ADAPTERS, Entry
 
@@ -27,8 +28,9 @@ def test_configured_cell_joins_the_sweep_grid_and_the_sweep_runs():
     rng = np.random.default_rng(0)
     n, t = 24, len(s.swept_thresholds)
     a, b, quality = rng.random((n, t)), rng.random((n, t)), rng.random(n)
-    frame = correlation_sweep(a, b, quality, np.repeat(["m1", "m2"], n // 2), s.swept_lambdas, s.swept_thresholds,
-                              default=(s.lam, s.threshold), n_boot=50, n_permutations=99)
+    frame = correlation_sweep(SweepData(a, b, quality, np.repeat(["m1", "m2"], n // 2)),
+                              SweepGrid(s.swept_lambdas, s.swept_thresholds, default=(s.lam, s.threshold)),
+                              resampling=Resampling(n_boot=50, n_permutations=99))
     default = frame[frame["default"]]
     assert default[["lambda", "threshold"]].values.tolist() == [[4.0, 0.45]]
 
@@ -60,11 +62,11 @@ def test_missing_gpu_and_malformed_device_are_config_errors():
 def test_cpu_auto_and_registered_targets_pass_without_importing_model_libraries():
     code = ("import json, sys\n"
             "from benchmark.config import RunConfig, check_config, check_device, check_target\n"
-            "from benchmark.registry import ADAPTERS, DATASET_FORMATS, SAMPLE_METRICS, SET_METRICS\n"
+            "from benchmark.registry import ADAPTERS, DATASET_FORMATS, METHODS, SAMPLE_METRICS, SET_METRICS\n"
             "check_device('cpu'); check_device('auto')\n"
             "for name in ('embedded_default', 'nightly'):\n"
             "    check_config(RunConfig.load(f'configs/{name}.yaml'))\n"
-            "for reg in (ADAPTERS, DATASET_FORMATS, SAMPLE_METRICS, SET_METRICS):\n"
+            "for reg in (ADAPTERS, DATASET_FORMATS, SAMPLE_METRICS, SET_METRICS, METHODS):\n"
             "    for e in reg.entries():\n"
             "        check_target(e.target, e.name)\n"
             "print(json.dumps([m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]))\n")

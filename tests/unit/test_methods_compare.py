@@ -8,12 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from benchmark.analysis.resampling import Resampling
 from benchmark.methods.compare import CONCEPT, UNIFORM, compare_methods, paired_differences
 from benchmark.results.sample_maps import SampleMaps
 from imacs_reference import reference_imacs
 
 H = W = 8
 LAM, THR = 3.0, 0.4
+# The methods these tests know (registry names): a method registered later does not change their expectations.
+BUILT_IN = ("i2am", "concept", "i2am_top_k", "uniform")
 
 
 def _box(y0, x0, size=4) -> np.ndarray:
@@ -78,7 +81,8 @@ def _best_head(calibration, score) -> tuple[int, int]:
 
 def test_methods_scored_on_both_sides_against_an_independent_imacs(tmp_path):
     samples = _make()
-    frame, examples = compare_methods({("t", "m"): _save(tmp_path, samples)}, set(), lam=LAM, thr=THR, top_k=1)
+    frame, examples = compare_methods({("t", "m"): _save(tmp_path, samples)}, set(), lam=LAM, thr=THR, top_k=1,
+                                       methods=BUILT_IN)
     methods = set(frame.method)
     assert methods == {"I2AM all heads", CONCEPT, UNIFORM, "I2AM top-1 heads (supervised)",
                        "I2AM top-1 heads (label-free)"}
@@ -118,12 +122,12 @@ def test_methods_scored_on_both_sides_against_an_independent_imacs(tmp_path):
 
 
 def test_random_init_models_get_labelled_baseline_rows_without_head_selection(tmp_path):
-    frame, _ = compare_methods({("t", "rnd"): _store(tmp_path)}, {"rnd"}, top_k=1)
+    frame, _ = compare_methods({("t", "rnd"): _store(tmp_path)}, {"rnd"}, top_k=1, methods=BUILT_IN)
     assert set(frame.method) == {"I2AM all heads (random-init copy)", f"{CONCEPT} (random-init copy)"}
 
 
 def test_no_concept_rows_for_models_without_output_space_maps(tmp_path):
-    frame, _ = compare_methods({("t", "m"): _store(tmp_path, concept=False)}, set(), top_k=1)
+    frame, _ = compare_methods({("t", "m"): _store(tmp_path, concept=False)}, set(), top_k=1, methods=BUILT_IN)
     assert CONCEPT not in set(frame.method)
 
 
@@ -136,7 +140,7 @@ def test_paired_differences_equal_the_direct_per_sample_mean():
             rows.append({"task": "t", "model": "m", "method": method, "sample_id": f"s{sid}", "metric": "imacs_g",
                          "value": base + shift + 0.1 * rng.normal()})
     frame = pd.DataFrame(rows)
-    out = paired_differences(frame, n_boot=500)
+    out = paired_differences(frame, resampling=Resampling(n_boot=500))
     assert len(out) == 1 and out.iloc[0]["method"] == "other" and out.iloc[0]["n"] == 12
     wide = frame.pivot(index="sample_id", columns="method", values="value")
     assert np.isclose(out.iloc[0]["mean"], (wide["other"] - wide["I2AM all heads"]).mean())
