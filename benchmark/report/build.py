@@ -237,7 +237,7 @@ def _analyses(cfg: RunConfig, view: StoreView, task: TaskConfig, tf: pd.DataFram
     for side, t in terms.items():
         q_lookup = tf[tf.metric == quality[0]].set_index(["model", "sample_id"])["value"]
         idx = [int(np.flatnonzero(np.isclose(t["thresholds"], x))[0]) for x in cfg.scoring.swept_thresholds]
-        q = np.asarray([q_lookup.get((m, s), np.nan) for m, s in zip(t["model"], t["sample_id"])], float)
+        q = q_lookup.reindex(pd.MultiIndex.from_arrays([t["model"], t["sample_id"]])).to_numpy(float)
         if (np.isfinite(q) & np.isfinite(t["a"][:, idx[0]])).sum() < 6:
             skipped.append(f"IMACS_{side} sweep: n/a, fewer than 6 samples with both a score and "
                            f"{metric_label(quality[0])}")

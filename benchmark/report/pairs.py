@@ -127,7 +127,8 @@ def pairs_frame(frame: pd.DataFrame, task: str, baselines: set[str], quality: Se
     tf = frame[(frame.task == task) & ~frame.model.isin(baselines)]
     resampling = replace(resampling, confidence=1.0 - ALPHA)
     blocks = []
-    for metric in [m for m in (*IMACS_SCORES, *quality) if m in set(tf.metric)]:
+    stored = set(tf.metric)
+    for metric in [m for m in (*IMACS_SCORES, *quality) if m in stored]:
         values = tf[tf.metric == metric].set_index(["sample_id", "model"])["value"].unstack("model")
         rows = []
         for a, b in itertools.combinations(sorted(values.columns), 2):

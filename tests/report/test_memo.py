@@ -150,6 +150,15 @@ def test_anything_else_at_an_entry_path_is_recomputed_and_never_unpickled(tmp_pa
     assert counter.calls == 1 + len(_bad_entries(marker))
 
 
+def test_digest_of_a_frame_sees_every_cell_its_columns_and_index():
+    f = pd.DataFrame({"model": ["a", "b"] * 500, "value": np.arange(1000) / 7})
+    assert memo.digest(f) == memo.digest(f.copy())
+    for changed in (f.assign(value=f.value.where(f.index != 999, 0.5)), f.rename(columns={"value": "v"}),
+                    f.set_axis(f.index + 1), f.assign(value=f.value.astype("float32")),
+                    f.assign(model=[["x"]] * 1000)):  # the last holds lists: hashed as CSV
+        assert memo.digest(changed) != memo.digest(f)
+
+
 def test_digest_sees_every_element_of_a_long_array():
     a = np.arange(2000)
     b = a.copy()
