@@ -336,17 +336,22 @@ def reference_folders(bench: Bench, run_name: str, task: TaskTree) -> tuple[Path
 
 
 def cleanfid_values(gen_dir: Path, ref_dir: Path) -> tuple[float, float]:
-    """(FID, KID) of clean-fid's own folder functions, mode ``clean``."""
-    kwargs = {"mode": "clean", "num_workers": 0, "device": torch.device("cpu"), "use_dataparallel": False,
-              "verbose": False}
+    """(FID, KID) of clean-fid, mode ``clean``: the steps of its ``compute_fid`` / ``compute_kid`` on two folders
+    (its Inception extractor, its folder features at its default batch size of 32, its ``frechet_distance`` and
+    ``kernel_distance``), each folder's features computed once for both."""
+    device = torch.device("cpu")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fid = cleanfid_fid.compute_fid(str(gen_dir), str(ref_dir), **kwargs)
+        model = cleanfid_fid.build_feature_extractor("clean", device, use_dataparallel=False)
+        gen, ref = (cleanfid_fid.get_folder_features(str(d), model, num_workers=0, batch_size=32, device=device,
+                                                     mode="clean", verbose=False) for d in (gen_dir, ref_dir))
+        fid = cleanfid_fid.frechet_distance(np.mean(gen, axis=0), np.cov(gen, rowvar=False),
+                                            np.mean(ref, axis=0), np.cov(ref, rowvar=False))
         # The subset draws of the harness (seed 0): with subset size n every draw is a permutation of the set,
         # and float32 sums depend on the order.
         np.random.seed(0)
-        kid = cleanfid_fid.compute_kid(str(gen_dir), str(ref_dir), **kwargs)
-    return fid, kid
+        kid = cleanfid_fid.kernel_distance(gen, ref)
+    return float(fid), kid
 
 
 def lpips_values(gen_dir: Path, ref_dir: Path) -> dict[str, float]:
