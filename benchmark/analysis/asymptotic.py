@@ -71,7 +71,10 @@ def sign_flip_normal_p(d: np.ndarray) -> float:
 
 
 def t_interval(x: np.ndarray, confidence: float) -> tuple[float, float]:
-    """Student's t interval of the mean of ``x`` (at least 2 values)."""
+    """Student's t interval of the mean of ``x`` (at least 2 values); values that are all equal give their exact
+    zero-width interval at that value."""
+    if np.ptp(x) == 0:
+        return float(x[0]), float(x[0])
     m, se = float(x.mean()), float(x.std(ddof=1)) / math.sqrt(x.size)
     half = float(stats.t.ppf(0.5 + confidence / 2, x.size - 1)) * se
     return m - half, m + half

@@ -31,7 +31,8 @@ from scipy import stats
 from benchmark.analysis.asymptotic import LARGE_N, t_interval
 from benchmark.analysis.resampling import Resampling
 
-__all__ = ["BCA_MAX_N", "Interval", "MeanCI", "bootstrap_ci", "bootstrap_mean", "drop_nan", "summarise_means"]
+__all__ = ["BCA_MAX_N", "Interval", "MeanCI", "bootstrap_ci", "bootstrap_mean", "drop_nan", "percentile_interval",
+           "summarise_means"]
 
 BCA_MAX_N = 1000  # values (all samples together) up to which bootstrap_ci forms BCa; above, the percentile interval
 RESAMPLE_ENTRIES = 1 << 22  # above BCA_MAX_N: resampled values evaluated at once (bounds memory, 32 MiB each)
@@ -114,15 +115,15 @@ def bootstrap_ci(
     if not large and n_undefined == 0 and np.isfinite(low) and np.isfinite(high):
         return Interval(low, high, "BCa", n_resamples, 0)
     if large and n_undefined == 0:
-        return Interval(*_percentile(finite, confidence), "percentile", n_resamples, 0,
+        return Interval(*percentile_interval(finite, confidence), "percentile", n_resamples, 0,
                         f"percentile interval: n = {n} > {BCA_MAX_N}, where BCa's jackknife costs n^2")
     why = (f"{n_undefined} of {n_resamples} resamples undefined, left out" if n_undefined
            else "BCa acceleration undefined")
-    return Interval(*_percentile(finite, confidence), "percentile", n_resamples, n_undefined,
+    return Interval(*percentile_interval(finite, confidence), "percentile", n_resamples, n_undefined,
                     f"BCa not defined ({why}); percentile interval")
 
 
-def _percentile(replicates: np.ndarray, confidence: float) -> tuple[float, float]:
+def percentile_interval(replicates: np.ndarray, confidence: float) -> tuple[float, float]:
     """Equal-tailed percentile interval of bootstrap replicates; (NaN, NaN) when there are none."""
     if replicates.size == 0:
         return float("nan"), float("nan")
@@ -182,11 +183,11 @@ def bootstrap_mean(values: ArrayLike, resampling: Resampling = Resampling()) -> 
     if x.size == 0:
         raise ValueError(f"no finite values to average ({n_dropped} NaN dropped)")
     if x.size > LARGE_N:  # the bootstrap distribution of a mean is normal to within its Monte-Carlo error
-        low, high = t_interval(x, confidence) if np.ptp(x) > 0 else (float(x[0]), float(x[0]))
+        low, high = t_interval(x, confidence)
         return MeanCI(float(x.mean()), low, high, int(x.size), n_dropped, n_boot, confidence)
     # Resamples drawn uniformly with replacement; NaN replicates (degenerate resamples) are ignored.
     replicates = x[np.random.default_rng(seed).integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)
-    low, high = _percentile(replicates[~np.isnan(replicates)], confidence)
+    low, high = percentile_interval(replicates[~np.isnan(replicates)], confidence)
     return MeanCI(float(x.mean()), low, high, int(x.size), n_dropped, n_boot, confidence)
 
 

@@ -42,14 +42,15 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from scipy import stats
 
-from benchmark.analysis.asymptotic import LARGE_N, fisher_interval
-from benchmark.analysis.bootstrap import Interval, bootstrap_ci
+from benchmark.analysis.asymptotic import LARGE_N
+from benchmark.analysis.bootstrap import bootstrap_ci
 from benchmark.analysis.correlation import (
     METHODS,
     MIN_PAIRS,
     CorrelationResult,
     Method,
     correlation,
+    fisher_ci,
     pearson_along,
     permutation_pvalue,
 )
@@ -152,8 +153,7 @@ def partial_correlation(
         return pearson_along(*_residuals(method, xs[idx], ys[idx], cs[idx], ds[idx])[2:])
 
     if n > LARGE_N:  # Fisher's z with the k = n_params - 1 covariates' degrees of freedom: se 1 / sqrt(n - 3 - k)
-        low, high, why = fisher_interval(method, [n - n_params + 1], [statistic], statistic, confidence)
-        ci = Interval(low, high, "none" if why else "Fisher z", 0, 0, why)
+        ci = fisher_ci(method, [n - n_params + 1], [statistic], statistic, confidence)
     else:
         ci = bootstrap_ci((np.arange(n),), stat, paired=True, n_resamples=n_boot, confidence=confidence, seed=seed,
                           batch=BOOT_BATCH)

@@ -67,6 +67,7 @@ __all__ = [
     "TOO_FEW_PAIRS",
     "CorrelationResult",
     "correlation",
+    "fisher_ci",
     "pearson_along",
     "permutation_pvalue",
     "statistic_along",
@@ -115,6 +116,14 @@ class CorrelationResult:
         """A result with NaN statistic, p-value and interval; ``note`` says why."""
         nan = float("nan")
         return cls(method, nan, nan, nan, nan, n, n_dropped, "none", "none", n_boot, confidence, note)
+
+
+def fisher_ci(method: str, sizes: Sequence[int], rs: Sequence[float], r: float, confidence: float) -> Interval:
+    """:func:`~benchmark.analysis.asymptotic.fisher_interval` as the :class:`Interval` the bootstrap would give
+    (method ``"Fisher z"``, or ``"none"`` with the reason), for the intervals above
+    :data:`~benchmark.analysis.asymptotic.LARGE_N` values."""
+    low, high, why = fisher_interval(method, sizes, rs, r, confidence)
+    return Interval(low, high, "none" if why else "Fisher z", 0, 0, why)
 
 
 # --- vectorised statistics (the last axis holds the pairs) ----------------------------------
@@ -283,8 +292,7 @@ def correlation(
         why = f"{TOO_FEW_MODELS if level == 'model' else TOO_FEW_PAIRS} (n = {n} < {MIN_PAIRS_FOR_CI})"
         ci = Interval(float("nan"), float("nan"), "none", n_boot, 0, why)
     elif n > LARGE_N:
-        low, high, why = fisher_interval(method, [n], [statistic], statistic, confidence)
-        ci = Interval(low, high, "none" if why else "Fisher z", 0, 0, why)
+        ci = fisher_ci(method, [n], [statistic], statistic, confidence)
     else:
         ci = bootstrap_ci((xs, ys), lambda a, b, axis=-1: statistic_along(method, a, b, axis=axis),
                           paired=True, n_resamples=n_boot, confidence=confidence, seed=seed)

@@ -50,7 +50,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import special, stats
 
-from benchmark.analysis.asymptotic import LARGE_N
+from benchmark.analysis.asymptotic import LARGE_N, normal_p_text
+from benchmark.analysis.bootstrap import percentile_interval
 from benchmark.analysis.correlation import MIN_PAIRS, Method, pearson_along, statistic_along
 from benchmark.analysis.resampling import Resampling
 from benchmark.analysis.validity import pooled_r, standard_scores
@@ -106,12 +107,11 @@ def _groups(groups: np.ndarray, *arrays: np.ndarray) -> tuple[list[list[np.ndarr
 
 
 def _percentile(values: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The percentile interval of the finite resamples; NaN when there are none or they are all equal."""
     finite = values[np.isfinite(values)]
     if finite.size == 0 or np.ptp(finite) <= 1e-12 * max(1.0, float(np.abs(finite).max())):
         return float("nan"), float("nan")
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(finite, [alpha, 1.0 - alpha])
-    return float(low), float(high)
+    return percentile_interval(finite, confidence)
 
 
 def _resample_indices(sizes: Sequence[int], n_boot: int, seed: int) -> list[np.ndarray]:
@@ -224,7 +224,7 @@ def _difference_normal(za: list, zb: list, hs: list, method: Method, observed: f
         psi = rab * (1 - rah**2 - rbh**2) - rah * rbh * (1 - rah**2 - rbh**2 - rab**2) / 2
         var += wi**2 * max((1 - rah**2) ** 2 + (1 - rbh**2) ** 2 - 2 * psi, 0.0) / ni
     n = int(sizes.sum())
-    how = f"normal approximation (n = {n} > {LARGE_N}; Steiger's variance)"
+    how = normal_p_text(n, "; Steiger's variance")
     if var <= 0:
         nan = float("nan")
         return DifferenceResult(observed, r_a, r_b, nan, nan, nan, n, n_models, how,

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from benchmark.analysis.asymptotic import LARGE_N, sign_flip_normal_p, t_interval
+from benchmark.analysis.asymptotic import LARGE_N, normal_p_text, sign_flip_normal_p, t_interval
 from benchmark.analysis.bootstrap import drop_nan
 from benchmark.analysis.resampling import Resampling
 
@@ -88,8 +88,8 @@ def paired_test(
     # Independent streams: the p-value does not move when n_boot changes, nor the CI with n_permutations.
     boot_rng, perm_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     if n > LARGE_N:  # the sign-flip and bootstrap distributions are normal to within their Monte-Carlo error
-        p_value, p_method = sign_flip_normal_p(d), f"normal approximation (n = {n} > {LARGE_N})"
-        ci_low, ci_high = t_interval(d, confidence) if np.ptp(d) > 0 else (float(d[0]), float(d[0]))
+        p_value, p_method = sign_flip_normal_p(d), normal_p_text(n)
+        ci_low, ci_high = t_interval(d, confidence)
         ci_note = ""
     else:
         p_value, p_method = _sign_flip_p(d, n_permutations, perm_rng)

@@ -59,7 +59,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from scipy import stats
 
-from benchmark.analysis.asymptotic import LARGE_N, fisher_interval
+from benchmark.analysis.asymptotic import LARGE_N
 from benchmark.analysis.bootstrap import bootstrap_ci
 from benchmark.analysis.correlation import (
     METHODS,
@@ -69,6 +69,7 @@ from benchmark.analysis.correlation import (
     CorrelationResult,
     Method,
     correlation,
+    fisher_ci,
     pearson_along,
     stratified_pvalue,
     zscores,
@@ -235,15 +236,13 @@ def within_combined(
                              [standard_scores(method, v[i]) for v, i in zip(ys, idx)])
 
         if n > LARGE_N:  # Fisher's z of the pooled coefficient, its variance summed over the models
-            sizes = [v.size for v in zx]
-            rs = [float(pearson_along(a, b)) for a, b in zip(zx, zy)]
-            low, high, ci_note = fisher_interval(method, sizes, rs, statistic, confidence)
-            ci_method = "none" if ci_note else "stratified Fisher z"
+            ci = fisher_ci(method, [v.size for v in zx], [float(pearson_along(a, b)) for a, b in zip(zx, zy)],
+                           statistic, confidence)
         else:
             ci = bootstrap_ci([np.arange(v.size) for v in xs], stat, paired=False, n_resamples=n_boot,
                               confidence=confidence, seed=seed)
-            low, high, ci_note = ci.low, ci.high, ci.note
-            ci_method = f"stratified {ci.method}" if ci.method != "none" else "none"
+        low, high, ci_note = ci.low, ci.high, ci.note
+        ci_method = f"stratified {ci.method}" if ci.method != "none" else "none"
     return CorrelationResult(method, statistic, p_value, low, high, n, n_dropped, p_method, ci_method, n_boot,
                              confidence, "; ".join(filter(None, [ci_note, why])))
 

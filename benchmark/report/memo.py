@@ -264,5 +264,10 @@ def cached(folder: Path, name: str, key: str, fn: Callable[..., T], /, *args, **
     if value is not None:
         return value
     value = fn(*args, **kwargs)
-    write_atomic(path, dumps(value))
+    write_entry(path, value)
     return value
+
+
+def write_entry(path: Path, value) -> None:
+    """Keep ``value`` as the entry at ``path`` (:func:`entry`), read back by :func:`read_entry`."""
+    write_atomic(path, dumps(value))

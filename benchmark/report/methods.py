@@ -20,7 +20,6 @@ from benchmark.report.render import write_markdown
 from benchmark.report.store_view import StoreView
 from benchmark.report.tables import write_csv
 from benchmark.results.sample_maps import SampleMaps
-from benchmark.store import write_atomic
 
 # Samples per (task, model) the methods leaderboard scores (its first, by dataset index): every sample's maps are
 # loaded and scored by each method on both sides (~20-60 ms a sample on a CPU), so at a nightly's thousands of
@@ -66,7 +65,7 @@ class MethodScores:
             examples = {k: v for _, ex in parts for k, v in ex.items()}
             frame = pd.concat(frames, ignore_index=True) if frames else compare_methods({}, set())[0]
             self.value = (frame, examples)
-            write_atomic(self.entry, memo.dumps(self.value))
+            memo.write_entry(self.entry, self.value)
         return self.value
 
 
